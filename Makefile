@@ -1,0 +1,110 @@
+# tritongen - `make help` lists the targets. Every target calls the tritongen CLI; none re-implements it.
+# Variables can be given on the command line (make repo MODEL=llama3-8b PRECISION=fp8) or in the environment.
+
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON      ?= python3
+VENV        ?= .venv
+TORCH       ?= torch==2.13.0
+EXTRAS      ?= cpu,local-server,openai,bench,dev
+BIN         := $(VENV)/bin
+TRITONGEN   := $(BIN)/tritongen
+STAMP       := $(VENV)/.tritongen-installed
+
+# Everything tritongen caches (tiny model, engines, server state) stays inside the project.
+export TRITONGEN_CACHE ?= $(CURDIR)/.cache
+
+MODEL       ?= tiny
+NAME        ?=
+ROUTE       ?=
+PRECISION   ?=
+KV_DTYPE    ?=
+TP          ?=
+PP          ?=
+GPUS        ?=
+GPU         ?=
+ENGINE_DIR  ?=
+CHECKPOINT  ?=
+SPEC        ?=
+SET         ?=
+REPO        ?= repos/$(or $(NAME),$(MODEL))
+RUNTIME     ?= local
+PROMPT      ?= Tell me about the river and the old mill.
+MAX_TOKENS  ?= 48
+PROTOCOL    ?= grpc
+HTTP_PORT   ?= 8000
+GRPC_PORT   ?= 8001
+METRICS_PORT ?= 8002
+PYTEST_ARGS ?=
+
+SPEC_ARGS = $(if $(SPEC),--spec $(SPEC)) $(if $(ROUTE),--route $(ROUTE)) $(if $(PRECISION),--precision $(PRECISION)) \
+            $(if $(KV_DTYPE),--kv-dtype $(KV_DTYPE)) $(if $(TP),--tp $(TP)) $(if $(PP),--pp $(PP)) \
+            $(if $(GPUS),--gpus $(GPUS)) $(if $(GPU),--gpu $(GPU)) $(if $(ENGINE_DIR),--engine-dir $(ENGINE_DIR)) \
+            $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT)) $(if $(NAME),--name $(NAME)) \
+            $(foreach s,$(SET),--set $(s))
+PORT_ARGS = --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
+
+.PHONY: help venv repo validate spec models test test-fast demo serve stop status infer docs lint clean
+
+help: ## Show this help (default goal)
+	@echo "tritongen - one spec -> a validated Triton repository for TensorRT-LLM, served and queried"
+	@echo
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo
+	@echo "Variables (make VAR=value): MODEL=$(MODEL) ROUTE PRECISION KV_DTYPE TP PP GPUS GPU ENGINE_DIR CHECKPOINT"
+	@echo "  SPEC=file.yaml SET='limits.max_batch_size=32 serving.streaming=false' NAME REPO=$(REPO) RUNTIME=$(RUNTIME)"
+	@echo "  PROMPT MAX_TOKENS PROTOCOL=grpc|http HTTP_PORT GRPC_PORT METRICS_PORT VENV PYTHON TORCH"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	@# torch first, pinned, so that no dependency can pull a multi-GB CUDA build.
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	@touch $(STAMP)
+
+venv: $(STAMP) ## Create .venv and install tritongen with everything the demo and tests need
+
+models: $(STAMP) ## List the model catalogue
+	$(TRITONGEN) models
+
+spec: $(STAMP) ## Show the resolved spec for MODEL (with ROUTE/PRECISION/TP/SET ...)
+	$(TRITONGEN) spec $(MODEL) $(SPEC_ARGS)
+
+repo: $(STAMP) ## Render + validate repos/<MODEL> (engine route: ENGINE_DIR=<dir> or the engine cache)
+	$(TRITONGEN) repo $(MODEL) $(SPEC_ARGS) --out $(REPO)
+
+validate: $(STAMP) ## Validate REPO (default repos/<MODEL>)
+	$(TRITONGEN) validate $(REPO) $(if $(ENGINE_DIR),--engine-dir $(ENGINE_DIR)) $(if $(GPU),--gpu $(GPU))
+
+serve: $(STAMP) ## Start Triton on REPO (RUNTIME=local|docker), bound to 127.0.0.1
+	$(TRITONGEN) serve $(REPO) $(PORT_ARGS) $(if $(filter docker,$(RUNTIME)),--docker)
+
+stop: $(STAMP) ## Stop the server started by `make serve`
+	$(TRITONGEN) stop $(REPO)
+
+status: $(STAMP) ## Show running tritongen servers
+	$(TRITONGEN) status
+
+infer: $(STAMP) ## Stream a completion for PROMPT from the running server
+	$(TRITONGEN) infer "$(PROMPT)" --max-tokens $(MAX_TOKENS) --protocol $(PROTOCOL) \
+	  --url 127.0.0.1:$(if $(filter http,$(PROTOCOL)),$(HTTP_PORT),$(GRPC_PORT))
+
+demo: $(STAMP) ## The whole stack on this machine: tiny model -> repo -> server -> gRPC stream + HTTP generate
+	$(TRITONGEN) demo $(if $(filter-out tiny,$(MODEL)),--model $(MODEL)) $(PORT_ARGS)
+
+test: $(STAMP) ## Run the test suite (unit + real tritonserver + docker when a daemon can run)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP) ## Unit tests only (no server, no docker)
+	$(BIN)/python -m pytest -m "not server and not docker and not slow" $(PYTEST_ARGS)
+
+docs: $(STAMP) ## Regenerate the spec reference in README.md from the spec model
+	$(BIN)/python -c "from pathlib import Path; from tritongen.specdoc import update_readme; update_readme(Path('README.md'))"
+
+lint: $(STAMP) ## ruff over the package, templates' Python and tests
+	$(BIN)/ruff check tritongen templates tests benchmarks
+
+clean: ## Remove generated repositories and caches (keeps .venv)
+	rm -rf .cache repos/*/ .pytest_cache
