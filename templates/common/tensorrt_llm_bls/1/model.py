@@ -1,0 +1,301 @@
+"""tensorrt_llm_bls: the ensemble's client contract as one python model (Business Logic Scripting).
+
+Rendered by tritongen; runs in Triton's python backend with numpy and transformers. For each request it calls
+``preprocessing``, then streams from ``tensorrt_llm``, and detokenizes incrementally in the same thread. The
+decoder state lives in the request's own call, so streamed text is exact for every client, with or without a
+request id. Requests run concurrently on a thread pool sized to max_batch_size.
+
+Draft-target speculative decoding: when the ``draft_model`` parameter names a second model, each round asks
+the draft for ``num_draft_tokens`` tokens and lets the target (``tensorrt_llm``) verify them through its
+``draft_input_ids`` input; accepted tokens plus the target's own next token are streamed.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+from textcodec import IncrementalDecoder, bool_param, decode, int_param, load_tokenizer, str_param
+
+FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+
+#: client input -> preprocessing input (kept equal to tritongen.contract.CLIENT_TO_PRE by a test).
+CLIENT_TO_PRE = {
+    "text_input": "QUERY",
+    "max_tokens": "REQUEST_OUTPUT_LEN",
+    "bad_words": "BAD_WORDS_DICT",
+    "stop_words": "STOP_WORDS_DICT",
+    "embedding_bias_words": "EMBEDDING_BIAS_WORDS",
+    "embedding_bias_weights": "EMBEDDING_BIAS_WEIGHTS",
+    "end_id": "END_ID",
+    "pad_id": "PAD_ID",
+    "apply_chat_template": "APPLY_CHAT_TEMPLATE",
+}
+#: preprocessing output -> tensorrt_llm input (= tritongen.contract.PRE_TO_LLM).
+PRE_TO_LLM = {
+    "INPUT_ID": "input_ids",
+    "REQUEST_INPUT_LEN": "input_lengths",
+    "REQUEST_OUTPUT_LEN": "request_output_len",
+    "BAD_WORDS_IDS": "bad_words_list",
+    "STOP_WORDS_IDS": "stop_words_list",
+    "EMBEDDING_BIAS": "embedding_bias",
+    "OUT_END_ID": "end_id",
+    "OUT_PAD_ID": "pad_id",
+}
+#: client input passed straight to tensorrt_llm (= tritongen.contract.CLIENT_TO_LLM).
+CLIENT_TO_LLM = {
+    "num_return_sequences": "num_return_sequences",
+    "exclude_input_in_output": "exclude_input_in_output",
+    "top_k": "runtime_top_k",
+    "top_p": "runtime_top_p",
+    "temperature": "temperature",
+    "length_penalty": "len_penalty",
+    "repetition_penalty": "repetition_penalty",
+    "min_tokens": "min_tokens",
+    "presence_penalty": "presence_penalty",
+    "frequency_penalty": "frequency_penalty",
+    "seed": "seed",
+    "return_log_probs": "return_log_probs",
+    "return_context_logits": "return_context_logits",
+    "return_generation_logits": "return_generation_logits",
+    "return_perf_metrics": "return_perf_metrics",
+    "return_num_input_tokens": "return_num_input_tokens",
+    "return_num_output_tokens": "return_num_output_tokens",
+    "beam_width": "beam_width",
+    "stream": "streaming",
+    "lora_task_id": "lora_task_id",
+    "lora_weights": "lora_weights",
+    "lora_config": "lora_config",
+    "guided_decoding_guide_type": "guided_decoding_guide_type",
+    "guided_decoding_guide": "guided_decoding_guide",
+}
+#: tensorrt_llm outputs the client receives unchanged.
+PASSTHROUGH = (
+    "cum_log_probs", "output_log_probs", "context_logits", "generation_logits", "batch_index", "sequence_index",
+    "kv_cache_alloc_new_blocks", "kv_cache_reused_blocks", "kv_cache_alloc_total_blocks", "arrival_time_ns",
+    "first_scheduled_time_ns", "first_token_time_ns", "last_token_time_ns", "acceptance_rate",
+    "total_accepted_draft_tokens", "total_draft_tokens", "num_input_tokens", "num_output_tokens",
+)
+
+
+class RequestError(Exception):
+    pass
+
+
+def _raise_if_error(response, step):
+    if response.has_error():
+        raise RequestError(f"{step}: {response.error().message()}")
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        self.decoupled = bool(config.get("model_transaction_policy", {}).get("decoupled", False))
+        self.tokenizer = load_tokenizer(
+            str_param(config, "tokenizer_dir"), bool_param(config, "trust_remote_code", False)
+        )
+        self.skip_special = bool_param(config, "skip_special_tokens", True)
+        self.draft_model = str_param(config, "draft_model", "")
+        self.num_draft = max(1, int_param(config, "num_draft_tokens", 4))
+        workers = max(4, int(config.get("max_batch_size", 0) or 0))
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bls")
+        self.llm_decoupled = True  # tensorrt_llm is decoupled whenever the repository streams
+
+    def finalize(self):
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def execute(self, requests):
+        if self.decoupled:
+            for request in requests:
+                self.pool.submit(self._serve, request, request.get_response_sender())
+            return None
+        futures = [self.pool.submit(self._collect, request) for request in requests]
+        return [f.result() for f in futures]
+
+    # -- one request -------------------------------------------------------------------------------------
+
+    def _collect(self, request):
+        """Non-decoupled: run the request to completion and return one response."""
+        box = []
+
+        class _Sink:
+            def send(self, response=None, flags=0):
+                if response is not None:
+                    box.append(response)
+
+            def is_cancelled(self):
+                return False
+
+        self._serve(request, _Sink(), force_final_text=True)
+        errors = [r for r in box if r.has_error()]
+        return errors[0] if errors else box[-1]
+
+    def _serve(self, request, sender, force_final_text=False):
+        try:
+            self._generate(request, sender, force_final_text)
+        except RequestError as exc:
+            sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))), flags=FINAL)
+        except Exception as exc:  # never leave a client waiting on an unanswered stream
+            sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"tensorrt_llm_bls: {exc}")),
+                        flags=FINAL)
+
+    def _generate(self, request, sender, force_final_text):
+        client = {}
+        for name in list(CLIENT_TO_PRE) + list(CLIENT_TO_LLM):
+            tensor = pb_utils.get_input_tensor_by_name(request, name)
+            if tensor is not None:
+                client[name] = tensor.as_numpy()
+        stream = bool(np.asarray(client.get("stream", [[False]])).reshape(-1)[0]) and not force_final_text
+
+        pre_inputs = [pb_utils.Tensor(CLIENT_TO_PRE[k], v) for k, v in client.items() if k in CLIENT_TO_PRE]
+        pre = pb_utils.InferenceRequest(model_name="preprocessing", inputs=pre_inputs,
+                                        requested_output_names=list(PRE_TO_LLM))
+        pre_resp = pre.exec()
+        _raise_if_error(pre_resp, "preprocessing")
+        llm_inputs = {}
+        for out_name, llm_name in PRE_TO_LLM.items():
+            tensor = pb_utils.get_output_tensor_by_name(pre_resp, out_name)
+            if tensor is not None:
+                llm_inputs[llm_name] = tensor.as_numpy()
+        for k, v in client.items():
+            if k in CLIENT_TO_LLM:
+                llm_inputs[CLIENT_TO_LLM[k]] = v
+        llm_inputs["streaming"] = np.array([[stream]], dtype=bool)
+
+        if self.draft_model:
+            self._speculate(llm_inputs, sender, stream, request)
+            return
+        decoder = IncrementalDecoder(self.tokenizer, self.skip_special)
+        all_ids: list[int] = []
+        last = None
+        for response in self._stream("tensorrt_llm", llm_inputs):
+            if _cancelled(sender):
+                return
+            _raise_if_error(response, "tensorrt_llm")
+            ids_t = pb_utils.get_output_tensor_by_name(response, "output_ids")
+            if ids_t is None:
+                continue
+            lens = pb_utils.get_output_tensor_by_name(response, "sequence_length").as_numpy().reshape(-1)
+            ids = ids_t.as_numpy().reshape(-1)[: int(lens[0])].tolist()
+            if stream:
+                text = decoder.push(ids)
+                sender.send(self._response(text, response), flags=0)
+            else:
+                all_ids.extend(ids)
+            last = response
+        if stream:
+            sender.send(self._response(decoder.flush(), None), flags=FINAL)
+        else:
+            text = decode(self.tokenizer, all_ids, self.skip_special)
+            sender.send(self._response(text, last), flags=FINAL)
+
+    def _stream(self, model, inputs, output_len=None):
+        tensors = [pb_utils.Tensor(k, v) for k, v in inputs.items()]
+        req = pb_utils.InferenceRequest(model_name=model, inputs=tensors,
+                                        requested_output_names=["output_ids", "sequence_length", *PASSTHROUGH])
+        if self.llm_decoupled:
+            yield from req.exec(decoupled=True)
+        else:
+            yield req.exec()
+
+    def _response(self, text, llm_response):
+        tensors = [pb_utils.Tensor("text_output", np.array([[text.encode("utf-8")]], dtype=object))]
+        if llm_response is not None:
+            for name in PASSTHROUGH:
+                t = pb_utils.get_output_tensor_by_name(llm_response, name)
+                if t is not None:
+                    tensors.append(pb_utils.Tensor(name, t.as_numpy()))
+        return pb_utils.InferenceResponse(output_tensors=tensors)
+
+    # -- draft-target speculative decoding ---------------------------------------------------------------
+
+    def _speculate(self, llm_inputs, sender, stream, request):
+        prompt_len = int(np.asarray(llm_inputs["input_lengths"]).reshape(-1)[0])
+        ids = np.asarray(llm_inputs["input_ids"]).reshape(-1)[:prompt_len].tolist()
+        budget = int(np.asarray(llm_inputs["request_output_len"]).reshape(-1)[0])
+        end_id = int(np.asarray(llm_inputs.get("end_id", [[-1]])).reshape(-1)[0])
+        stop_seqs = _word_sequences(llm_inputs.get("stop_words_list"))
+        decoder = IncrementalDecoder(self.tokenizer, self.skip_special)
+        generated: list[int] = []
+        drafted = accepted = 0
+        base = {k: v for k, v in llm_inputs.items() if k not in ("input_ids", "input_lengths", "request_output_len")}
+        base["streaming"] = np.array([[False]], dtype=bool)
+        base["exclude_input_in_output"] = np.array([[True]], dtype=bool)
+        while len(generated) < budget:
+            if _cancelled(sender):
+                return
+            context = ids + generated
+            # Leave room for the token the target adds after the accepted drafts.
+            want = min(self.num_draft, budget - len(generated) - 1)
+            draft = self._once(self.draft_model, base, context, want, None) if want > 0 else []
+            target = self._once("tensorrt_llm", base, context, len(draft) + 1, draft)
+            matched = 0
+            while matched < min(len(draft), len(target)) and draft[matched] == target[matched]:
+                matched += 1
+            drafted += len(draft)
+            accepted += matched
+            # The target returns its matches plus one token of its own; returning no token of its own means it
+            # stopped (end id, stop word or length), since the end id itself is never part of the output.
+            finished = len(target) <= matched
+            new = target[: budget - len(generated)]
+            if end_id in new:
+                new = new[: new.index(end_id)]
+                finished = True
+            generated.extend(new)
+            if any(len(generated) >= len(s) and generated[-len(s):] == s for s in stop_seqs):
+                finished = True
+            if stream and new:
+                sender.send(self._response(decoder.push(new), None), flags=0)
+            if finished:
+                break
+        tail = decoder.flush() if stream else decode(self.tokenizer, generated, self.skip_special)
+        rate = accepted / drafted if drafted else 0.0
+        tensors = self._response(tail, None).output_tensors() + [
+            pb_utils.Tensor("acceptance_rate", np.array([[rate]], dtype=np.float32)),
+            pb_utils.Tensor("total_accepted_draft_tokens", np.array([[accepted]], dtype=np.int32)),
+            pb_utils.Tensor("total_draft_tokens", np.array([[drafted]], dtype=np.int32)),
+        ]
+        sender.send(pb_utils.InferenceResponse(output_tensors=tensors), flags=FINAL)
+
+    def _once(self, model, base, context, output_len, draft):
+        inputs = dict(base)
+        inputs["input_ids"] = np.array([context], dtype=np.int32)
+        inputs["input_lengths"] = np.array([[len(context)]], dtype=np.int32)
+        inputs["request_output_len"] = np.array([[output_len]], dtype=np.int32)
+        if draft:
+            inputs["draft_input_ids"] = np.array([draft], dtype=np.int32)
+        out: list[int] = []
+        for response in self._stream(model, inputs):
+            _raise_if_error(response, model)
+            ids_t = pb_utils.get_output_tensor_by_name(response, "output_ids")
+            if ids_t is None:
+                continue
+            lens = pb_utils.get_output_tensor_by_name(response, "sequence_length").as_numpy().reshape(-1)
+            out.extend(ids_t.as_numpy().reshape(-1)[: int(lens[0])].tolist())
+        return out
+
+
+def _cancelled(sender) -> bool:
+    fn = getattr(sender, "is_cancelled", None)
+    try:
+        return bool(fn()) if fn is not None else False
+    except Exception:
+        return False
+
+
+
+def _word_sequences(array) -> list[list[int]]:
+    """Token sequences from the [2, len] (ids, end offsets) stop-words format."""
+    if array is None:
+        return []
+    arr = np.asarray(array).reshape(-1, 2, np.asarray(array).shape[-1])[0]
+    seqs, start = [], 0
+    for end in arr[1].tolist():
+        if end < 0:
+            break
+        if end > start:
+            seqs.append(arr[0, start:end].tolist())
+        start = end
+    return seqs

@@ -1,0 +1,526 @@
+"""cpu route: a reference engine with the TensorRT-LLM backend's tensor contract, in Triton's python backend.
+
+Rendered by tritongen. It lets the whole stack (ensemble, preprocessing, postprocessing, BLS, clients) run for
+real without a GPU or TensorRT-LLM, and it is what the engine route's pre/postprocessing are tested against.
+
+- ``engine=torch`` runs a local Hugging Face causal LM with PyTorch (CUDA when available, else CPU).
+- ``engine=mock`` is a MOCK: no model; it emits deterministic token ids from the tokenizer's vocabulary at a
+  fixed pace (``mock_step_ms``), so the serving pipeline's own capacity can be measured.
+
+Scheduling follows the real backend's in-flight batching at iteration level: one thread runs decode steps;
+requests that arrive join the running batch between steps, finished or cancelled ones leave it. Each
+sequence's forward pass runs on its own (batch of one), which keeps greedy output bit-identical to
+``transformers`` ``generate()``; a fused batched kernel is what TensorRT-LLM adds on a GPU.
+
+Semantics copied from TensorRT-LLM: greedy unless runtime_top_k > 1 or runtime_top_p > 0 (temperature alone
+does not sample); seed defaults to 0; the end id is not part of the output; a stop word's tokens are; streaming
+responses carry only new tokens; min_tokens suppresses the end id until reached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import queue
+import threading
+import time
+import traceback
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+
+
+def _param(config, key, default=""):
+    value = config.get("parameters", {}).get(key, {}).get("string_value", default)
+    return default if value is None else value
+
+
+def _bool(value, default=False):
+    if value in ("", None):
+        return default
+    return str(value).strip().lower() in ("true", "1", "yes", "on")
+
+
+def _get(request, name):
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    return None if tensor is None else tensor.as_numpy()
+
+
+def _row_scalar(array, row, default):
+    if array is None:
+        return default
+    arr = np.asarray(array)
+    if arr.size == 0:
+        return default
+    if arr.ndim == 0:
+        return arr.item()
+    return arr.reshape(arr.shape[0], -1)[min(row, arr.shape[0] - 1)][0].item()
+
+
+def _word_sequences(array, row) -> list[list[int]]:
+    """Decode the [2, len] (ids, end offsets) format into token sequences."""
+    if array is None:
+        return []
+    arr = np.asarray(array)
+    if arr.ndim == 3:
+        arr = arr[min(row, arr.shape[0] - 1)]
+    if arr.ndim != 2 or arr.shape[0] != 2:
+        raise ValueError(f"words list must have shape [2, len], got {list(arr.shape)}")
+    ids, offsets = arr[0].tolist(), arr[1].tolist()
+    seqs, start = [], 0
+    for end in offsets:
+        if end < 0:
+            break
+        if end > start:
+            seqs.append(ids[start:end])
+        start = end
+    return seqs
+
+
+class Sequence:
+    """One row of one request, decoding."""
+
+    __slots__ = (
+        "group", "row", "prompt", "max_new", "end_id", "stop_seqs", "bad_seqs", "temperature", "top_k", "top_p",
+        "rep_penalty", "presence", "frequency", "min_tokens", "generator", "seed", "streaming", "exclude_input",
+        "want_logprobs", "want_num_in", "want_num_out", "want_perf", "generated", "logprobs", "cum_logprob",
+        "cache", "next_logits", "counts", "arrival_ns", "scheduled_ns", "first_token_ns", "last_token_ns",
+        "done", "bias", "sent_upto", "draft",
+    )
+
+
+class Group:
+    """A Triton request (possibly with several batch rows) and where its responses go."""
+
+    def __init__(self, request, sender, rows: int, decoupled: bool):
+        self.request = request
+        self.sender = sender
+        self.pending = rows
+        self.rows = rows
+        self.decoupled = decoupled
+        self.responses: list = []  # non-decoupled: collected here
+        self.finished = threading.Event()
+        self.failed = False
+
+    def cancelled(self) -> bool:
+        for obj, attr in ((self.sender, "is_cancelled"), (self.request, "is_cancelled")):
+            fn = getattr(obj, attr, None) if obj is not None else None
+            if fn is not None:
+                try:
+                    if fn():
+                        return True
+                except Exception:
+                    pass
+        return False
+
+    def send(self, response, final: bool) -> None:
+        if self.decoupled:
+            self.sender.send(response, flags=FINAL if final else 0)
+        else:
+            self.responses.append(response)
+        if final:
+            self.finished.set()
+
+    def fail(self, message: str) -> None:
+        if self.failed or self.finished.is_set():
+            return
+        self.failed = True
+        self.pending = 0
+        self.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(message)), final=True)
+
+
+class TorchEngine:
+    """Runs the checkpoint with PyTorch; keeps one KV cache per sequence."""
+
+    def __init__(self, checkpoint_dir, device, dtype, trust_remote_code):
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        self.torch = torch
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if dtype == "auto":
+            dtype = "float16" if device == "cuda" else "float32"
+        self.device = torch.device(device)
+        self.model = AutoModelForCausalLM.from_pretrained(
+            checkpoint_dir, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code
+        ).to(self.device)
+        self.model.eval()
+        self.vocab_size = self.model.config.vocab_size
+        import inspect
+
+        params = inspect.signature(self.model.forward).parameters
+        # generate() computes only the last position's logits; doing the same keeps results bit-identical.
+        self.keep_arg = "logits_to_keep" if "logits_to_keep" in params else (
+            "num_logits_to_keep" if "num_logits_to_keep" in params else None)
+
+    def _forward(self, ids, cache):
+        torch = self.torch
+        kwargs = {"use_cache": True, "past_key_values": cache}
+        if self.keep_arg:
+            kwargs[self.keep_arg] = 1
+        with torch.inference_mode():
+            out = self.model(input_ids=torch.tensor([ids], device=self.device), **kwargs)
+        return out.logits[0, -1].float(), out.past_key_values
+
+    def prefill(self, seq: Sequence):
+        seq.next_logits, seq.cache = self._forward(seq.prompt, None)
+
+    def step(self, seq: Sequence, token: int):
+        seq.next_logits, seq.cache = self._forward([token], seq.cache)
+
+    def make_generator(self, seed: int):
+        gen = self.torch.Generator(device=self.device)
+        gen.manual_seed(int(seed) & 0xFFFFFFFFFFFFFFFF)
+        return gen
+
+
+class MockEngine:
+    """MOCK engine: no model. Picks token ids deterministically from the tokenizer's ordinary vocabulary."""
+
+    def __init__(self, tokenizer_dir, trust_remote_code, step_ms, echo=False):
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=trust_remote_code)
+        special = set(tok.all_special_ids)
+        words = []
+        for token, idx in tok.get_vocab().items():
+            if idx in special:
+                continue
+            text = tok.convert_tokens_to_string([token])
+            if text.startswith(" ") and text[1:].isascii() and text[1:].isalpha():
+                words.append(idx)
+        self.choices = sorted(words) or sorted(i for i in range(len(tok)) if i not in special)
+        self.vocab_size = len(tok)
+        self.step_s = step_ms / 1000.0
+        self.echo = echo
+        self.special = special
+
+    def prefill(self, seq: Sequence):
+        digest = hashlib.blake2b(np.asarray(seq.prompt, dtype=np.int64).tobytes(), digest_size=8).digest()
+        seq.cache = int.from_bytes(digest, "little")
+        seq.next_logits = None
+
+    def step(self, seq: Sequence, token: int):
+        seq.cache = (seq.cache * 6364136223846793005 + 1442695040888963407) & 0xFFFFFFFFFFFFFFFF
+
+    def next_token(self, seq: Sequence) -> int:
+        if self.echo:
+            # Repeat the prompt (without its special tokens), so clients see known text streamed back.
+            body = [t for t in seq.prompt if t not in self.special] or self.choices[:1]
+            return body[len(seq.generated) % len(body)]
+        return self.choices[(seq.cache >> 33) % len(self.choices)]
+
+    def make_generator(self, seed: int):
+        return None
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        self.decoupled = bool(config.get("model_transaction_policy", {}).get("decoupled", False))
+        kind = _param(config, "engine", "torch")
+        trust = _bool(_param(config, "trust_remote_code"), False)
+        self.exclude_input_default = _bool(_param(config, "exclude_input_in_output"), True)
+        self.max_beam_width = int(_param(config, "max_beam_width", "1") or 1)
+        self.max_seq_len = int(_param(config, "max_seq_len", "0") or 0)
+        self.tokens_per_block = 32
+        if kind == "mock":
+            self.engine = MockEngine(_param(config, "tokenizer_dir"), trust, float(_param(config, "mock_step_ms", "0")),
+                                     echo=_bool(_param(config, "mock_echo"), False))
+        else:
+            self.engine = TorchEngine(
+                _param(config, "checkpoint_dir"), _param(config, "device", "auto"),
+                _param(config, "torch_dtype", "auto"), trust,
+            )
+        self.is_mock = kind == "mock"
+        self.inbox: queue.Queue = queue.Queue()
+        self.active: list[Sequence] = []
+        self.stopping = False
+        self.worker = threading.Thread(target=self._loop, name="cpu-engine", daemon=True)
+        self.worker.start()
+
+    def finalize(self):
+        self.stopping = True
+        self.inbox.put(None)
+        self.worker.join(timeout=10)
+
+    # -- request intake ----------------------------------------------------------------------------------
+
+    def execute(self, requests):
+        groups = []
+        for request in requests:
+            sender = request.get_response_sender() if self.decoupled else None
+            try:
+                group, seqs = self._parse(request, sender)
+            except Exception as exc:  # a malformed request fails alone
+                message = f"tensorrt_llm (cpu): {exc}"
+                if self.decoupled:
+                    sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(message)), flags=FINAL)
+                    groups.append(None)
+                else:
+                    groups.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(message)))
+                continue
+            self.inbox.put(seqs)
+            groups.append(group)
+        if self.decoupled:
+            return None
+        # Without decoupled mode Triton needs exactly one response per request from execute().
+        out = []
+        for item in groups:
+            if isinstance(item, Group):
+                item.finished.wait()
+                out.append(item.responses[-1] if item.failed or len(item.responses) == 1
+                           else _merge_rows(item.responses))
+            else:
+                out.append(item)
+        return out
+
+    def _parse(self, request, sender):
+        ids = _get(request, "input_ids")
+        if ids is None:
+            raise ValueError("input_ids is required")
+        ids = np.asarray(ids)
+        if ids.ndim == 1:
+            ids = ids[None]
+        rows = ids.shape[0]
+        lengths = _get(request, "input_lengths")
+        out_len = _get(request, "request_output_len")
+        group = Group(request, sender, rows, self.decoupled)
+        now = time.time_ns()
+        seqs = []
+        for row in range(rows):
+            n = int(_row_scalar(lengths, row, ids.shape[1]))
+            if n < 1 or n > ids.shape[1]:
+                raise ValueError(f"input_lengths {n} does not fit input_ids of width {ids.shape[1]}")
+            beam = int(_row_scalar(_get(request, "beam_width"), row, 1))
+            if beam != 1:
+                raise ValueError(f"beam_width={beam}: the cpu reference engine does not do beam search")
+            nret = int(_row_scalar(_get(request, "num_return_sequences"), row, 1))
+            if nret != 1:
+                raise ValueError(f"num_return_sequences={nret}: the cpu reference engine returns one sequence")
+            max_new = int(_row_scalar(out_len, row, 0))
+            if max_new < 1:
+                raise ValueError(f"request_output_len must be at least 1, got {max_new}")
+            if self.max_seq_len and n + max_new > self.max_seq_len:
+                raise ValueError(f"input ({n}) + request_output_len ({max_new}) exceeds max_seq_len {self.max_seq_len}")
+            s = Sequence()
+            s.group, s.row = group, row
+            s.prompt = ids[row, :n].astype(np.int64).tolist()
+            s.max_new = max_new
+            s.end_id = int(_row_scalar(_get(request, "end_id"), row, -1))
+            s.stop_seqs = _word_sequences(_get(request, "stop_words_list"), row)
+            s.bad_seqs = _word_sequences(_get(request, "bad_words_list"), row)
+            s.temperature = float(_row_scalar(_get(request, "temperature"), row, 1.0))
+            s.top_k = int(_row_scalar(_get(request, "runtime_top_k"), row, 0))
+            s.top_p = float(_row_scalar(_get(request, "runtime_top_p"), row, 0.0))
+            if s.temperature < 0 or s.top_k < 0 or not 0.0 <= s.top_p <= 1.0:
+                raise ValueError("temperature and top_k must be >= 0 and top_p in [0, 1]")
+            s.rep_penalty = float(_row_scalar(_get(request, "repetition_penalty"), row, 1.0))
+            s.presence = float(_row_scalar(_get(request, "presence_penalty"), row, 0.0))
+            s.frequency = float(_row_scalar(_get(request, "frequency_penalty"), row, 0.0))
+            s.min_tokens = int(_row_scalar(_get(request, "min_tokens"), row, 0))
+            s.seed = int(_row_scalar(_get(request, "seed"), row, 0))
+            s.streaming = bool(_row_scalar(_get(request, "streaming"), row, False)) and self.decoupled
+            s.exclude_input = bool(_row_scalar(_get(request, "exclude_input_in_output"), row, self.exclude_input_default))
+            s.want_logprobs = bool(_row_scalar(_get(request, "return_log_probs"), row, False))
+            s.want_num_in = bool(_row_scalar(_get(request, "return_num_input_tokens"), row, False))
+            s.want_num_out = bool(_row_scalar(_get(request, "return_num_output_tokens"), row, False))
+            s.want_perf = bool(_row_scalar(_get(request, "return_perf_metrics"), row, False))
+            bias = _get(request, "embedding_bias")
+            s.bias = None
+            if bias is not None and np.asarray(bias).size:
+                b = np.asarray(bias, dtype=np.float32)
+                s.bias = b.reshape(b.shape[0], -1)[min(row, b.shape[0] - 1)] if b.ndim > 1 else b
+            s.generated, s.logprobs, s.cum_logprob = [], [], 0.0
+            s.cache, s.next_logits, s.counts = None, None, {}
+            s.arrival_ns, s.scheduled_ns, s.first_token_ns, s.last_token_ns = now, 0, 0, 0
+            s.done, s.sent_upto = False, 0
+            s.generator = None
+            draft = _get(request, "draft_input_ids")
+            s.draft = None
+            if draft is not None and np.asarray(draft).size:
+                d = np.asarray(draft)
+                s.draft = (d.reshape(d.shape[0], -1)[min(row, d.shape[0] - 1)] if d.ndim > 1 else d).tolist()
+            seqs.append(s)
+        return group, seqs
+
+    # -- the engine loop ---------------------------------------------------------------------------------
+
+    def _loop(self):
+        while not self.stopping:
+            try:
+                self._admit(block=not self.active)
+                if self.active:
+                    self._step()
+            except Exception:
+                # A bug must not silently wedge every request: fail what is running and keep serving.
+                message = "tensorrt_llm (cpu) engine error: " + traceback.format_exc(limit=3)
+                for seq in self.active:
+                    seq.group.fail(message)
+                self.active = []
+
+    def _admit(self, block: bool):
+        while True:
+            try:
+                item = self.inbox.get(block=block, timeout=0.5 if block else None)
+            except queue.Empty:
+                return
+            if item is None:
+                return
+            block = False
+            for seq in item:
+                if seq.group.failed:
+                    continue
+                try:
+                    seq.scheduled_ns = time.time_ns()
+                    seq.generator = self.engine.make_generator(seq.seed)
+                    self.engine.prefill(seq)
+                    self.active.append(seq)
+                except Exception as exc:
+                    seq.group.fail(f"tensorrt_llm (cpu): prefill failed: {exc}")
+
+    def _step(self):
+        still = []
+        for seq in self.active:
+            group = seq.group
+            if group.failed:
+                continue
+            if group.cancelled():
+                group.fail("request cancelled")
+                continue
+            token, logprob = self._choose(seq)
+            finished = False
+            if token == seq.end_id and len(seq.generated) >= seq.min_tokens:
+                finished = True
+            else:
+                seq.generated.append(token)
+                seq.logprobs.append(logprob)
+                seq.cum_logprob += logprob
+                seq.counts[token] = seq.counts.get(token, 0) + 1
+                now = time.time_ns()
+                seq.first_token_ns = seq.first_token_ns or now
+                seq.last_token_ns = now
+                if len(seq.generated) >= seq.max_new or self._hit_stop(seq) or self._draft_rejected(seq, token):
+                    finished = True
+                else:
+                    self.engine.step(seq, token)
+            if seq.streaming:
+                if len(seq.generated) > seq.sent_upto or finished:
+                    self._emit(seq, final_row=finished)
+            elif finished:
+                self._emit(seq, final_row=True)
+            if not finished:
+                still.append(seq)
+        self.active = still
+        if self.is_mock and self.engine.step_s:
+            time.sleep(self.engine.step_s)
+
+    def _draft_rejected(self, seq: Sequence, token: int) -> bool:
+        """Target verification of draft tokens (draft_tokens_external): keep going while the target agrees
+        with the draft; the first token that differs is the target's correction and ends the request."""
+        if seq.draft is None:
+            return False
+        i = len(seq.generated) - 1
+        return i < len(seq.draft) and token != seq.draft[i]
+
+    def _hit_stop(self, seq: Sequence) -> bool:
+        gen = seq.generated
+        return any(len(gen) >= len(s) and gen[-len(s):] == s for s in seq.stop_seqs)
+
+    def _choose(self, seq: Sequence):
+        if self.is_mock:
+            return self.engine.next_token(seq), 0.0
+        torch = self.engine.torch
+        logits = seq.next_logits.clone()
+        if seq.bias is not None and seq.bias.shape[0]:
+            n = min(seq.bias.shape[0], logits.shape[0])
+            logits[:n] += torch.from_numpy(seq.bias[:n]).to(logits.device)
+        if seq.rep_penalty != 1.0:
+            seen = torch.tensor(sorted(set(seq.prompt) | set(seq.generated)), device=logits.device)
+            vals = logits[seen]
+            logits[seen] = torch.where(vals > 0, vals / seq.rep_penalty, vals * seq.rep_penalty)
+        if seq.counts and (seq.presence or seq.frequency):
+            ids = torch.tensor(list(seq.counts.keys()), device=logits.device)
+            counts = torch.tensor(list(seq.counts.values()), dtype=logits.dtype, device=logits.device)
+            logits[ids] -= seq.presence + seq.frequency * counts
+        for bad in seq.bad_seqs:
+            prefix = bad[:-1]
+            if (not prefix or seq.generated[-len(prefix):] == prefix) and 0 <= bad[-1] < logits.shape[0]:
+                logits[bad[-1]] = float("-inf")
+        if 0 <= seq.end_id < logits.shape[0] and len(seq.generated) < seq.min_tokens:
+            logits[seq.end_id] = float("-inf")
+        sampling = seq.top_k > 1 or seq.top_p > 0.0
+        if not sampling or seq.temperature == 0.0:
+            token = int(torch.argmax(logits))
+            logprob = float(torch.log_softmax(logits, dim=-1)[token]) if seq.want_logprobs else 0.0
+            return token, logprob
+        scaled = logits / max(seq.temperature, 1e-6)
+        if seq.top_k > 0:
+            k = min(seq.top_k, scaled.shape[0])
+            kth = torch.topk(scaled, k).values[-1]
+            scaled = torch.where(scaled < kth, torch.full_like(scaled, float("-inf")), scaled)
+        if 0.0 < seq.top_p < 1.0:
+            sorted_logits, order = torch.sort(scaled, descending=True)
+            probs = torch.softmax(sorted_logits, dim=-1)
+            cut = torch.cumsum(probs, dim=-1) - probs > seq.top_p
+            sorted_logits[cut] = float("-inf")
+            scaled = torch.full_like(scaled, float("-inf")).scatter(0, order, sorted_logits)
+        probs = torch.softmax(scaled, dim=-1)
+        token = int(torch.multinomial(probs, 1, generator=seq.generator))
+        logprob = float(torch.log(probs[token])) if seq.want_logprobs else 0.0
+        return token, logprob
+
+    # -- responses ---------------------------------------------------------------------------------------
+
+    def _emit(self, seq: Sequence, final_row: bool):
+        group = seq.group
+        if seq.streaming:
+            ids = seq.generated[seq.sent_upto:]
+            lps = seq.logprobs[seq.sent_upto:]
+        elif seq.exclude_input:
+            ids, lps = seq.generated, seq.logprobs
+        else:
+            ids, lps = seq.prompt + seq.generated, seq.logprobs
+        seq.sent_upto = len(seq.generated)
+        tensors = [
+            pb_utils.Tensor("output_ids", np.array(ids, dtype=np.int32).reshape(1, 1, -1)),
+            pb_utils.Tensor("sequence_length", np.array([[len(ids)]], dtype=np.int32)),
+        ]
+        if seq.want_logprobs:
+            tensors.append(pb_utils.Tensor("cum_log_probs", np.array([[seq.cum_logprob]], dtype=np.float32)))
+            tensors.append(pb_utils.Tensor("output_log_probs", np.array(lps, dtype=np.float32).reshape(1, 1, -1)))
+        if group.rows > 1:
+            tensors.append(pb_utils.Tensor("batch_index", np.array([[seq.row]], dtype=np.int32)))
+        if seq.want_num_in:
+            tensors.append(pb_utils.Tensor("num_input_tokens", np.array([[len(seq.prompt)]], dtype=np.int32)))
+        if seq.want_num_out:
+            tensors.append(pb_utils.Tensor("num_output_tokens", np.array([[len(seq.generated)]], dtype=np.int32)))
+        if seq.want_perf:
+            blocks = -(-(len(seq.prompt) + len(seq.generated)) // self.tokens_per_block)
+            for name, value in (("arrival_time_ns", seq.arrival_ns), ("first_scheduled_time_ns", seq.scheduled_ns),
+                                ("first_token_time_ns", seq.first_token_ns),
+                                ("last_token_time_ns", seq.last_token_ns)):
+                tensors.append(pb_utils.Tensor(name, np.array([[value]], dtype=np.int64)))
+            for name, value in (("kv_cache_alloc_new_blocks", blocks), ("kv_cache_reused_blocks", 0),
+                                ("kv_cache_alloc_total_blocks", blocks)):
+                tensors.append(pb_utils.Tensor(name, np.array([[value]], dtype=np.int32)))
+        if final_row:
+            group.pending -= 1
+        group.send(pb_utils.InferenceResponse(output_tensors=tensors), final=final_row and group.pending == 0)
+
+
+def _merge_rows(responses):
+    """Non-decoupled requests with several rows: one response with the rows stacked (padded with -1)."""
+    rows = [{t.name(): t.as_numpy() for t in r.output_tensors()} for r in responses]
+    merged = []
+    for name in rows[0]:
+        arrays = [r[name] for r in rows]
+        width = max(a.shape[-1] for a in arrays)
+        fill = -1 if arrays[0].dtype.kind in "iu" else 0
+        padded = [np.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, width - a.shape[-1])], constant_values=fill)
+                  for a in arrays]
+        merged.append(pb_utils.Tensor(name, np.concatenate(padded, axis=0)))
+    return pb_utils.InferenceResponse(output_tensors=merged)
