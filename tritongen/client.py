@@ -1,0 +1,308 @@
+"""Talk to a served repository with the ensemble's client contract (text_input, max_tokens, stream ... ->
+text_output), over tritonclient gRPC streaming or Triton's HTTP generate / generate_stream endpoints.
+
+Used by ``tritongen infer``, the demo, the tests, ``bench`` and the OpenAI-compatible server. Every request
+carries a unique request id: the ensemble's postprocessing keys its incremental decoder on it, which is what
+makes streamed text exact.
+
+    from tritongen.client import LLMClient, GenerateParams
+    client = LLMClient("127.0.0.1:8001")
+    for chunk in client.stream("Hello", GenerateParams(max_tokens=32)):
+        print(chunk.text, end="", flush=True)
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import ClientError
+
+#: Extra ensemble outputs a result may carry (counts, log probs, timings).
+EXTRA_OUTPUTS = ("num_input_tokens", "num_output_tokens", "cum_log_probs", "output_log_probs",
+                 "acceptance_rate", "total_accepted_draft_tokens", "total_draft_tokens")
+
+
+@dataclass
+class GenerateParams:
+    """Sampling and stopping settings; None leaves the server's default (greedy unless top_k/top_p)."""
+
+    max_tokens: int = 64
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    bad_words: list[str] = field(default_factory=list)
+    chat: bool = False
+    min_tokens: int | None = None
+    repetition_penalty: float | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    return_log_probs: bool = False
+    return_num_tokens: bool = False
+    exclude_input_in_output: bool | None = None
+
+    def tensors(self, stream: bool) -> dict[str, tuple[Any, str]]:
+        """Client-contract inputs (name -> (value, Triton dtype)); only what is set is sent."""
+        out: dict[str, tuple[Any, str]] = {"max_tokens": (self.max_tokens, "INT32"), "stream": (stream, "BOOL")}
+        for name, value, dtype in (
+            ("temperature", self.temperature, "FP32"),
+            ("top_k", self.top_k, "INT32"),
+            ("top_p", self.top_p, "FP32"),
+            ("seed", self.seed, "UINT64"),
+            ("min_tokens", self.min_tokens, "INT32"),
+            ("repetition_penalty", self.repetition_penalty, "FP32"),
+            ("presence_penalty", self.presence_penalty, "FP32"),
+            ("frequency_penalty", self.frequency_penalty, "FP32"),
+            ("exclude_input_in_output", self.exclude_input_in_output, "BOOL"),
+        ):
+            if value is not None:
+                out[name] = (value, dtype)
+        if self.stop:
+            out["stop_words"] = (list(self.stop), "BYTES")
+        if self.bad_words:
+            out["bad_words"] = (list(self.bad_words), "BYTES")
+        if self.chat:
+            out["apply_chat_template"] = (True, "BOOL")
+        if self.return_log_probs:
+            out["return_log_probs"] = (True, "BOOL")
+        if self.return_num_tokens:
+            out["return_num_input_tokens"] = (True, "BOOL")
+            out["return_num_output_tokens"] = (True, "BOOL")
+        return out
+
+
+@dataclass
+class Chunk:
+    text: str
+    #: Seconds since the request was sent.
+    at: float
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Completion:
+    text: str
+    chunks: list[Chunk]
+    request_id: str
+    elapsed: float
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ttft(self) -> float | None:
+        first = next((c for c in self.chunks if c.text), None)
+        return first.at if first else None
+
+
+_NP = {"INT32": np.int32, "UINT64": np.uint64, "FP32": np.float32, "BOOL": np.bool_}
+
+
+def _np_value(value: Any, dtype: str) -> np.ndarray:
+    if dtype == "BYTES":
+        items = value if isinstance(value, list) else [value]
+        return np.array([[s.encode("utf-8") if isinstance(s, str) else s for s in items]], dtype=object)
+    return np.array([[value]], dtype=_NP[dtype])
+
+
+def _split_url(url: str, default_port: int) -> str:
+    url = url.split("://", 1)[-1].rstrip("/")
+    return url if ":" in url else f"{url}:{default_port}"
+
+
+class LLMClient:
+    """A client for one model of a served repository (default ``ensemble``)."""
+
+    def __init__(self, url: str = "127.0.0.1:8001", *, protocol: str = "grpc", model: str = "ensemble",
+                 timeout: float = 300.0, headers: dict[str, str] | None = None):
+        if protocol not in ("grpc", "http"):
+            raise ClientError(f"protocol {protocol!r}: use grpc or http")
+        self.protocol = protocol
+        self.url = _split_url(url, 8001 if protocol == "grpc" else 8000)
+        self.model = model
+        self.timeout = timeout
+        self.headers = headers or {}
+
+    # -- public API --------------------------------------------------------------------------------------
+
+    def stream(self, prompt: str, params: GenerateParams | None = None, *, request_id: str | None = None,
+               ) -> Iterator[Chunk]:
+        """Yield text chunks as the server streams them."""
+        params = params or GenerateParams()
+        rid = request_id or uuid.uuid4().hex
+        if self.protocol == "grpc":
+            yield from self._grpc(prompt, params, rid, stream=True)
+        else:
+            yield from self._http_stream(prompt, params, rid, stream=True)
+
+    def generate(self, prompt: str, params: GenerateParams | None = None, *, stream: bool = False,
+                 request_id: str | None = None) -> Completion:
+        """Run one request to completion (streamed or not) and collect the text."""
+        params = params or GenerateParams()
+        rid = request_id or uuid.uuid4().hex
+        start = time.perf_counter()
+        if self.protocol == "grpc":
+            chunks = list(self._grpc(prompt, params, rid, stream=stream))
+        elif stream:
+            chunks = list(self._http_stream(prompt, params, rid, stream=True))
+        else:
+            chunks = [self._http_generate(prompt, params, rid)]
+        extras: dict[str, Any] = {}
+        for c in chunks:
+            extras.update(c.extras)
+        return Completion("".join(c.text for c in chunks), chunks, rid, time.perf_counter() - start, extras)
+
+    def ready(self) -> bool:
+        try:
+            if self.protocol == "grpc":
+                return bool(self._grpc_client().is_model_ready(self.model, headers=self.headers))
+            with urllib.request.urlopen(f"http://{self.url}/v2/models/{self.model}/ready", timeout=5) as r:
+                return r.status == 200
+        except Exception:
+            return False
+
+    # -- gRPC --------------------------------------------------------------------------------------------
+
+    def _grpc_client(self):
+        import tritonclient.grpc as grpcclient
+
+        return grpcclient.InferenceServerClient(self.url)
+
+    def _grpc(self, prompt, params, rid, *, stream: bool) -> Iterator[Chunk]:
+        import tritonclient.grpc as grpcclient
+        from tritonclient.utils import InferenceServerException
+
+        inputs = []
+        for name, (value, dtype) in {"text_input": (prompt, "BYTES"), **params.tensors(stream)}.items():
+            arr = _np_value(value, dtype)
+            inp = grpcclient.InferInput(name, list(arr.shape), dtype)
+            inp.set_data_from_numpy(arr)
+            inputs.append(inp)
+        outputs = [grpcclient.InferRequestedOutput("text_output")] + [
+            grpcclient.InferRequestedOutput(n) for n in EXTRA_OUTPUTS if self._wants(n, params)
+        ]
+        results: queue.Queue = queue.Queue()
+        client = self._grpc_client()
+        start = time.perf_counter()
+        finished = False
+        try:
+            client.start_stream(callback=lambda result, error: results.put((result, error)),
+                                headers=self.headers)
+            client.async_stream_infer(self.model, inputs, request_id=rid, outputs=outputs,
+                                      enable_empty_final_response=True)
+            while True:
+                try:
+                    result, error = results.get(timeout=self.timeout)
+                except queue.Empty:
+                    raise ClientError(f"no response from {self.model} at {self.url} within {self.timeout:.0f} s") from None
+                if error is not None:
+                    raise ClientError(_message(error))
+                response = result.get_response()
+                final = response.parameters.get("triton_final_response")
+                chunk = self._grpc_chunk(result, start)
+                if chunk is not None:
+                    yield chunk
+                if final is not None and final.bool_param:
+                    finished = True
+                    return
+        except InferenceServerException as exc:
+            raise ClientError(_message(exc)) from None
+        finally:
+            try:
+                client.stop_stream(cancel_requests=not finished)
+            except TypeError:  # tritonclient before 2.39 has no cancel_requests
+                client.stop_stream()
+            except Exception:
+                pass
+            client.close()
+
+    def _grpc_chunk(self, result, start) -> Chunk | None:
+        text_arr = result.as_numpy("text_output")
+        extras = {}
+        for name in EXTRA_OUTPUTS:
+            arr = result.as_numpy(name)
+            if arr is not None:
+                extras[name] = arr.tolist()
+        if text_arr is None and not extras:
+            return None
+        text = "" if text_arr is None else _join_text(text_arr)
+        return Chunk(text, time.perf_counter() - start, extras)
+
+    @staticmethod
+    def _wants(name: str, params: GenerateParams) -> bool:
+        if name in ("num_input_tokens", "num_output_tokens"):
+            return params.return_num_tokens
+        if name in ("cum_log_probs", "output_log_probs"):
+            return params.return_log_probs
+        return False
+
+    # -- HTTP generate -----------------------------------------------------------------------------------
+
+    def _http_body(self, prompt, params, rid, stream) -> bytes:
+        body: dict[str, Any] = {"id": rid, "text_input": prompt}
+        for name, (value, _dtype) in params.tensors(stream).items():
+            body[name] = value
+        return json.dumps(body).encode()
+
+    def _post(self, path: str, body: bytes):
+        req = urllib.request.Request(f"http://{self.url}{path}", data=body, method="POST",
+                                     headers={"Content-Type": "application/json", **self.headers})
+        try:
+            return urllib.request.urlopen(req, timeout=self.timeout)
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode("utf-8", "replace")
+            try:
+                detail = json.loads(detail).get("error", detail)
+            except json.JSONDecodeError:
+                pass
+            raise ClientError(f"HTTP {exc.code} from {path}: {detail}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise ClientError(f"cannot reach {self.url}: {getattr(exc, 'reason', exc)}") from None
+
+    def _http_generate(self, prompt, params, rid) -> Chunk:
+        start = time.perf_counter()
+        with self._post(f"/v2/models/{self.model}/generate", self._http_body(prompt, params, rid, False)) as resp:
+            data = json.loads(resp.read())
+        if "error" in data:
+            raise ClientError(str(data["error"]))
+        return Chunk(_json_text(data.get("text_output", "")), time.perf_counter() - start,
+                     {k: data[k] for k in EXTRA_OUTPUTS if k in data})
+
+    def _http_stream(self, prompt, params, rid, *, stream: bool) -> Iterator[Chunk]:
+        start = time.perf_counter()
+        resp = self._post(f"/v2/models/{self.model}/generate_stream", self._http_body(prompt, params, rid, stream))
+        with resp:
+            for raw in resp:
+                line = raw.decode("utf-8", "replace").strip()
+                if not line.startswith("data:"):
+                    continue
+                data = json.loads(line[5:].strip())
+                if "error" in data:
+                    raise ClientError(str(data["error"]))
+                extras = {k: data[k] for k in EXTRA_OUTPUTS if k in data}
+                if "text_output" in data or extras:
+                    yield Chunk(_json_text(data.get("text_output", "")), time.perf_counter() - start, extras)
+
+
+def _join_text(arr) -> str:
+    return "".join(x.decode("utf-8") if isinstance(x, bytes) else str(x) for x in np.asarray(arr).reshape(-1))
+
+
+def _json_text(value) -> str:
+    if isinstance(value, list):
+        return "".join(str(v) for v in value)
+    return str(value)
+
+
+def _message(exc) -> str:
+    msg = exc.message() if hasattr(exc, "message") and callable(exc.message) else str(exc)
+    return " ".join(str(msg).split())

@@ -1,0 +1,84 @@
+"""The tritonserver command line, shared by the local and docker launchers.
+
+Secure by default: every endpoint binds 127.0.0.1, and ``--model-control-mode=none`` (loading models at run
+time with the python backend amounts to running arbitrary code). When explicit model control is asked for,
+the model-repository, shared-memory and logging APIs require a key header on HTTP and gRPC.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+
+#: APIs that change what the server runs or exposes; locked behind the admin key when enabled.
+ADMIN_APIS = "model-repository,shared-memory,logging,trace"
+ADMIN_HEADER = "triton-admin-key"
+
+
+@dataclass
+class ServeOptions:
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    #: "none" (default, no runtime loading) or "explicit" (needs admin_key).
+    model_control: str = "none"
+    admin_key: str | None = None
+    load_models: list[str] = field(default_factory=list)
+    shm_prefix: str | None = None
+    log_verbose: int = 0
+    exit_timeout_s: int = 15
+    extra_args: list[str] = field(default_factory=list)
+
+    def ensure_admin_key(self) -> str:
+        if self.admin_key is None:
+            self.admin_key = secrets.token_urlsafe(24)
+        return self.admin_key
+
+
+def tritonserver_args(
+    repo: str | list[str],
+    opts: ServeOptions,
+    *,
+    binary: str = "tritonserver",
+    backend_dir: str | None = None,
+    with_http: bool = True,
+    with_grpc: bool = True,
+    with_metrics: bool = True,
+) -> list[str]:
+    """Argument list for one tritonserver process serving ``repo`` (one or more repository paths)."""
+    repos = [repo] if isinstance(repo, str) else list(repo)
+    argv = [binary]
+    argv += [f"--model-repository={r}" for r in repos]
+    argv += [
+        "--disable-auto-complete-config",
+        "--strict-readiness=true",
+        f"--exit-timeout-secs={opts.exit_timeout_s}",
+        f"--log-verbose={opts.log_verbose}",
+        f"--model-control-mode={opts.model_control}",
+    ]
+    if opts.model_control == "explicit":
+        for name in opts.load_models or ["*"]:
+            argv.append(f"--load-model={name}")
+        key = opts.ensure_admin_key()
+        argv.append(f"--http-restricted-api={ADMIN_APIS}:{ADMIN_HEADER}={key}")
+        argv.append(f"--grpc-restricted-protocol={ADMIN_APIS}:{ADMIN_HEADER}={key}")
+    if with_http:
+        argv += [f"--http-address={opts.host}", f"--http-port={opts.http_port}"]
+    else:
+        argv.append("--allow-http=false")
+    if with_grpc:
+        argv += [f"--grpc-address={opts.host}", f"--grpc-port={opts.grpc_port}"]
+    else:
+        argv.append("--allow-grpc=false")
+    if with_metrics:
+        # Metrics stay on loopback even when the API is exposed: they describe the host.
+        argv += ["--metrics-address=127.0.0.1", f"--metrics-port={opts.metrics_port}"]
+    else:
+        argv.append("--allow-metrics=false")
+    if backend_dir:
+        argv.append(f"--backend-directory={backend_dir}")
+    if opts.shm_prefix:
+        argv.append(f"--backend-config=python,shm-region-prefix-name={opts.shm_prefix}")
+    argv += opts.extra_args
+    return argv

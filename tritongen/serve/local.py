@@ -1,0 +1,198 @@
+"""Run tritonserver on this machine: the one on PATH, else the one in the nvidia-pytriton wheel.
+
+The wheel ships Triton 2.51 with the python backend. Its backend stub runs the first ``python3`` on PATH and
+loads the first ``libpython`` the loader finds, so tritongen puts this interpreter's ``bin`` and ``LIBDIR``
+first; models then import numpy, torch and transformers from the same environment as tritongen.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import socket
+import sys
+import sysconfig
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import proc
+from ..errors import MissingDependency, ServerError
+from ..spec import cache_dir
+from .command import ServeOptions, tritonserver_args
+from .state import ServerRecord
+
+
+@dataclass
+class Installation:
+    binary: str
+    backend_dir: str | None
+    env: dict[str, str]
+    source: str  # "PATH" or "nvidia-pytriton"
+
+
+def find_installation() -> Installation:
+    """Locate a tritonserver binary and the environment it needs."""
+    on_path = shutil.which("tritonserver")
+    if on_path:
+        backends = "/opt/tritonserver/backends" if Path("/opt/tritonserver/backends").is_dir() else None
+        return Installation(on_path, backends, {}, "PATH")
+    try:
+        import pytriton  # noqa: F401
+    except ImportError:
+        raise MissingDependency(
+            "no tritonserver on PATH and the nvidia-pytriton wheel is not installed",
+            hint="pip install 'tritongen[local-server]' (nvidia-pytriton==0.7.0 ships tritonserver 2.51), or run "
+                 "inside the NGC container, or use --docker",
+        ) from None
+    root = Path(pytriton.__file__).parent / "tritonserver"
+    binary = root / "bin" / "tritonserver"
+    libs = Path(pytriton.__file__).parent.parent / "nvidia_pytriton.libs"
+    if not binary.is_file():
+        raise MissingDependency(f"nvidia-pytriton is installed but {binary} is missing")
+    backend_dir = _pytriton_backend_dir(root)
+    libdir = sysconfig.get_config_var("LIBDIR") or ""
+    env = {
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        "LD_LIBRARY_PATH": os.pathsep.join(p for p in (libdir, str(libs), os.environ.get("LD_LIBRARY_PATH", "")) if p),
+    }
+    return Installation(str(binary), str(backend_dir), env, "nvidia-pytriton")
+
+
+def _pytriton_backend_dir(root: Path) -> Path:
+    """A backend folder with the python backend and the stub built for this interpreter (made once)."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = root / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.is_file():
+        raise MissingDependency(f"nvidia-pytriton has no python backend stub for Python {version}")
+    dest = cache_dir() / "triton" / f"backends-py{version}"
+    marker = dest / ".complete"
+    if marker.is_file() and marker.read_text() == str(root):
+        return dest
+    tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(root / "backends" / "python", tmp / "python")
+    shutil.copy2(stub, tmp / "python" / "triton_python_backend_stub")
+    (tmp / ".complete").write_text(str(root))
+    shutil.rmtree(dest, ignore_errors=True)
+    os.rename(tmp, dest)
+    return dest
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host if host not in ("", "::") else "0.0.0.0", port))
+        except OSError as exc:
+            return exc.errno in (errno.EADDRINUSE, errno.EACCES)
+    return False
+
+
+def check_ports(opts: ServeOptions, *, owners: list[ServerRecord]) -> None:
+    """Fail clearly when a port is taken, naming the tritongen server that holds it when we know it."""
+    for label, port in (("HTTP", opts.http_port), ("gRPC", opts.grpc_port), ("metrics", opts.metrics_port)):
+        if port_in_use(opts.host, port):
+            owner = next((r for r in owners if port in (r.http_port, r.grpc_port, r.metrics_port)), None)
+            who = f" by tritongen server {owner.name!r} ({owner.repo})" if owner else ""
+            raise ServerError(
+                f"{label} port {port} on {opts.host} is already in use{who}",
+                hint="stop it with `tritongen stop` or choose other ports (--http-port/--grpc-port/--metrics-port)",
+            )
+
+
+def ready(host: str, http_port: int, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{host}:{http_port}/v2/health/ready", timeout=timeout) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def wait_ready(
+    record: ServerRecord,
+    *,
+    alive: Callable[[], bool],
+    log_tail: Callable[[], str],
+    timeout: float,
+    echo: Callable[[str], None],
+    tty: bool = False,
+) -> None:
+    """Poll /v2/health/ready until the server answers; show progress; fail with the log tail."""
+    start = time.monotonic()
+    last_note = 0.0
+    spinner = "|/-\\"
+    i = 0
+    while True:
+        if ready(record.client_host, record.http_port):
+            if tty:
+                echo("\r" + " " * 70 + "\r")
+            return
+        elapsed = time.monotonic() - start
+        if not alive():
+            raise ServerError(f"tritonserver for {record.name!r} exited during startup (log: {record.log})",
+                              hint="the log tail above says why", detail=log_tail())
+        if elapsed > timeout:
+            raise ServerError(f"tritonserver for {record.name!r} not ready after {timeout:.0f} s (log: {record.log})",
+                              hint="raise --timeout for big models", detail=log_tail())
+        loaded = log_tail().count("successfully loaded")
+        note = f"waiting for tritonserver {record.name!r}: {elapsed:4.0f} s, {loaded} model(s) loaded"
+        if tty:
+            echo(f"\r{spinner[i % 4]} {note}")
+            i += 1
+        elif elapsed - last_note >= 5:
+            echo(note + "\n")
+            last_note = elapsed
+        time.sleep(0.25)
+
+
+def start(
+    name: str,
+    repos: list[Path],
+    opts: ServeOptions,
+    *,
+    timeout: float = 300.0,
+    echo: Callable[[str], None] = lambda m: None,
+    tty: bool = False,
+    owners: list[ServerRecord] | None = None,
+) -> ServerRecord:
+    """Start tritonserver on the given repositories and wait until it is ready."""
+    install = find_installation()
+    check_ports(opts, owners=owners or [])
+    log = cache_dir() / "run" / f"{name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("")
+    opts.shm_prefix = opts.shm_prefix or f"tritongen_{name}_{os.getpid()}_"
+    argv = tritonserver_args([str(Path(r).resolve()) for r in repos], opts, binary=install.binary,
+                             backend_dir=install.backend_dir)
+    child = proc.start(argv, log_path=log, env=install.env)
+    record = ServerRecord(
+        name=name, repo=str(Path(repos[0]).resolve()), runtime="local", host=opts.host, http_port=opts.http_port,
+        grpc_port=opts.grpc_port, metrics_port=opts.metrics_port, log=str(log), pid=child.pid,
+        command=argv, extra={"source": install.source, "repos": [str(Path(r).resolve()) for r in repos],
+                             "model_control": opts.model_control},
+    )
+    record.save()
+    try:
+        wait_ready(record, alive=lambda: child.poll() is None, log_tail=lambda: proc.tail_file(log),
+                   timeout=timeout, echo=echo, tty=tty)
+    except BaseException:
+        proc.stop_pid(child.pid, timeout=10)
+        record.remove()
+        raise
+    return record
+
+
+def stop(record: ServerRecord, *, timeout: float = 30.0) -> bool:
+    """Terminate the server's process group, wait, then kill. True when something was running."""
+    was_running = bool(record.pid) and proc.stop_pid(record.pid, timeout=timeout)
+    record.remove()
+    return was_running
+
+
+def running(record: ServerRecord) -> bool:
+    return bool(record.pid) and proc.pid_alive(record.pid)

@@ -1,0 +1,85 @@
+"""What tritongen remembers about the servers it started: one JSON record per server under <cache>/run/.
+
+``tritongen stop``/``status``/``logs`` read these records; a record whose process (or container) is gone is
+reported as stale and removed by ``stop``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..spec import cache_dir
+
+
+def run_dir() -> Path:
+    return cache_dir() / "run"
+
+
+@dataclass
+class ServerRecord:
+    name: str
+    repo: str
+    runtime: str  # "local" | "docker"
+    host: str
+    http_port: int
+    grpc_port: int
+    metrics_port: int
+    log: str
+    pid: int | None = None
+    container: str | None = None
+    image: str | None = None
+    command: list[str] = field(default_factory=list)
+    started_at: float = field(default_factory=time.time)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        return run_dir() / f"{self.name}.json"
+
+    @property
+    def client_host(self) -> str:
+        return "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.client_host}:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"{self.client_host}:{self.http_port}"
+
+    def save(self) -> None:
+        run_dir().mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        os.replace(tmp, self.path)
+
+    def remove(self) -> None:
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def load_all() -> list[ServerRecord]:
+    out = []
+    for path in sorted(run_dir().glob("*.json")):
+        try:
+            out.append(ServerRecord(**json.loads(path.read_text())))
+        except (OSError, json.JSONDecodeError, TypeError):
+            continue
+    return out
+
+
+def find(name_or_repo: str | None) -> list[ServerRecord]:
+    """Records matching a server name or a repository path (all records when None)."""
+    records = load_all()
+    if not name_or_repo:
+        return records
+    wanted = str(name_or_repo)
+    resolved = str(Path(wanted).expanduser().resolve())
+    return [r for r in records if r.name == wanted or r.repo == resolved or Path(r.repo).name == wanted]
