@@ -43,8 +43,42 @@ def _print_error(exc: TritongenError) -> None:
         err(click.style("  hint: ", fg="yellow") + exc.hint)
 
 
+#: Commands that live in their own module, imported only when used (or listed by --help). Each module keeps
+#: its top-level imports light (click and the stdlib) and exports ``command``.
+LAZY_COMMANDS = {
+    "tiny": "tritongen.commands.tiny",
+    "engine": "tritongen.commands.engine",
+    "serve": "tritongen.commands.serve:serve",
+    "stop": "tritongen.commands.serve:stop",
+    "status": "tritongen.commands.serve:status",
+    "logs": "tritongen.commands.serve:logs",
+    "infer": "tritongen.commands.infer",
+    "demo": "tritongen.commands.demo",
+    "plan": "tritongen.commands.plan",
+    "bench": "tritongen.commands.bench",
+    "openai": "tritongen.commands.openai",
+}
+
+
 class TritongenGroup(click.Group):
     """Turns TritongenError into its message and exit code, both under CliRunner and the console script."""
+
+    def get_command(self, ctx, name):
+        if name in self.commands:
+            return self.commands[name]
+        target = LAZY_COMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, _, attr = target.partition(":")
+        import importlib
+
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                return None
+            raise
+        return getattr(module, attr or "command")
 
     def invoke(self, ctx: click.Context):
         try:
@@ -56,8 +90,9 @@ class TritongenGroup(click.Group):
             click.echo("tritongen: interrupted", err=True)
             ctx.exit(130)
 
-    def list_commands(self, ctx):  # keep the order commands were added (the order of the typical flow)
-        return list(self.commands)
+    def list_commands(self, ctx):
+        names = list(self.commands) + list(LAZY_COMMANDS)
+        return [n for n in names if self.get_command(ctx, n) is not None]
 
 
 @click.group(cls=TritongenGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"],

@@ -1,0 +1,98 @@
+"""Shared fixtures. Tests never touch ~: the cache, HOME and the Hugging Face cache point into tmp dirs.
+
+Servers started here bind 127.0.0.1 on free ports and are stopped by pid when the session ends.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_SESSION_ROOT = Path(tempfile.mkdtemp(prefix="tritongen-tests-"))
+# Set before any tritongen import reads them (cache_dir() reads the environment at call time anyway).
+os.environ["TRITONGEN_CACHE"] = str(_SESSION_ROOT / "cache")
+os.environ["HOME"] = str(_SESSION_ROOT / "home")
+os.environ["HF_HOME"] = str(_SESSION_ROOT / "hf")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ.pop("TRITON_IMAGE", None)
+(_SESSION_ROOT / "home").mkdir(parents=True, exist_ok=True)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+def free_ports(n: int = 3) -> list[int]:
+    """n distinct free TCP ports on 127.0.0.1."""
+    socks, ports = [], []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
+@pytest.fixture(scope="session")
+def session_root() -> Path:
+    return _SESSION_ROOT
+
+
+@pytest.fixture(scope="session")
+def tiny_dir() -> Path:
+    """The tiny model, built once per test session."""
+    from tritongen.spec import cache_dir
+    from tritongen.tiny import build
+
+    return build(cache_dir() / "models" / "tiny")
+
+
+@pytest.fixture(scope="session")
+def server_factory():
+    """start(repo_paths, name=..., **serve options) -> ServerRecord; every server is stopped at the end."""
+    from tritongen.serve import local
+    from tritongen.serve.command import ServeOptions
+
+    started = []
+
+    def start(repos, name: str, timeout: float = 180.0, **options):
+        http, grpc, metrics = free_ports(3)
+        opts = ServeOptions(http_port=http, grpc_port=grpc, metrics_port=metrics, **options)
+        repos = [repos] if isinstance(repos, (str, Path)) else repos
+        record = local.start(name, [Path(r) for r in repos], opts, timeout=timeout)
+        started.append(record)
+        return record
+
+    yield start
+    for record in started:
+        local.stop(record)
+
+
+def render(model: str, out: Path, **options) -> Path:
+    """Render a repository with dotted-key options, e.g. render("tiny", p, **{"cpu.engine": "mock"})."""
+    from tritongen.render import write_repo
+    from tritongen.spec import load_spec
+
+    spec = load_spec(model, options=options)
+    return write_repo(spec, out, force=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_repo(tiny_dir, session_root) -> Path:
+    """cpu route, PyTorch engine on the tiny model, streaming ensemble + BLS."""
+    return render("tiny", session_root / "repos" / "tiny", **{"serving.bls": True})
+
+
+@pytest.fixture(scope="session")
+def tiny_server(tiny_repo, server_factory):
+    return server_factory(tiny_repo, "test-tiny")

@@ -1,0 +1,91 @@
+"""``tritongen infer``: send one prompt to a running server and print the answer as it streams."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from ..errors import ServerError, UsageError
+
+
+def default_url(server: str | None, protocol: str) -> str:
+    """The address of the named (or only) tritongen server, else the default local port."""
+    from ..serve import state
+
+    records = state.find(server)
+    if server and not records:
+        raise ServerError(f"no tritongen server named {server!r}", hint="see `tritongen status` or pass --url")
+    if len(records) > 1:
+        raise UsageError(f"several servers are running ({', '.join(r.name for r in records)}); pass --server or --url")
+    if records:
+        return records[0].grpc_url if protocol == "grpc" else records[0].http_url
+    return "127.0.0.1:8001" if protocol == "grpc" else "127.0.0.1:8000"
+
+
+@click.command("infer")
+@click.argument("prompt")
+@click.option("--url", help="Server address host:port (default: the running tritongen server, else 127.0.0.1).")
+@click.option("--server", help="Name of a server started by `tritongen serve`.")
+@click.option("--protocol", type=click.Choice(["grpc", "http"]), default="grpc", show_default=True,
+              help="grpc: stream_infer; http: the generate / generate_stream endpoints.")
+@click.option("--model", default="ensemble", show_default=True, help="ensemble, tensorrt_llm_bls, ...")
+@click.option("--max-tokens", type=int, default=64, show_default=True)
+@click.option("--temperature", type=float, help="Sampling temperature (needs --top-k or --top-p to sample).")
+@click.option("--top-k", type=int, help="Sample from the k most likely tokens (1 = greedy).")
+@click.option("--top-p", type=float, help="Nucleus sampling threshold.")
+@click.option("--seed", type=int, help="Random seed for sampling (same seed, same text).")
+@click.option("--stop", "stop_words", multiple=True, help="Stop when this text is generated (repeatable).")
+@click.option("--bad-word", "bad_words", multiple=True, help="Never generate this text (repeatable).")
+@click.option("--chat", is_flag=True, help="Format the prompt with the model's chat template.")
+@click.option("--min-tokens", type=int, help="Generate at least this many tokens.")
+@click.option("--no-stream", is_flag=True, help="Wait for the whole answer instead of streaming.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (text, timings, token counts).")
+def command(prompt, url, server, protocol, model, max_tokens, temperature, top_k, top_p, seed, stop_words,
+            bad_words, chat, min_tokens, no_stream, as_json) -> None:
+    """Send PROMPT to a running server and print the completion as it arrives.
+
+    \b
+    Examples:
+      tritongen infer "Tell me about rivers" --max-tokens 32
+      tritongen infer "Hi" --chat --top-p 0.9 --temperature 0.7 --seed 1
+      tritongen infer "Hi" --protocol http --no-stream
+    """
+    from ..client import GenerateParams, LLMClient
+
+    params = GenerateParams(
+        max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+        stop=list(stop_words), bad_words=list(bad_words), chat=chat, min_tokens=min_tokens,
+        return_num_tokens=True,
+    )
+    client = LLMClient(url or default_url(server, protocol), protocol=protocol, model=model)
+    if as_json or no_stream:
+        result = client.generate(prompt, params, stream=not no_stream)
+        if as_json:
+            click.echo(json.dumps({"text": result.text, "request_id": result.request_id,
+                                   "elapsed_s": round(result.elapsed, 4),
+                                   "ttft_s": None if result.ttft is None else round(result.ttft, 4),
+                                   "chunks": len(result.chunks), **result.extras}, ensure_ascii=False))
+        else:
+            click.echo(result.text)
+        return
+    chunks = 0
+    first = last = None
+    extras: dict = {}
+    for chunk in client.stream(prompt, params):
+        if chunk.text:
+            sys.stdout.write(chunk.text)
+            sys.stdout.flush()
+            chunks += 1
+            first = first if first is not None else chunk.at
+        last = chunk.at
+        extras.update(chunk.extras)
+    sys.stdout.write("\n")
+    n_out = (extras.get("num_output_tokens") or [[None]])[0][0] if extras.get("num_output_tokens") else None
+    stats = f"[{chunks} chunks"
+    if n_out is not None:
+        stats += f", {n_out} tokens"
+    if first is not None:
+        stats += f", first text after {first * 1000:.0f} ms, done in {last * 1000:.0f} ms"
+    click.echo(click.style(stats + "]", dim=True), err=True)

@@ -1,0 +1,211 @@
+"""``tritongen serve | stop | status | logs``: run tritonserver on generated repositories and manage it."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from ..errors import ServerError, UsageError
+
+
+def _lock_serving(repo: Path) -> dict:
+    from ..render import read_lock
+
+    lock = read_lock(repo) or {}
+    return ((lock.get("spec") or {}).get("serving")) or {}
+
+
+def _check_repo(repo: Path, gpu: str | None) -> None:
+    """Refuse to start on a repository Triton would reject (or on an engine for another release/GPU)."""
+    from ..errors import ValidationFailed
+    from ..validate import validate_repo
+
+    report = validate_repo(repo, gpu_arch=gpu)
+    for p in report.warnings:
+        click.echo(click.style(str(p), fg="yellow"), err=True)
+    if report.errors:
+        raise ValidationFailed(report.errors, hint=f"fix the spec and regenerate; `tritongen validate {repo}`")
+
+
+@click.command("serve")
+@click.argument("repos", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--name", help="Server name for stop/status/logs (default: the first repository's folder name).")
+@click.option("--host", help="Address to bind (default 127.0.0.1; 0.0.0.0 exposes the server to the network).")
+@click.option("--http-port", type=int, help="HTTP port (default: the spec's serving.http_port, 8000).")
+@click.option("--grpc-port", type=int, help="gRPC port (default 8001).")
+@click.option("--metrics-port", type=int, help="Metrics port (default 8002, always on 127.0.0.1).")
+@click.option("--docker", is_flag=True, help="Run in the pinned NGC container instead of a local tritonserver.")
+@click.option("--image", envvar="TRITON_IMAGE", help="Container image for --docker (env TRITON_IMAGE).")
+@click.option("--gpu", help="Serving GPU (e.g. h100): refuse an engine built for another architecture.")
+@click.option("--model-control", type=click.Choice(["none", "explicit"]), default="none", show_default=True,
+              help="explicit allows loading models at run time; the admin APIs then require a key.")
+@click.option("--admin-key", envvar="TRITONGEN_ADMIN_KEY", help="Key for the admin APIs with explicit model "
+              "control (default: generated and printed).")
+@click.option("--user", "run_as", help="--docker: run the container as this uid[:gid] instead of root.")
+@click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds to wait for readiness.")
+@click.option("--no-validate", is_flag=True, help="Skip validating the repository first.")
+@click.option("--log-verbose", type=int, default=0, help="tritonserver --log-verbose level.")
+@click.option("--openai", "openai_port", type=int, default=None, is_flag=False, flag_value=9000,
+              help="Also start the OpenAI-compatible API on this port (default 9000 when given bare).")
+def serve(repos, name, host, http_port, grpc_port, metrics_port, docker, image, gpu, model_control, admin_key,
+          run_as, timeout, no_validate, log_verbose, openai_port) -> None:
+    """Start tritonserver on REPOS (one or more model repositories), bound to 127.0.0.1.
+
+    Waits until every model is ready, showing progress; on failure prints the cause and the server's log
+    tail. The server keeps running in the background: `tritongen infer`, `tritongen status`, `tritongen logs`,
+    `tritongen stop`.
+    """
+    from ..serve import state
+    from ..serve.command import ServeOptions
+
+    repos = [Path(r).resolve() for r in repos]
+    name = name or repos[0].name
+    if not no_validate:
+        for repo in repos:
+            _check_repo(repo, gpu)
+    existing = [r for r in state.load_all() if r.name == name]
+    for record in existing:
+        if _alive(record):
+            raise ServerError(f"a server named {name!r} is already running ({record.runtime}, {record.http_url})",
+                              hint=f"tritongen stop {name}, or pick another --name")
+        record.remove()
+    serving = _lock_serving(repos[0])
+    opts = ServeOptions(
+        host=host or serving.get("host", "127.0.0.1"),
+        http_port=http_port or serving.get("http_port", 8000),
+        grpc_port=grpc_port or serving.get("grpc_port", 8001),
+        metrics_port=metrics_port or serving.get("metrics_port", 8002),
+        model_control=model_control,
+        admin_key=admin_key,
+        log_verbose=log_verbose,
+    )
+    if model_control == "explicit":
+        opts.ensure_admin_key()
+    echo = lambda m: click.echo(m, err=True, nl=False)  # noqa: E731
+    tty = sys.stderr.isatty()
+    start = time.monotonic()
+    if docker:
+        from ..serve import docker as docker_runtime
+
+        record = docker_runtime.start(name, repos, opts, image=image, timeout=timeout, echo=echo, tty=tty,
+                                      run_as=run_as, owners=state.load_all())
+    else:
+        if run_as:
+            raise UsageError("--user applies to --docker")
+        from ..serve import local
+
+        record = local.start(name, repos, opts, timeout=timeout, echo=echo, tty=tty, owners=state.load_all())
+    where = f"container {record.container}" if record.container else f"pid {record.pid}"
+    click.echo(f"tritonserver {name!r} ready in {time.monotonic() - start:.1f} s ({record.runtime}, {where})")
+    click.echo(f"  gRPC    {record.grpc_url}\n  HTTP    http://{record.http_url}\n"
+               f"  metrics http://127.0.0.1:{record.metrics_port}/metrics\n  log     {record.log}")
+    if opts.model_control == "explicit":
+        click.echo(f"  admin APIs need header triton-admin-key: {opts.admin_key}")
+    if opts.host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(click.style(f"  warning: listening on {opts.host}: reachable from the network", fg="yellow"),
+                   err=True)
+    if openai_port:
+        from ..openai_server import start_background
+
+        url = start_background(record, port=openai_port)
+        click.echo(f"  OpenAI  {url}/v1")
+    click.echo(f'next: tritongen infer "Hello" --server {name}   |   tritongen stop {name}')
+
+
+def _alive(record) -> bool:
+    if record.runtime == "docker":
+        from ..serve import docker as docker_runtime
+
+        return docker_runtime.running(record)
+    from ..serve import local
+
+    return local.running(record)
+
+
+def _stop_one(record) -> str:
+    if record.runtime == "docker":
+        from ..serve import docker as docker_runtime
+
+        was = docker_runtime.stop(record)
+    else:
+        from ..serve import local
+
+        was = local.stop(record)
+    for pid in record.extra.get("companions", []):  # e.g. the OpenAI front started with --openai
+        from .. import proc
+
+        proc.stop_pid(int(pid), timeout=10)
+    return "stopped" if was else "removed stale record of"
+
+
+@click.command("stop")
+@click.argument("target", required=False)
+@click.option("--all", "stop_all", is_flag=True, help="Stop every server tritongen started.")
+def stop(target, stop_all) -> None:
+    """Stop the server named TARGET (or serving the repository TARGET); with no TARGET, the only one running."""
+    from ..serve import state
+
+    records = state.find(None if stop_all else target)
+    if target and not records and not stop_all:
+        raise ServerError(f"no tritongen server named or serving {target!r}", hint="see `tritongen status`")
+    if not target and not stop_all and len(records) > 1:
+        names = ", ".join(r.name for r in records)
+        raise UsageError(f"several servers are running ({names}); name one or pass --all")
+    if not records:
+        click.echo("no tritongen server is running")
+        return
+    for record in records:
+        what = _stop_one(record)
+        where = f"container {record.container}" if record.container else f"pid {record.pid}"
+        click.echo(f"{what} {record.name!r} ({record.runtime}, {where})")
+
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(as_json) -> None:
+    """List the servers tritongen started, whether they are alive and ready, and their addresses."""
+    import json
+    from dataclasses import asdict
+
+    from ..serve import state
+    from ..serve.local import ready
+
+    rows = []
+    for record in state.load_all():
+        alive = _alive(record)
+        is_ready = alive and ready(record.client_host, record.http_port)
+        rows.append((record, "ready" if is_ready else ("starting/unhealthy" if alive else "dead")))
+    if as_json:
+        click.echo(json.dumps([{**asdict(r), "state": s} for r, s in rows], indent=2))
+        return
+    if not rows:
+        click.echo("no tritongen server is running")
+        return
+    click.echo(f"{'NAME':<16}{'STATE':<20}{'RUNTIME':<8}{'GRPC':<22}{'HTTP':<22}REPOSITORY")
+    for r, s in rows:
+        click.echo(f"{r.name:<16}{s:<20}{r.runtime:<8}{r.grpc_url:<22}{r.http_url:<22}{r.repo}")
+
+
+@click.command("logs")
+@click.argument("target", required=False)
+@click.option("-n", "--lines", type=int, default=50, show_default=True, help="Lines from the end.")
+def logs(target, lines) -> None:
+    """Print the end of a server's log (the only server when TARGET is omitted)."""
+    from .. import proc
+    from ..serve import state
+
+    records = state.find(target)
+    if not records:
+        raise ServerError(f"no tritongen server {'named ' + repr(target) if target else 'is running'}")
+    if len(records) > 1:
+        raise UsageError(f"several servers match; name one of: {', '.join(r.name for r in records)}")
+    record = records[0]
+    if record.runtime == "docker":
+        from ..serve import docker as docker_runtime
+
+        click.echo(docker_runtime.logs(record, lines=lines))
+    else:
+        click.echo(proc.tail_file(Path(record.log), lines))
