@@ -100,22 +100,95 @@ def chat_prompt(tokenizer, text: str) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-class IncrementalDecoder:
-    """Turns token ids arriving a few at a time into text chunks that concatenate to the full decode.
+def _bytes_to_unicode() -> dict[int, str]:
+    """The byte <-> printable-character map of GPT-2-style byte-level BPE vocabularies."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\u00a1"), ord("\u00ac") + 1)) + \
+        list(range(ord("\u00ae"), ord("\u00ff") + 1))
+    chars = printable[:]
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, (chr(c) for c in chars)))
 
-    Each push decodes only a short window (the tokens since the last emitted boundary plus a few before it for
-    context), so the work per token is constant. A chunk that would end inside a multi-byte character (the
-    decode ends with U+FFFD) is held back until the character is complete, so UTF-8 text is never split.
+
+_TABLES: dict[int, tuple] = {}
+
+
+def byte_level_table(tokenizer):
+    """(bytes per token id, special ids) when the tokenizer decodes byte-level BPE, else None.
+
+    For these tokenizers every id maps to the same bytes wherever it appears, so text can be decoded token by
+    token with an incremental UTF-8 decoder and match a full decode exactly.
+    """
+    key = id(tokenizer)
+    if key in _TABLES:
+        return _TABLES[key][0]
+    table = None
+    try:
+        spec = json.loads(tokenizer.backend_tokenizer.to_str())
+    except Exception:
+        spec = {}
+    decoder = spec.get("decoder") or {}
+    # Only the decoder matters here: normalizers and pre-tokenizers shape encoding, not decoding.
+    if decoder.get("type") == "ByteLevel":
+        char_to_byte = {c: b for b, c in _bytes_to_unicode().items()}
+        pieces = []
+        for token in tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))):
+            if token is None:
+                pieces.append(b"")
+                continue
+            try:
+                pieces.append(bytes(char_to_byte[c] for c in token))
+            except KeyError:  # added tokens are not byte-mapped: their text is used as is
+                pieces.append(token.encode("utf-8"))
+        special = {i for i, t in getattr(tokenizer, "added_tokens_decoder", {}).items() if getattr(t, "special", False)}
+        table = (pieces, frozenset(special))
+    _TABLES[key] = (table, tokenizer)  # keep the tokenizer alive so its id() stays unique
+    return table
+
+
+class _ByteLevelDecoder:
+    """Exact, O(1) per token: bytes of each token through an incremental UTF-8 decoder."""
+
+    __slots__ = ("_pieces", "_special", "_skip", "_utf8", "last_used")
+
+    def __init__(self, table, skip_special_tokens: bool):
+        import codecs
+
+        self._pieces, self._special = table
+        self._skip = skip_special_tokens
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.last_used = time.monotonic()
+
+    def push(self, new_ids) -> str:
+        self.last_used = time.monotonic()
+        pieces, n = self._pieces, len(self._pieces)
+        data = b"".join(
+            pieces[i] for i in (int(x) for x in new_ids)
+            if 0 <= i < n and not (self._skip and i in self._special)
+        )
+        return self._utf8.decode(data, final=False) if data else ""
+
+    def flush(self) -> str:
+        return self._utf8.decode(b"", final=True)
+
+
+class _WindowDecoder:
+    """Any tokenizer: decode a short window (a few tokens of context plus the new ones) and emit the growth.
+
+    Text that ends inside a multi-byte character (decode ends with U+FFFD) is held back until it completes;
+    without byte-level BPE a character spans at most 4 byte-fallback tokens, so the hold is bounded.
     """
 
     __slots__ = ("_tok", "_skip", "_ids", "_prefix", "_read", "last_used")
 
-    #: Longest run of tokens held back waiting for a character to complete (a UTF-8 char is <= 4 bytes).
-    MAX_PENDING = 4
-    #: Tokens kept before the window; older ones are dropped to bound memory and work.
+    MAX_PENDING = 16
     KEEP = 8
 
-    def __init__(self, tokenizer, skip_special_tokens: bool = True):
+    def __init__(self, tokenizer, skip_special_tokens: bool):
         self._tok = tokenizer
         self._skip = skip_special_tokens
         self._ids: list[int] = []
@@ -130,19 +203,13 @@ class IncrementalDecoder:
             return ""
         prefix_text = decode(self._tok, self._ids[self._prefix : self._read], self._skip)
         full_text = decode(self._tok, self._ids[self._prefix :], self._skip)
-        pending = len(self._ids) - self._read
-        if full_text.endswith("\ufffd") and pending < self.MAX_PENDING:
+        if full_text.endswith("\ufffd") and len(self._ids) - self._read < self.MAX_PENDING:
             return ""
-        if len(full_text) <= len(prefix_text) and not full_text.endswith("\ufffd"):
-            # Only skipped (special) tokens arrived: nothing to show, but they are consumed.
-            self._advance()
-            return ""
-        delta = full_text[len(prefix_text) :]
+        delta = full_text[len(prefix_text) :] if len(full_text) > len(prefix_text) else ""
         self._advance()
         return delta
 
     def flush(self) -> str:
-        """Whatever is still held back (an incomplete character at the very end)."""
         if len(self._ids) == self._read:
             return ""
         prefix_text = decode(self._tok, self._ids[self._prefix : self._read], self._skip)
@@ -153,11 +220,24 @@ class IncrementalDecoder:
     def _advance(self) -> None:
         self._prefix = self._read
         self._read = len(self._ids)
+        # The context must show some text: a window opening on skipped special tokens would let the decoder
+        # strip the next word's leading space as if it began the text.
+        while self._prefix > 0 and not decode(self._tok, self._ids[self._prefix : self._read], self._skip):
+            self._prefix -= 1
         if self._prefix > self.KEEP:
             drop = self._prefix - self.KEEP
             del self._ids[:drop]
             self._prefix -= drop
             self._read -= drop
+
+
+def IncrementalDecoder(tokenizer, skip_special_tokens: bool = True):  # noqa: N802 - a factory used like a class
+    """A decoder whose ``push(ids)`` chunks concatenate (with ``flush()``) to exactly the full decode: the
+    exact O(1) byte-level path when the tokenizer allows it, else the windowed path."""
+    table = byte_level_table(tokenizer)
+    if table is not None:
+        return _ByteLevelDecoder(table, skip_special_tokens)
+    return _WindowDecoder(tokenizer, skip_special_tokens)
 
 
 class StreamTable:
@@ -169,7 +249,7 @@ class StreamTable:
         self._skip = skip_special_tokens
         self._max = max_streams
         self._idle = idle_s
-        self._streams: OrderedDict[str, IncrementalDecoder] = OrderedDict()
+        self._streams: OrderedDict = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._streams)
