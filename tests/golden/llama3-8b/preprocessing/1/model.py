@@ -1,0 +1,184 @@
+"""Preprocessing for the tensorrt_llm ensemble: text -> token ids and the engine's request tensors.
+
+Rendered by tritongen; runs in Triton's python backend (NGC TensorRT-LLM container or a local tritonserver)
+with only numpy and transformers. Settings come from config.pbtxt ``parameters``.
+
+Per batch: all prompts are tokenized in one call of the fast tokenizer. A bad request (empty or over-long
+prompt, max_tokens < 1, prompt + max_tokens beyond max_seq_len, chat template missing) gets its own error
+response; the other requests of the batch are answered normally.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+from textcodec import bool_param, chat_prompt, int_param, load_tokenizer, str_param, to_word_list
+
+
+def _input(request, name):
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    return None if tensor is None else tensor.as_numpy()
+
+
+def _strings(array) -> list[str]:
+    """Flatten a BYTES tensor of one request into Python strings (empty strings dropped)."""
+    if array is None:
+        return []
+    out = []
+    for item in np.asarray(array).reshape(-1):
+        text = item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)
+        if text:
+            out.append(text)
+    return out
+
+
+def _scalar(array, default):
+    if array is None or np.asarray(array).size == 0:
+        return default
+    return np.asarray(array).reshape(-1)[0].item()
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        self.tokenizer = load_tokenizer(
+            str_param(config, "tokenizer_dir"), bool_param(config, "trust_remote_code", False)
+        )
+        self.add_special_tokens = bool_param(config, "add_special_tokens", True)
+        self.max_input_len = int_param(config, "max_input_len", 0)
+        self.max_seq_len = int_param(config, "max_seq_len", 0)
+        tok = self.tokenizer
+        self.end_id = tok.eos_token_id if tok.eos_token_id is not None else 0
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else self.end_id
+        self.vocab = len(tok)
+        self.empty_words = np.array([[0], [-1]], dtype=np.int32)
+
+    def execute(self, requests):
+        # Gather prompts of the whole batch, then tokenize each kind (plain / chat-formatted) in one call.
+        rows = []  # (request, batch_row, text, chat)
+        errors: dict[int, str] = {}
+        for r_idx, request in enumerate(requests):
+            query = _input(request, "QUERY")
+            chat_flags = _input(request, "APPLY_CHAT_TEMPLATE")
+            batch = query.shape[0] if query is not None and query.ndim else 1
+            for b in range(batch):
+                texts = _strings(query[b]) if query is not None else []
+                text = texts[0] if texts else ""
+                chat = bool(_scalar(chat_flags[b] if chat_flags is not None else None, False))
+                if not text.strip():
+                    errors[r_idx] = "text_input is empty; send a non-empty prompt"
+                elif chat:
+                    try:
+                        text = chat_prompt(self.tokenizer, text)
+                    except Exception as exc:  # a broken template or message list is the request's error
+                        errors[r_idx] = f"apply_chat_template: {exc}"
+                rows.append((r_idx, b, text, chat))
+        ids_by_row = self._tokenize(rows, errors)
+
+        responses = []
+        for r_idx, request in enumerate(requests):
+            if r_idx in errors:
+                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(errors[r_idx])))
+                continue
+            try:
+                responses.append(self._response(request, r_idx, ids_by_row))
+            except ValueError as exc:
+                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))))
+        return responses
+
+    def _tokenize(self, rows, errors) -> dict[tuple[int, int], list[int]]:
+        out: dict[tuple[int, int], list[int]] = {}
+        for chat in (False, True):
+            group = [(r, b, t) for r, b, t, c in rows if c == chat and r not in errors]
+            if not group:
+                continue
+            # Chat templates already place BOS and friends; adding special tokens again would double them.
+            encoded = self.tokenizer(
+                [t for _, _, t in group],
+                add_special_tokens=self.add_special_tokens and not chat,
+            )["input_ids"]
+            for (r, b, _), ids in zip(group, encoded):
+                out[(r, b)] = ids
+        return out
+
+    def _response(self, request, r_idx, ids_by_row):
+        out_len = _input(request, "REQUEST_OUTPUT_LEN")
+        end_in = _input(request, "END_ID")
+        pad_in = _input(request, "PAD_ID")
+        stop_in = _input(request, "STOP_WORDS_DICT")
+        bad_in = _input(request, "BAD_WORDS_DICT")
+        bias_words = _input(request, "EMBEDDING_BIAS_WORDS")
+        bias_weights = _input(request, "EMBEDDING_BIAS_WEIGHTS")
+        batch = out_len.shape[0] if out_len is not None else 1
+
+        ids_rows, lens, out_lens, ends, pads, stops, bads, biases = [], [], [], [], [], [], [], []
+        for b in range(batch):
+            ids = ids_by_row[(r_idx, b)]
+            n = len(ids)
+            if self.max_input_len and n > self.max_input_len:
+                raise ValueError(f"prompt is {n} tokens, longer than max_input_len={self.max_input_len}; "
+                                 "shorten it (or raise limits.max_input_len and rebuild)")
+            max_tokens = int(_scalar(out_len[b] if out_len is not None else None, 0))
+            if max_tokens < 1:
+                raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
+            if self.max_seq_len and n + max_tokens > self.max_seq_len:
+                raise ValueError(f"prompt ({n} tokens) + max_tokens ({max_tokens}) exceeds max_seq_len="
+                                 f"{self.max_seq_len}; ask for at most {max(self.max_seq_len - n, 0)} tokens")
+            ids_rows.append(ids)
+            lens.append(n)
+            out_lens.append(max_tokens)
+            ends.append(int(_scalar(end_in[b] if end_in is not None else None, self.end_id)))
+            pads.append(int(_scalar(pad_in[b] if pad_in is not None else None, self.pad_id)))
+            stops.append(to_word_list(self.tokenizer, _strings(stop_in[b])) if stop_in is not None else self.empty_words)
+            bads.append(to_word_list(self.tokenizer, _strings(bad_in[b])) if bad_in is not None else self.empty_words)
+            biases.append(self._bias(
+                _strings(bias_words[b]) if bias_words is not None else [],
+                bias_weights[b] if bias_weights is not None else None,
+            ))
+
+        width = max(lens)
+        input_ids = np.full((batch, width), self.pad_id, dtype=np.int32)
+        for b, ids in enumerate(ids_rows):
+            input_ids[b, : len(ids)] = ids
+        tensors = [
+            pb_utils.Tensor("INPUT_ID", input_ids),
+            pb_utils.Tensor("REQUEST_INPUT_LEN", np.array(lens, dtype=np.int32).reshape(batch, 1)),
+            pb_utils.Tensor("REQUEST_OUTPUT_LEN", np.array(out_lens, dtype=np.int32).reshape(batch, 1)),
+            pb_utils.Tensor("STOP_WORDS_IDS", _stack_word_lists(stops)),
+            pb_utils.Tensor("BAD_WORDS_IDS", _stack_word_lists(bads)),
+            pb_utils.Tensor("EMBEDDING_BIAS", _stack_bias(biases)),
+            pb_utils.Tensor("OUT_END_ID", np.array(ends, dtype=np.int32).reshape(batch, 1)),
+            pb_utils.Tensor("OUT_PAD_ID", np.array(pads, dtype=np.int32).reshape(batch, 1)),
+        ]
+        return pb_utils.InferenceResponse(output_tensors=tensors)
+
+    def _bias(self, words, weights):
+        if not words:
+            return np.zeros((0,), dtype=np.float32)
+        weights = np.asarray(weights, dtype=np.float32).reshape(-1) if weights is not None else None
+        if weights is None or weights.size < len(words):
+            raise ValueError("embedding_bias_weights needs one weight per embedding_bias_words entry")
+        bias = np.zeros((self.vocab,), dtype=np.float32)
+        for word, weight in zip(words, weights):
+            for token in self.tokenizer.encode(word, add_special_tokens=False):
+                bias[token] += weight
+        return bias
+
+
+def _stack_word_lists(lists):
+    width = max(x.shape[1] for x in lists)
+    out = np.zeros((len(lists), 2, width), dtype=np.int32)
+    out[:, 1, :] = -1
+    for i, x in enumerate(lists):
+        out[i, :, : x.shape[1]] = x
+    return out
+
+
+def _stack_bias(biases):
+    width = max(b.shape[0] for b in biases)
+    out = np.zeros((len(biases), width), dtype=np.float32)
+    for i, b in enumerate(biases):
+        out[i, : b.shape[0]] = b
+    return out

@@ -1,0 +1,218 @@
+"""Rendering: golden files, Triton's protobuf, escaping, atomic writes, idempotence, ownership."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import GOLDEN, REPO_ROOT
+from tritongen import catalog
+from tritongen.cli import cli
+from tritongen.errors import RepoExistsError, TritongenError
+from tritongen.render import LOCK_NAME, pbtxt_quote, write_repo
+from tritongen.spec import load_spec
+from tritongen.validate import parse_config, params_of, validate_repo
+
+UPDATE = os.environ.get("TRITONGEN_UPDATE_GOLDEN") == "1"
+FIXED = {"model.checkpoint_dir": "/models/llama3-8b", "engine.dir": "/engines/llama3-8b"}
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_golden_llama3_8b_repository(tmp_path):
+    """The engine-route repository for llama3-8b, byte for byte (TRITONGEN_UPDATE_GOLDEN=1 refreshes it)."""
+    out = write_repo(load_spec("llama3-8b", options=FIXED), tmp_path / "llama3-8b")
+    golden = GOLDEN / "llama3-8b"
+    got = _tree(out)
+    if UPDATE:
+        shutil.rmtree(golden, ignore_errors=True)
+        for rel, data in got.items():
+            (golden / rel).parent.mkdir(parents=True, exist_ok=True)
+            (golden / rel).write_bytes(data)
+    want = _tree(golden)
+    assert sorted(got) == sorted(want)
+    for rel in want:
+        assert got[rel] == want[rel], f"{rel} differs from tests/golden/llama3-8b (TRITONGEN_UPDATE_GOLDEN=1 to refresh)"
+    assert (out / "ensemble" / "1").is_dir() and (out / "tensorrt_llm" / "1").is_dir()
+
+
+def test_every_config_parses_with_tritons_model_config_proto(tmp_path):
+    out = write_repo(load_spec("llama3-8b", options=FIXED, sets=["serving.bls=true"]), tmp_path / "r")
+    configs = sorted(out.glob("*/config.pbtxt"))
+    assert [c.parent.name for c in configs] == ["ensemble", "postprocessing", "preprocessing", "tensorrt_llm",
+                                                "tensorrt_llm_bls"]
+    for cfg_path in configs:
+        cfg = parse_config(cfg_path)
+        assert cfg.name == cfg_path.parent.name
+        assert cfg.max_batch_size == 64
+    llm = parse_config(out / "tensorrt_llm" / "config.pbtxt")
+    assert llm.backend == "tensorrtllm"
+    assert llm.model_transaction_policy.decoupled is True
+    params = params_of(llm)
+    assert params["gpt_model_type"] == "inflight_fused_batching"
+    assert params["decoding_mode"] == "top_k_top_p"
+    assert params["gpt_model_path"] == "/engines/llama3-8b"
+    assert params["gpu_device_ids"] == "0"
+    assert params["executor_worker_path"].endswith("trtllmExecutorWorker")
+    ens = parse_config(out / "ensemble" / "config.pbtxt")
+    assert {t.name for t in ens.input} >= {"text_input", "max_tokens", "stream", "stop_words", "bad_words", "end_id",
+                                           "pad_id", "top_k", "top_p", "temperature", "seed", "beam_width",
+                                           "return_log_probs", "exclude_input_in_output", "frequency_penalty"}
+    assert {t.name for t in ens.output} >= {"text_output", "cum_log_probs", "output_log_probs", "batch_index"}
+
+
+def test_settings_reach_the_tensorrt_llm_parameters(tmp_path):
+    spec = load_spec("llama3-8b", options=FIXED, sets=[
+        "kv_cache.enable_reuse=true", "kv_cache.max_tokens=100000", "kv_cache.free_gpu_mem_fraction=0.8",
+        "scheduling.batch_scheduler_policy=max_utilization", "scheduling.enable_chunked_context=true",
+        "serving.exclude_input_in_output=false", "serving.streaming=false", "serving.normalize_log_probs=false",
+        "parallelism.tp=2", "parallelism.gpu_ids=[2, 3]", "decoding.speculative.method=lookahead",
+    ])
+    out = write_repo(spec, tmp_path / "r", validate=False)
+    cfg = parse_config(out / "tensorrt_llm" / "config.pbtxt")
+    p = params_of(cfg)
+    assert cfg.model_transaction_policy.decoupled is False
+    assert (p["enable_kv_cache_reuse"], p["max_tokens_in_paged_kv_cache"], p["kv_cache_free_gpu_mem_fraction"]) == \
+        ("true", "100000", "0.8")
+    assert (p["batch_scheduler_policy"], p["enable_chunked_context"]) == ("max_utilization", "true")
+    assert (p["exclude_input_in_output"], p["normalize_log_probs"], p["gpu_device_ids"]) == ("false", "false", "2,3")
+    assert p["decoding_mode"] == "lookahead"
+    assert (p["lookahead_window_size"], p["lookahead_ngram_size"], p["lookahead_verification_set_size"]) == ("4", "3", "4")
+    medusa = load_spec("llama3-8b", options=FIXED, sets=[
+        "decoding.speculative.method=medusa", "decoding.speculative.medusa_choices=[[0], [0, 0], [1]]"])
+    p = params_of(parse_config(write_repo(medusa, tmp_path / "m", validate=False) / "tensorrt_llm" / "config.pbtxt"))
+    assert (p["decoding_mode"], p["medusa_choices"]) == ("medusa", "{0}, {0, 0}, {1}")
+
+
+HOSTILE = [
+    'dir with "quotes"',
+    "back\\slash\\",
+    "new\nline and\ttab",
+    "\" } parameters: { key: \"injected\" value: { string_value: \"x\" } } #",
+    "ünïcödé 日本語 🎉",
+    "'single'",
+    "\x01ctrl\x7f",
+]
+
+
+@pytest.mark.parametrize("hostile", HOSTILE)
+def test_pbtxt_escaping_round_trips_hostile_strings(tmp_path, hostile):
+    tok_dir = f"/models/{hostile}"
+    spec = load_spec("llama3-8b", options={**FIXED, "model.tokenizer_dir": tok_dir})
+    out = write_repo(spec, tmp_path / "r")
+    for model in ("preprocessing", "postprocessing", "tensorrt_llm"):
+        cfg = parse_config(out / model / "config.pbtxt")
+        params = params_of(cfg)
+        assert params["tokenizer_dir"] == tok_dir  # exactly the string, nothing more
+        assert "injected" not in params
+
+
+def test_pbtxt_quote_is_a_valid_literal():
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    for s in HOSTILE:
+        msg = model_config_pb2.ModelConfig()
+        text_format.Parse(f"name: {pbtxt_quote(s)}", msg)
+        assert msg.name == s
+
+
+def test_rendering_is_idempotent(tmp_path):
+    spec = load_spec("llama3-8b", options=FIXED)
+    first = _tree(write_repo(spec, tmp_path / "a"))
+    second = _tree(write_repo(spec, tmp_path / "a"))
+    elsewhere = _tree(write_repo(spec, tmp_path / "b"))
+    assert first == second
+    # Same spec, same bytes, apart from the repository's own name in the lock file's comment.
+    assert {k: v for k, v in first.items() if k != LOCK_NAME} == {k: v for k, v in elsewhere.items() if k != LOCK_NAME}
+
+
+def test_failed_render_leaves_the_old_repository_untouched(tmp_path, monkeypatch):
+    out = tmp_path / "r"
+    write_repo(load_spec("llama3-8b", options=FIXED), out)
+    before = _tree(out)
+
+    import tritongen.render as render
+
+    def broken(*args, **kwargs):
+        raise TritongenError("template exploded half way")
+
+    monkeypatch.setattr(render, "write_lock", broken)
+    with pytest.raises(TritongenError, match="exploded"):
+        write_repo(load_spec("llama3-8b", options=FIXED, sets=["limits.max_batch_size=8"]), out)
+    assert _tree(out) == before
+    # No temporary or backup directories are left beside it either.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+
+
+def test_validation_failure_writes_nothing(tmp_path):
+    bad = load_spec("llama3-8b", options={**FIXED, "engine.dir": str(REPO_ROOT / "tests/fixtures/engines/llama3-8b-fp16-tp1")},
+                    sets=["limits.max_batch_size=128"])
+    with pytest.raises(TritongenError, match="exceeds the engine's max_batch_size 64"):
+        write_repo(bad, tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_never_overwrites_what_tritongen_did_not_create(tmp_path):
+    foreign = tmp_path / "r"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    spec = load_spec("llama3-8b", options=FIXED)
+    with pytest.raises(RepoExistsError, match="was not created by tritongen"):
+        write_repo(spec, foreign)
+    assert (foreign / "notes.txt").read_text() == "mine"
+    write_repo(spec, foreign, force=True)
+    assert not (foreign / "notes.txt").exists() and (foreign / LOCK_NAME).is_file()
+
+
+def test_refuses_to_overwrite_hand_edits(tmp_path):
+    out = write_repo(load_spec("llama3-8b", options=FIXED), tmp_path / "r")
+    cfg = out / "tensorrt_llm" / "config.pbtxt"
+    cfg.write_text(cfg.read_text().replace("guaranteed_no_evict", "max_utilization"))
+    with pytest.raises(RepoExistsError, match="tensorrt_llm/config.pbtxt changed"):
+        write_repo(load_spec("llama3-8b", options=FIXED), out)
+    # validate points at the edit too, as a warning
+    warnings = [str(p) for p in validate_repo(out).warnings]
+    assert any("edited after tritongen wrote it" in w for w in warnings)
+
+
+def test_lock_file_explains_the_repository(tmp_path):
+    import yaml
+
+    out = write_repo(load_spec("llama3-8b", options=FIXED), tmp_path / "r")
+    lock = yaml.safe_load((out / LOCK_NAME).read_text())
+    assert lock["tritongen_version"]
+    assert lock["container"] == {"image": "nvcr.io/nvidia/tritonserver:26.07-trtllm-python-py3", "trtllm_version": "1.2.1"}
+    assert lock["engine"] == {"dir": "/engines/llama3-8b", "present": False}
+    assert lock["spec"]["model"]["hf_id"] == "meta-llama/Llama-3.1-8B-Instruct"
+    assert "tensorrt_llm/config.pbtxt" in lock["files"]
+
+
+@pytest.mark.parametrize("model", catalog.model_names())
+def test_every_catalogue_model_renders_and_validates(tmp_path, model, tiny_dir):
+    options = {"model.checkpoint_dir": f"/models/{model}", "engine.dir": f"/engines/{model}"}
+    if model == "tiny":
+        options = {"model.checkpoint_dir": str(tiny_dir)}
+    out = write_repo(load_spec(model, options=options), tmp_path / model)
+    report = validate_repo(out)
+    assert report.errors == []
+    assert set(report.models) >= {"ensemble", "preprocessing", "tensorrt_llm", "postprocessing"}
+
+
+def test_repo_cli_end_to_end_with_an_engine(tmp_path):
+    engine = REPO_ROOT / "tests/fixtures/engines/llama3-8b-fp16-tp1"
+    out = tmp_path / "repo"
+    result = CliRunner().invoke(cli, ["repo", "llama3-8b", "--engine-dir", str(engine), "--checkpoint",
+                                      "/models/llama3-8b", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out}" in result.output
+    check = CliRunner().invoke(cli, ["validate", str(out)])
+    assert check.exit_code == 0, check.output
+    assert "valid (4 models" in check.output and "engine" in check.output
