@@ -1,0 +1,171 @@
+"""``tritongen plan``: will MODEL fit on these GPUs, on how many, how fast, and with which settings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..cli import resolve, spec_options
+
+
+def _detect_gpu() -> str | None:
+    """The first GPU nvidia-smi reports, or None when there is none (or no nvidia-smi)."""
+    from .. import proc
+    from ..errors import MissingDependency
+
+    try:
+        rc, out = proc.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], check=False)
+    except MissingDependency:
+        return None
+    lines = [line.strip() for line in out.splitlines() if line.strip()]
+    return lines[0] if rc == 0 and lines else None
+
+
+def _explicit_parallelism(kwargs: dict) -> bool:
+    if kwargs.get("tp") is not None or kwargs.get("pp") is not None:
+        return True
+    if any(s.split("=", 1)[0].strip() in ("parallelism.tp", "parallelism.pp") for s in kwargs.get("sets") or ()):
+        return True
+    spec_file = kwargs.get("spec_file")
+    if spec_file:
+        from ..spec import load_yaml_file
+
+        return "parallelism" in load_yaml_file(spec_file)
+    return False
+
+
+@click.command("plan")
+@click.argument("model", required=False)
+@spec_options
+@click.option("--num-gpus", type=int, help="GPUs you have (default: search layouts up to 64 GPUs).")
+@click.option("--gpus-per-node", type=int, help="GPUs per server (default: the GPU's NVLink domain, else 8).")
+@click.option("--input-len", type=int, default=1024, show_default=True, help="Prompt tokens per request.")
+@click.option("--output-len", type=int, default=256, show_default=True, help="Generated tokens per request.")
+@click.option("--concurrency", type=int, default=16, show_default=True, help="Requests in flight at once.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option("--write-spec", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the plan's settings as a spec file for `tritongen repo MODEL --spec FILE`.")
+def command(model, num_gpus, gpus_per_node, input_len, output_len, concurrency, as_json, write_spec,
+            **kwargs) -> None:
+    """Size MODEL on a GPU type: memory fit, the smallest tp/pp, speed, and the matching settings.
+
+    All figures are first-order estimates from the GPU's datasheet and the model's shape (see
+    docs/perf-estimates.md for the method and how close it comes to published TensorRT-LLM numbers).
+
+    \b
+    Examples:
+      tritongen plan llama3-8b --gpu h100 --precision fp8 --kv-dtype fp8 --concurrency 64
+      tritongen plan llama3-70b --gpu a100-80gb --input-len 2048 --output-len 512 --json
+      tritongen plan llama3-70b --gpu h100 --precision fp8 --write-spec plan.yaml
+      tritongen repo llama3-70b --spec plan.yaml
+    """
+    from ..errors import UsageError
+    from ..sizing import Workload, make_plan
+
+    explicit = _explicit_parallelism(kwargs)
+    spec = resolve(model, kwargs)
+    gpu = spec.engine.gpu or _detect_gpu()
+    if not gpu:
+        from ..gpus import table
+
+        raise UsageError("plan needs a GPU type: give --gpu (no GPU was found with nvidia-smi)",
+                         hint=f"known GPUs: {', '.join(table())}")
+    workload = Workload(input_len, output_len, concurrency)
+    plan = make_plan(spec, gpu, workload, num_gpus=num_gpus, gpus_per_node=gpus_per_node,
+                     tp=spec.parallelism.tp if explicit else None, pp=spec.parallelism.pp if explicit else None)
+    written = _write_spec(spec, plan, write_spec) if write_spec else None
+    if as_json:
+        data = plan.to_dict()
+        data["spec_file"] = str(written) if written else None
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(render_table(plan))
+    if written:
+        click.echo(f"\nwrote {written}; apply it with: tritongen repo {plan.model} --spec {written}")
+
+
+def _write_spec(spec, plan, path: Path) -> Path:
+    """Write the plan's overrides as a YAML spec after checking that the merged spec is valid."""
+    import yaml
+
+    from ..spec import build_spec, deep_merge, dump_spec
+
+    overrides = {"model": {"name": spec.model.name}, **plan.spec_overrides}
+    if spec.model.checkpoint_dir is not None:
+        overrides["model"]["checkpoint_dir"] = str(spec.model.checkpoint_dir)
+    build_spec(deep_merge(dump_spec(spec), overrides), source=f"plan for {spec.model.name}")
+    w = plan.workload
+    header = (f"# Written by `tritongen plan`: {plan.model} on {plan.num_gpus} x {plan.gpu.key} for {w.input_len} "
+              f"input + {w.output_len} output tokens at concurrency {w.concurrency}.\n"
+              "# First-order sizing (docs/perf-estimates.md). Apply: tritongen repo "
+              f"{plan.model} --spec {path.name}\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(header + yaml.safe_dump(overrides, sort_keys=False))
+    return path
+
+
+def _fmt_tps(v: float) -> str:
+    return f"{v:,.0f} tok/s" if v >= 100 else f"{v:,.1f} tok/s"
+
+
+def render_table(plan) -> str:
+    """The plan as a terminal report."""
+    g, w, m, p = plan.gpu, plan.workload, plan.memory, plan.performance
+    out: list[str] = []
+    add = out.append
+    head = (f"{plan.model} on {plan.num_gpus} x {g.key} ({g.name}, {g.memory_gb:g} GB, {g.bandwidth_gbps:g} GB/s); "
+            f"weights {plan.precision}, KV cache {plan.kv_dtype}")
+    add(click.style(head, bold=True))
+    add(f"workload: {w.input_len} input + {w.output_len} output tokens, {w.concurrency} concurrent requests")
+    add("")
+    add(click.style(f"MEMORY per GPU (GB = 1e9 bytes), tp={plan.tp} pp={plan.pp}", bold=True))
+    rows = [
+        ("GPU memory", f"{m.gpu_memory_gb:8.2f}"),
+        ("weights", f"{m.weights_gb:8.2f}   ({m.weights_total_gb:.2f} in all / {plan.num_gpus} GPU(s))"),
+        ("runtime allowance", f"{m.allowance_gb:8.2f}   (fixed {m.runtime_fixed_gb:.2f}, activations "
+                              f"{m.activations_gb:.2f}, logits {m.logits_gb:.2f}, CUDA graphs {m.cuda_graphs_gb:.2f})"),
+        ("free after weights", f"{m.free_gb:8.2f}"),
+        (f"KV cache pool (x {m.kv_fraction:g})", f"{m.kv_pool_gb:8.2f}   ({m.kv_pool_tokens:,} tokens)"),
+        ("KV bytes per token", f"{m.kv_bytes_per_token:8,}   (whole model {m.kv_bytes_per_token_model:,})"),
+    ]
+    for label, value in rows:
+        add(f"  {label:<28}{value}")
+    verdict = "fits" if m.fits else "does NOT fit"
+    add(f"  -> {verdict}: the KV pool holds {m.sequences:,} concurrent {w.seq_len}-token sequences "
+        f"({m.blocks_per_sequence} blocks of {m.tokens_per_block}); largest single context {m.max_context:,} tokens")
+    add("")
+    add(click.style("PARALLELISM", bold=True))
+    for line in plan.explanation:
+        add(f"  {line}")
+    add("")
+    add(click.style(f"PERFORMANCE (first-order estimate at {p.batch} in flight)", bold=True))
+    perf_rows = [
+        ("TTFT, idle engine", f"{p.ttft_ms:,.1f} ms (compute-bound prefill of {w.input_len} tokens)"),
+        ("decode per sequence", f"{_fmt_tps(p.decode_tps_per_seq)} ({p.decode_step_ms:.2f} ms/token, "
+                                f"{p.decode_bound}-bound)"),
+        ("decode aggregate", _fmt_tps(p.decode_tps_aggregate)),
+        ("sustained incl. prefill", _fmt_tps(p.sustained_output_tps)),
+        ("request latency", f"{p.e2e_latency_s:,.2f} s for {w.output_len} tokens"),
+        ("max throughput", f"{_fmt_tps(p.max_throughput_output_tps)} at {p.max_throughput_batch} in flight"),
+    ]
+    for label, value in perf_rows:
+        add(f"  {label:<28}{value}")
+    add("  assumptions: decode reads all weights + each sequence's KV per step at 75% of peak bandwidth;")
+    add("  prefill runs at 55% of dense tensor peak; +0.3 ms per step; tp adds 2 all-reduces per layer")
+    add("")
+    add(click.style("SETTINGS", bold=True))
+    ov = plan.spec_overrides
+    lim = ov["limits"]
+    sets = [f"--precision {ov['precision']['format']}", f"--kv-dtype {ov['precision']['kv_cache_dtype']}",
+            f"--tp {plan.tp}", f"--pp {plan.pp}", f"--gpu {g.key}",
+            *(f"--set limits.{k}={v}" for k, v in lim.items()),
+            f"--set kv_cache.free_gpu_mem_fraction={ov['kv_cache']['free_gpu_mem_fraction']:g}"]
+    add(f"  spec:              {' '.join(sets)}")
+    add(f"  convert/quantize:  {' '.join(plan.convert_flags)}")
+    add(f"  trtllm-build:      {' '.join(plan.build_flags)}")
+    add("  tensorrt_llm:      " + " ".join(f"{k}={v}" for k, v in plan.runtime_parameters.items()))
+    for warning in plan.warnings:
+        add(click.style(f"warning: {warning}", fg="yellow"))
+    return "\n".join(out)
