@@ -280,12 +280,14 @@ def _check_step(ctx, path, idx, step, models, tensors, consumed, produced_by) ->
             ctx.add(path, "max_batch_size", f"{ens.max_batch_size} exceeds {step.model_name}'s "
                     f"max_batch_size {model.max_batch_size}", "lower it to the smallest composing model's")
     inputs = {t.name: t for t in model.input}
-    origins: set[str] = set()
+    # Triton refuses a step fed from two streams, where "no decoupled model" (the request itself) counts as
+    # one too: checked against tritonserver 2.51, which rejects mixing an ensemble input or a preprocessing
+    # output with a decoupled step's output.
+    origins: set[str | None] = set()
     for key, value in step.input_map.items():
         consumed.add(value)
         src = tensors[value]
-        if src.origin:
-            origins.add(src.origin)
+        origins.add(src.origin)
         decl = inputs.get(key)
         if decl is None:
             ctx.add(path, f"{label}.input_map {key}", f"{step.model_name} has no input {key!r}",
@@ -302,11 +304,13 @@ def _check_step(ctx, path, idx, step, models, tensors, consumed, produced_by) ->
             ctx.add(path, f"{label}.input_map", f"required input {in_name!r} of {step.model_name} is not mapped",
                     "map it from an ensemble input or an earlier step")
     if len(origins) > 1:
+        names = sorted(o or "the request" for o in origins)
         ctx.add(path, f"{label}.input_map", f"receives tensors from different decoupled models "
-                f"({', '.join(sorted(origins))}); Triton refuses this ensemble", "feed the step from one stream")
+                f"({', '.join(names)}); Triton refuses this ensemble", "feed the step from one stream")
     # A decoupled step starts a new stream; any other step's outputs belong to the stream it was fed from.
     decoupled = model.model_transaction_policy.decoupled
-    own_origin = step.model_name if decoupled else (min(origins) if origins else None)
+    streams = sorted(o for o in origins if o)
+    own_origin = step.model_name if decoupled else (streams[0] if streams else None)
     outputs = {t.name: t for t in model.output}
     for key, value in step.output_map.items():
         decl = outputs.get(key)
