@@ -478,20 +478,55 @@ def check_engine(ctx: _Ctx, path: Path, cfg, params: dict[str, str], eng, spec: 
         ctx.add(path, "engine version", f"the engine was built by TensorRT-LLM {eng.version} but {image} runs "
                 f"{want_version}; engines only load in the release that built them",
                 "rebuild the engine for this container, or set container.image to a matching tag")
-    want_arch = gpu_arch or (spec.get("engine") or {}).get("gpu")
-    if want_arch and eng.gpu_arch:
-        from .gpus import arch_of
-
-        target = arch_of(want_arch)
-        if target and target != eng.gpu_arch:
-            ctx.add(path, "engine GPU", f"the engine was built for {eng.gpu_arch} but the target GPU is "
-                    f"{want_arch} ({target}); TensorRT engines are specific to a GPU architecture",
-                    "rebuild the engine on (or for) the serving GPU")
+    mismatch = _engine_gpu_mismatch(eng, gpu_arch or (spec.get("engine") or {}).get("gpu"), gpu_ids)
+    if mismatch:
+        ctx.add(path, "engine GPU", mismatch, "rebuild the engine on (or for) the serving GPU")
     want_precision = (spec.get("precision") or {}).get("format")
     expected_algo = _QUANT_ALGO.get(want_precision or "")
     if expected_algo is not None and eng.quant_algo not in expected_algo:
         ctx.add(path, "precision.format", f"spec says {want_precision} but the engine's quant_algo is "
                     f"{eng.quant_algo}", "set precision.format to match the engine, or rebuild", "warning")
+
+
+def _engine_gpu_mismatch(eng, want: str | None, gpu_ids: list[str]) -> str | None:
+    """Why the engine cannot run on the target GPU (None when it can, or when either side is unknown).
+
+    The target is ``want`` (--gpu / the spec's engine.gpu) or, when not given, the GPU nvidia-smi reports for the
+    repository's first gpu_device_id. Engines are compiled for one compute capability: the architecture must
+    match, and so must the SM when the build record has it (an SM 8.0 A100 engine does not load on an SM 8.6 A10G).
+    """
+    built_arch = eng.gpu_arch
+    built_sm = eng.build_info.get("gpu_sm")
+    if not built_arch and not built_sm:
+        return None
+    from .gpus import arch_of, lookup
+
+    target_sm = None
+    if want:
+        found = lookup(want)
+        target_arch = found[1]["arch"] if found else arch_of(want)
+        target_sm = str(found[1]["sm"]) if found else None
+        label = want
+    else:
+        from .engine import gating
+
+        detected = gating.detect() or ()
+        first = int(gpu_ids[0]) if gpu_ids and gpu_ids[0].strip().isdigit() else None
+        here = next((g for g in detected if g.index == first), detected[0] if detected else None)
+        if here is None:
+            return None
+        target_sm = here.sm
+        target_arch = gating.arch_for_sm(here.sm) if here.sm else arch_of(here.name)
+        label = f"{here.name} (GPU {here.index}, detected)"
+    if not target_arch:
+        return None
+    if built_arch and target_arch != built_arch:
+        return (f"the engine was built for {built_arch} but the target GPU is {label} ({target_arch}); TensorRT "
+                "engines are specific to a GPU architecture")
+    if built_sm and target_sm and str(built_sm) != str(target_sm):
+        return (f"the engine was built for {built_arch or '?'} SM {built_sm} but the target GPU {label} is SM "
+                f"{target_sm}; TensorRT engines are specific to a GPU's compute capability")
+    return None
 
 
 _QUANT_ALGO = {
