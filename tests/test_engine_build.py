@@ -85,6 +85,8 @@ def test_build_records_version_and_gpu_and_a_second_run_does_nothing(host):
     assert "already built for h100-sxm (Hopper, SM 9.0), nothing to do" in second.output
     assert len(_docker_calls(host)) == calls
     assert _entries(host) == [entry]
+    dry = _run("engine", "llama3-8b", "--checkpoint", _ckpt(host), "--dry-run")
+    assert f"engine: {entry} (cached: nothing to do)" in dry.output and "docker run" not in dry.output
 
 
 def test_a_changed_input_builds_a_new_engine_beside_the_old_one_and_list_shows_both(host):

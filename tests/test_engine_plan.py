@@ -414,3 +414,104 @@ def test_the_rendered_repository_points_where_the_build_puts_the_engine(env, mon
     monkeypatch.setenv("FAKE_GPUS", H100)
     spec = load_spec("llama3-8b", options={"model.checkpoint_dir": env / "models" / "llama3-8b"})
     assert engine_dir_for(spec) == plan.plan_build(spec).target.entry  # GPU detected the same way in both
+
+
+# -- version matrix -------------------------------------------------------------------------------------------
+
+
+def test_the_default_image_is_the_newest_that_still_has_the_engine_route(env):
+    from tritongen import versions
+
+    text = _dry_run("int8_wo", env)
+    newest = versions.default_container("engine")
+    assert f"TensorRT-LLM {newest.trtllm} in {newest.image()}" in text
+    assert all(newest.tag >= c.tag for c in versions.containers() if "engine" in c.routes)
+
+
+@pytest.mark.parametrize(("tag", "expect"), [
+    ("26.02", "TensorRT-LLM 1.1.0 in nvcr.io/nvidia/tritonserver:26.02-trtllm-python-py3"),
+    ("26.08", "No -trtllm-python-py3 image for 26.08"),
+    ("25.01", "tritongen does not know where images with TensorRT-LLM 0.17.0 keep convert_checkpoint.py"),
+])
+def test_an_older_or_missing_image_is_planned_or_refused_with_the_reason(tag, expect, env):
+    result = _engine(["llama3-8b", "--gpu", "h100", "--image", f"nvcr.io/nvidia/tritonserver:{tag}-trtllm-python-py3",
+                      "--dry-run"])
+    assert expect in result.output
+    if tag == "26.02":
+        assert result.exit_code == 0
+        assert "warning: the flags tritongen emits are recorded for TensorRT-LLM 1.2.1" in result.output
+    else:
+        assert result.exit_code == GatingError.exit_code
+
+
+# -- more variants: every flag still recorded (no golden files) --------------------------------------------
+
+
+def _hf_config(path: Path, arch: str, **extra) -> Path:
+    import json
+
+    cfg = {"architectures": [arch], "num_hidden_layers": 4, "hidden_size": 256, "num_attention_heads": 8,
+           "num_key_value_heads": 4, "intermediate_size": 512, "vocab_size": 32000, "max_position_embeddings": 8192,
+           "torch_dtype": "bfloat16", **extra}
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps(cfg))
+    return path
+
+
+VARIANTS = {
+    "eagle": ["llama3-8b", "--gpu", "h100", "--set", "decoding.speculative.method=eagle",
+              "--set", "decoding.speculative.heads_dir=MODELS/eagle-heads"],
+    "lookahead": ["llama3-8b", "--gpu", "h100", "--set", "decoding.speculative.method=lookahead"],
+    "smoothquant_int8_kv": ["llama3-8b", "--gpu", "a100", "--precision", "w8a8_sq", "--kv-dtype", "int8"],
+    "gptq_qwen": ["qwen2.5-7b", "--gpu", "a100", "--precision", "int4_gptq"],
+    "bf16_fp8_kv": ["qwen2.5-7b", "--gpu", "l40s", "--kv-dtype", "fp8"],
+    "int8_kv_quantize": ["llama3-8b", "--gpu", "a100", "--kv-dtype", "int8"],
+    "w4a8_awq_ada": ["llama3-8b", "--gpu", "l4", "--precision", "w4a8_awq"],
+    "medusa_fp8": ["llama3-8b", "--gpu", "h100", "--precision", "fp8", "--set", "decoding.speculative.method=medusa",
+                   "--set", "decoding.speculative.heads_dir=MODELS/medusa-heads"],
+    "medusa_int4_wo": ["llama3-8b", "--gpu", "a100", "--precision", "int4_wo",
+                       "--set", "decoding.speculative.method=medusa",
+                       "--set", "decoding.speculative.heads_dir=MODELS/medusa-heads"],
+    "gemma_tp2": ["gemma2", "--gpu", "h100", "--tp", "2", "--checkpoint", "MODELS/gemma2"],
+    "phi3_int8_wo": ["phi3", "--gpu", "a100", "--precision", "int8_wo", "--checkpoint", "MODELS/phi3"],
+    "qwen_moe_ep": ["qwen-moe", "--gpu", "h100", "--tp", "2", "--ep", "2", "--checkpoint", "MODELS/qwen-moe"],
+    "logits": ["llama3-8b", "--gpu", "h100", "--set", "decoding.gather_context_logits=true",
+               "--set", "decoding.gather_generation_logits=true", "--set", "scheduling.enable_chunked_context=true"],
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_more_variants_emit_only_recorded_flags(variant, env):
+    models = env / "models"
+    make_checkpoint(models / "llama3-8b", "llama3-8b")
+    for heads in ("eagle-heads", "medusa-heads"):
+        _hf_config(models / heads, "LlamaForCausalLM")
+    _hf_config(models / "gemma2", "Gemma2ForCausalLM", head_dim=32)
+    _hf_config(models / "phi3", "Phi3ForCausalLM")
+    _hf_config(models / "qwen-moe", "Qwen2MoeForCausalLM", num_experts=8, num_experts_per_tok=2)
+    args = [a.replace("MODELS", str(models)) for a in VARIANTS[variant]]
+    if "--checkpoint" not in args:
+        args += ["--checkpoint", str(models / "llama3-8b")]
+    result = _engine([*args, "--dry-run"])
+    assert result.exit_code == 0, result.output
+    flags_yaml, tools_yaml = recorded_tools()
+    seen = set()
+    for argv in _commands(result.output):
+        _, tool = _split(argv)
+        seen.update(_check_tool_flags(tool, flags_yaml, tools_yaml))
+    expected = {
+        "eagle": {"--eagle_model_dir", "--speculative_decoding_mode"},
+        "lookahead": {"--speculative_decoding_mode", "--max_draft_len"},
+        "smoothquant_int8_kv": {"--smoothquant", "--per_channel", "--per_token", "--int8_kv_cache"},
+        "gptq_qwen": {"--weight_only_precision", "--per_group", "--group_size"},
+        "bf16_fp8_kv": {"--qformat", "--kv_cache_dtype"},
+        "int8_kv_quantize": {"--qformat", "--kv_cache_dtype"},
+        "w4a8_awq_ada": {"--qformat", "--awq_block_size"},
+        "medusa_fp8": {"--medusa_model_dir", "--num_medusa_heads", "--qformat"},
+        "medusa_int4_wo": {"--medusa_model_dir", "--max_medusa_token_len", "--use_weight_only"},
+        "gemma_tp2": {"--ckpt-type", "--world-size", "--workers"},
+        "phi3_int8_wo": {"--use_weight_only"},
+        "qwen_moe_ep": {"--moe_ep_size", "--moe_tp_size"},
+        "logits": {"--gather_context_logits", "--gather_generation_logits", "--use_paged_context_fmha"},
+    }[variant]
+    assert expected <= seen, expected - seen
