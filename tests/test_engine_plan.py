@@ -515,3 +515,15 @@ def test_more_variants_emit_only_recorded_flags(variant, env):
         "logits": {"--gather_context_logits", "--gather_generation_logits", "--use_paged_context_fmha"},
     }[variant]
     assert expected <= seen, expected - seen
+
+
+def test_the_rendered_draft_target_repository_points_at_the_target_engine(env):
+    from tritongen.engine import plan
+    from tritongen.render import engine_dir_for
+    from tritongen.spec import load_spec
+
+    spec = load_spec("llama3-8b", options={"engine.gpu": "h100", "serving.bls": True},
+                     sets=["decoding.speculative.method=draft_target", "decoding.speculative.draft_model=llama3.2-1b"])
+    bplan = plan.plan_build(spec)
+    assert [ep.role for ep in bplan.engines] == ["draft", "target"]
+    assert engine_dir_for(spec) == bplan.target.entry != bplan.engines[0].entry

@@ -59,6 +59,8 @@ def key_material(spec: Spec, *, gpu: Any = None, trtllm_version: str | None = No
     fmt = prec.format
     spec_dec = dec.speculative
     arch, sm = _gpu_fields(gpu if gpu is not None else spec.engine.gpu)
+    if role == "engine" and spec_dec.method is SpeculativeMethod.draft_target:
+        role = "target"  # the same entry whether asked for by the planner or by the renderer
     return {
         "recipe": PLAN_RECIPE,
         "role": role,
