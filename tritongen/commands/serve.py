@@ -50,23 +50,47 @@ def _check_repo(repo: Path, gpu: str | None) -> None:
 @click.option("--log-verbose", type=int, default=0, help="tritonserver --log-verbose level.")
 @click.option("--openai", "openai_port", type=int, default=None, is_flag=False, flag_value=9000,
               help="Also start the OpenAI-compatible API on this port (default 9000 when given bare).")
+@click.option("--launch-mode", type=click.Choice(["auto", "single", "leader", "orchestrator"]), default="auto",
+              show_default=True, help="Multi-GPU launch: leader (mpirun, one tritonserver per rank) or "
+              "orchestrator (TRTLLM_ORCHESTRATOR=1; several TensorRT-LLM models); auto picks from the repositories.")
+@click.option("--network", type=click.Choice(["bridge", "host"]), default="bridge", show_default=True,
+              help="--docker: bridge publishes the ports on --host (127.0.0.1); host shares the host's network "
+              "and tritonserver binds --host itself.")
+@click.option("--shm-size", default="2g", show_default=True, help="--docker: /dev/shm size of the container.")
+@click.option("--memlock", default="unlimited", show_default=True, help="--docker: locked-memory limit: "
+              "unlimited (--ulimit memlock=-1, as NVIDIA runs the container), bytes, or inherit (the daemon's).")
+@click.option("--gpus", "gpu_ids", help="--docker: host GPU ids to expose, e.g. 0,1 (default: the spec's).")
+@click.option("--read-only-root", is_flag=True, help="--docker: also make the container's own filesystem "
+              "read-only (scratch stays on the /tmp tmpfs).")
+@click.option("--compose-out", type=click.Path(dir_okay=False, path_type=Path),
+              help="--docker: write the container as a compose file here instead of starting it.")
+@click.option("--dry-run", is_flag=True, help="Print the launch command (docker run / mpirun / tritonserver) "
+              "and exit.")
 def serve(repos, name, host, http_port, grpc_port, metrics_port, docker, image, gpu, model_control, admin_key,
-          run_as, timeout, no_validate, log_verbose, openai_port) -> None:
+          run_as, timeout, no_validate, log_verbose, openai_port, launch_mode, network, shm_size, memlock,
+          gpu_ids, read_only_root, compose_out, dry_run) -> None:
     """Start tritonserver on REPOS (one or more model repositories), bound to 127.0.0.1.
 
     Waits until every model is ready, showing progress; on failure prints the cause and the server's log
     tail. The server keeps running in the background: `tritongen infer`, `tritongen status`, `tritongen logs`,
-    `tritongen stop`.
+    `tritongen stop`. With --docker it runs in the pinned NGC container (repositories mounted read-only);
+    a tp x pp > 1 engine starts one tritonserver per rank under mpirun (leader mode).
     """
     from ..serve import state
     from ..serve.command import ServeOptions
 
     repos = [Path(r).resolve() for r in repos]
     name = name or repos[0].name
+    docker_only = {"--gpus": gpu_ids, "--read-only-root": read_only_root, "--compose-out": compose_out,
+                   "--memlock": memlock != "unlimited", "--shm-size": shm_size != "2g",
+                   "--network": network != "bridge"}
+    for flag, value in docker_only.items():
+        if value and not docker:
+            raise UsageError(f"{flag} applies to --docker")
     if not no_validate:
         for repo in repos:
             _check_repo(repo, gpu)
-    existing = [r for r in state.load_all() if r.name == name]
+    existing = [] if (dry_run or compose_out) else [r for r in state.load_all() if r.name == name]
     for record in existing:
         if _alive(record):
             raise ServerError(f"a server named {name!r} is already running ({record.runtime}, {record.http_url})",
@@ -90,14 +114,31 @@ def serve(repos, name, host, http_port, grpc_port, metrics_port, docker, image, 
     if docker:
         from ..serve import docker as docker_runtime
 
+        gpus = _parse_gpus(gpu_ids)
+        if dry_run or compose_out:
+            _print_docker_plan(name, repos, opts, image=image, launch_mode=launch_mode, network=network,
+                               shm_size=shm_size, run_as=run_as, gpus=gpus, read_only_root=read_only_root,
+                               compose_out=compose_out, dry_run=dry_run, memlock=memlock)
+            return
         record = docker_runtime.start(name, repos, opts, image=image, timeout=timeout, echo=echo, tty=tty,
-                                      run_as=run_as, owners=state.load_all())
+                                      run_as=run_as, owners=state.load_all(), launch_mode=launch_mode,
+                                      network=network, shm_size=shm_size, gpus=gpus,
+                                      read_only_root=read_only_root, memlock=memlock)
     else:
         if run_as:
             raise UsageError("--user applies to --docker")
-        from ..serve import local
+        from ..serve import local, mpi
 
-        record = local.start(name, repos, opts, timeout=timeout, echo=echo, tty=tty, owners=state.load_all())
+        plan = mpi.plan_launch([mpi.inspect_repo(r) for r in repos], launch_mode)
+        if dry_run:
+            _print_local_plan(repos, opts, plan)
+            return
+        if plan.mpirun:
+            record = mpi.start_local(name, repos, opts, plan, timeout=timeout, echo=echo, tty=tty,
+                                     owners=state.load_all())
+        else:
+            record = local.start(name, repos, opts, timeout=timeout, echo=echo, tty=tty,
+                                 owners=state.load_all())
     where = f"container {record.container}" if record.container else f"pid {record.pid}"
     click.echo(f"tritonserver {name!r} ready in {time.monotonic() - start:.1f} s ({record.runtime}, {where})")
     click.echo(f"  gRPC    {record.grpc_url}\n  HTTP    http://{record.http_url}\n"
@@ -115,6 +156,51 @@ def serve(repos, name, host, http_port, grpc_port, metrics_port, docker, image, 
     click.echo(f'next: tritongen infer "Hello" --server {name}   |   tritongen stop {name}')
 
 
+def _parse_gpus(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(x) for x in text.replace(" ", "").split(",") if x != ""]
+    except ValueError:
+        raise UsageError(f"--gpus {text!r}: give GPU ids separated by commas, e.g. 0,1") from None
+
+
+def _print_docker_plan(name, repos, opts, *, image, launch_mode, network, shm_size, run_as, gpus,
+                       read_only_root, compose_out, dry_run, memlock) -> None:
+    from ..serve import docker as docker_runtime
+    from ..serve.command import format_launch
+    from ..serve.mpi import inspect_repo
+
+    infos = [inspect_repo(r) for r in repos]
+    image = docker_runtime.resolve_image(infos, image)
+    plan = docker_runtime.container_plan(name, infos, opts, image=image, launch_mode=launch_mode,
+                                         network=network, shm_size=shm_size, run_as=run_as, gpus=gpus,
+                                         read_only_root=read_only_root, memlock=memlock)
+    click.echo(f"# launch mode: {plan.launch.mode} ({plan.launch.reason})", err=True)
+    if compose_out:
+        compose_out.parent.mkdir(parents=True, exist_ok=True)
+        compose_out.write_text(docker_runtime.render_compose(plan))
+        click.echo(f"wrote {compose_out} (start: docker compose -f {compose_out} up -d)")
+    if dry_run:
+        click.echo(format_launch(docker_runtime.docker_run_args(plan)), nl=False)
+
+
+def _print_local_plan(repos, opts, plan) -> None:
+    import shlex
+
+    from ..serve import local, mpi
+    from ..serve.command import format_launch
+
+    install = local.find_installation()
+    argvs = mpi.rank_argvs([str(r) for r in repos], opts, plan, binary=install.binary,
+                           backend_dir=install.backend_dir)
+    argv = mpi.launch_argv(plan, argvs)
+    click.echo(f"# launch mode: {plan.mode} ({plan.reason})", err=True)
+    for key, value in {**install.env, **plan.env}.items():
+        click.echo(f"export {key}={shlex.quote(value)}")
+    click.echo(format_launch(argv), nl=False)
+
+
 def _alive(record) -> bool:
     if record.runtime == "docker":
         from ..serve import docker as docker_runtime
@@ -130,6 +216,10 @@ def _stop_one(record) -> str:
         from ..serve import docker as docker_runtime
 
         was = docker_runtime.stop(record)
+    elif record.extra.get("launch_mode") in ("leader", "orchestrator") or record.command[:1] == ["mpirun"]:
+        from ..serve import mpi
+
+        was = mpi.stop_local(record)
     else:
         from ..serve import local
 

@@ -45,8 +45,13 @@ def tritonserver_args(
     with_http: bool = True,
     with_grpc: bool = True,
     with_metrics: bool = True,
+    metrics_host: str = "127.0.0.1",
 ) -> list[str]:
-    """Argument list for one tritonserver process serving ``repo`` (one or more repository paths)."""
+    """Argument list for one tritonserver process serving ``repo`` (one or more repository paths).
+
+    ``metrics_host`` stays 127.0.0.1 except inside a container's own network namespace, where the server must
+    listen on 0.0.0.0 for Docker to forward the port; the port is then published on the host's 127.0.0.1 only.
+    """
     repos = [repo] if isinstance(repo, str) else list(repo)
     argv = [binary]
     argv += [f"--model-repository={r}" for r in repos]
@@ -73,7 +78,7 @@ def tritonserver_args(
         argv.append("--allow-grpc=false")
     if with_metrics:
         # Metrics stay on loopback even when the API is exposed: they describe the host.
-        argv += ["--metrics-address=127.0.0.1", f"--metrics-port={opts.metrics_port}"]
+        argv += [f"--metrics-address={metrics_host}", f"--metrics-port={opts.metrics_port}"]
     else:
         argv.append("--allow-metrics=false")
     if backend_dir:
@@ -82,3 +87,23 @@ def tritonserver_args(
         argv.append(f"--backend-config=python,shm-region-prefix-name={opts.shm_prefix}")
     argv += opts.extra_args
     return argv
+
+
+def format_launch(argv: list[str]) -> str:
+    """A launch command as copy-pasteable shell, one option (with its value) per line."""
+    import shlex
+
+    argv = [str(a) for a in argv]
+    head = 1
+    while head < len(argv) and not argv[head].startswith("-"):  # "docker run", "mpirun"
+        head += 1
+    lines = [shlex.join(argv[:head])]
+    prev = ""
+    for arg in argv[head:]:
+        takes_value = prev.startswith("-") and "=" not in prev and not arg.startswith("-") and arg != ":"
+        if takes_value:
+            lines[-1] += " " + shlex.quote(arg)
+        else:
+            lines.append(shlex.quote(arg))
+        prev = arg if not takes_value else ""
+    return " \\\n    ".join(lines) + "\n"
