@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_engine_support import A100, H100, fake_bin, make_checkpoint
+from test_engine_support import A100, H100, fake_bin, fake_local_tools, make_checkpoint
 
 from tritongen.cli import cli
 from tritongen.engine_config import BUILD_INFO_NAME
@@ -207,12 +207,27 @@ def test_local_runs_the_same_tools_on_the_host(host):
                   "/opt/TensorRT-LLM/examples", "--dry-run")
     assert result.exit_code == 0, result.output
     commands = [line.strip()[2:] for line in result.output.splitlines() if line.startswith("  $ ")]
-    assert commands[0].startswith(f"python3 /opt/TensorRT-LLM/examples/models/core/llama/convert_checkpoint.py "
-                                  f"--model_dir {_ckpt(host)} --output_dir ")
-    assert commands[1].startswith("trtllm-build --checkpoint_dir ")
+    assert commands[0].startswith(f"CUDA_VISIBLE_DEVICES=0 python3 /opt/TensorRT-LLM/examples/models/core/llama/"
+                                  f"convert_checkpoint.py --model_dir {_ckpt(host)} --output_dir ")
+    assert commands[1].startswith("CUDA_VISIBLE_DEVICES=0 trtllm-build --checkpoint_dir ")
     assert "docker" not in result.output
     missing = _run("engine", "llama3-8b", "--checkpoint", _ckpt(host), "--local", "--examples-dir", "/opt/x")
     assert missing.exit_code != 0 and "trtllm-build is not on PATH" in missing.output
+
+
+def test_local_build_runs_the_tools_here_on_the_requested_gpus(host, monkeypatch):
+    import os
+
+    monkeypatch.setenv("PATH", os.pathsep.join([str(fake_local_tools(host)), str(fake_bin(host, docker=False))]))
+    result = _run("engine", "llama3-8b", "--checkpoint", _ckpt(host), "--local", "--examples-dir", "/opt/trtllm/examples")
+    assert result.exit_code == 0, result.output
+    calls = _docker_calls(host)
+    assert [c["tool"][0] for c in calls] == ["python3", "trtllm-build"]
+    assert calls[0]["tool"][1] == "/opt/trtllm/examples/models/core/llama/convert_checkpoint.py"
+    assert {c["CUDA_VISIBLE_DEVICES"] for c in calls} == {"0"}
+    assert all(c["cwd"].startswith(str(host / "cache" / "engines" / ".tmp")) for c in calls)
+    (entry,) = _entries(host)
+    assert json.loads((entry / BUILD_INFO_NAME).read_text())["runner"] == "local"
 
 
 # -- tritongen repo / validate --------------------------------------------------------------------------------

@@ -34,6 +34,17 @@ def fake_bin(root: Path, *, docker: bool = True, nvidia_smi: bool = True) -> Pat
     return bin_dir
 
 
+def fake_local_tools(root: Path) -> Path:
+    """FAKE python3 / trtllm-build / hf (tests/fakes/fake_docker.py --as-tool) for `tritongen engine --local`."""
+    bin_dir = root / "fakelocal"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("python3", "trtllm-build", "hf"):
+        path = bin_dir / name
+        path.write_text(f"#!/bin/sh\nexec '{sys.executable}' '{FAKES / 'fake_docker.py'}' --as-tool {name} \"$@\"\n")
+        path.chmod(0o755)
+    return bin_dir
+
+
 def make_checkpoint(path: Path, model: str) -> Path:
     """A Hugging Face-style config.json consistent with the catalogue entry ``model`` (no weights)."""
     from tritongen import catalog

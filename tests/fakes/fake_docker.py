@@ -9,7 +9,8 @@ mapping container paths back to host paths through the ``-v HOST:CONTAINER`` mou
 * ``trtllm-build --checkpoint_dir C --output_dir D ...``: writes ``D/config.json`` (shaped like a real engine config,
   version from ``FAKE_TRTLLM_VERSION``, default 1.2.1) and one ``rank<N>.engine`` per rank.
 
-``docker rm -f NAME`` succeeds. Environment knobs:
+``docker rm -f NAME`` succeeds. Called as ``fake_docker.py --as-tool NAME ARGS...`` it imitates the tool NAME
+itself (``python3``, ``trtllm-build``, ``hf``) on host paths, for ``tritongen engine --local``. Environment knobs:
 
 * ``FAKE_DOCKER_LOG``: append one JSON line per invocation (its argv);
 * ``FAKE_DOCKER_FAIL``: ``download`` | ``convert`` | ``quantize`` | ``build`` makes that tool print some lines and exit 3
@@ -51,6 +52,8 @@ def _parse_run(args: list[str]) -> tuple[dict[str, str], list[str]]:
 
 
 def _host(path: str, mounts: dict[str, str]) -> Path:
+    if mounts == {"/": "/"}:
+        return Path(path)
     for container in sorted(mounts, key=len, reverse=True):
         if path == container or path.startswith(container + "/"):
             return Path(mounts[container] + path[len(container):])
@@ -85,6 +88,10 @@ def _fail(step: str, out: Path | None) -> None:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--as-tool"]:
+        tool = argv[1:]
+        _log({"tool": tool, "cwd": os.getcwd(), "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES")})
+        return _imitate({"/": "/"}, tool)
     _log(argv)
     if argv[:2] == ["rm", "-f"]:
         return 0
@@ -92,6 +99,10 @@ def main(argv: list[str]) -> int:
         print(f"fake docker: unsupported command {argv[:1]}", file=sys.stderr)
         return 2
     mounts, tool = _parse_run(argv[1:])
+    return _imitate(mounts, tool)
+
+
+def _imitate(mounts: dict[str, str], tool: list[str]) -> int:
     step = _step(tool)
     if step == "download":
         out = _host(_opt(tool, "--local-dir"), mounts)

@@ -127,6 +127,17 @@ class EnginePlan:
     def container_name(self, step: Step) -> str:
         return f"tritongen-build-{self.entry.name}-{step.name}"
 
+    def env(self, step: Step) -> dict[str, str]:
+        """Environment for a --local step: the GPUs the spec asks for (docker mode uses --gpus instead)."""
+        if self.runner != "local" or not step.gpus:
+            return {}
+        return {"CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in self.gpu_ids)}
+
+    def shown(self, step: Step) -> str:
+        """The command as a shell line, exactly as run (a --local step's environment as a prefix)."""
+        prefix = "".join(f"{k}={v} " for k, v in self.env(step).items())
+        return prefix + proc.format_command(self.argv(step))
+
     def argv(self, step: Step) -> list[str]:
         """The full command for ``step``: ``docker run ... IMAGE tool...`` or the tool itself (``--local``)."""
         if self.runner == "local":
@@ -674,7 +685,7 @@ def format_plan(bplan: BuildPlan) -> str:
             if ep.runner == "docker":
                 for m in step.mounts:
                     lines.append(f"  mount: {m.host} -> {m.container} ({'ro' if m.readonly else 'rw'})")
-            lines.append(f"  $ {proc.format_command(ep.argv(step))}")
+            lines.append(f"  $ {ep.shown(step)}")
             for a in step.args:
                 shown = " ".join(a.tokens())
                 lines.append(f"    {shown:<50} <- {a.source}")

@@ -142,7 +142,7 @@ def _run_step(ep: EnginePlan, step: Step, i: int, total: int, logs: Path, *, ech
     t0 = time.monotonic()
     lines = 0
     with open(log_path, "w") as log:
-        log.write(f"$ {proc.format_command(argv)}\n")
+        log.write(f"$ {ep.shown(step)}\n")
 
         def on_line(line: str) -> None:
             nonlocal lines
@@ -152,7 +152,9 @@ def _run_step(ep: EnginePlan, step: Step, i: int, total: int, logs: Path, *, ech
                 echo(f"  {step.name} | {line}")
 
         try:
-            rc, tail = proc.run(argv, what=f"{step.name} step", on_line=on_line, check=False)
+            # --local: run in the work dir (trtllm-build writes its timing cache to the current directory).
+            rc, tail = proc.run(argv, what=f"{step.name} step", on_line=on_line, check=False,
+                                env=ep.env(step) or None, cwd=ep.work if ep.runner == "local" else None)
         except KeyboardInterrupt:
             _stop_container(ep, step)
             raise
@@ -250,7 +252,7 @@ def build_record(ep: EnginePlan, material: dict, *, built_version: str | None) -
         "key": cache.cache_key(material),
         "key_material": material,
         "spec": dump_spec(spec),
-        "commands": [proc.format_command(ep.argv(s)) for s in ep.steps],
+        "commands": [ep.shown(s) for s in ep.steps],
     }
 
 
