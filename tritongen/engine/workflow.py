@@ -13,8 +13,12 @@ from . import cache, gating
 Echo = Callable[[str], None]
 
 
-def _with_dir(spec, entry: Path):
-    return spec.model_copy(update={"engine": spec.engine.model_copy(update={"dir": entry})})
+def _with_dir(spec, entry: Path, draft: Path | None = None):
+    update = {"dir": entry}
+    # engine.draft_dir (requested spec field) carries the draft engine of draft-target to the renderer.
+    if draft is not None and "draft_dir" in type(spec.engine).model_fields:
+        update["draft_dir"] = draft
+    return spec.model_copy(update={"engine": spec.engine.model_copy(update=update)})
 
 
 def _what(spec) -> str:
@@ -32,7 +36,7 @@ def ensure_engine(spec, *, echo: Echo = lambda m: None):
         if found is not None and _draft_ready(spec):
             info = cache.read_build_info(found) or {}
             echo(f"using cached engine {found} (built for {info.get('gpu', '?')}, SM {info.get('gpu_sm', '?')})")
-            return _with_dir(spec, found)
+            return _with_dir(spec, found, draft_engine_dir(spec))
         raise TritongenError(
             f"no engine for {_what(spec)} in the cache, and no GPU here to build one (nvidia-smi not found)",
             hint=f"build it on the GPU host with `tritongen engine {spec.model.name} ...`, pass --engine-dir DIR, "
@@ -42,7 +46,7 @@ def ensure_engine(spec, *, echo: Echo = lambda m: None):
     bplan = plan.plan_build(spec, gpu=gpu, user=plan.default_user())
     if all(ep.cached for ep in bplan.engines):
         echo(f"using cached engine {bplan.target.entry}")
-        return _with_dir(spec, bplan.target.entry)
+        return _with_dir(spec, bplan.target.entry, bplan.engines[0].entry if len(bplan.engines) > 1 else None)
     if shutil.which("docker") is None:
         raise TritongenError(
             f"no engine for {_what(spec)} in the cache, and docker is not installed to build one",
@@ -50,7 +54,7 @@ def ensure_engine(spec, *, echo: Echo = lambda m: None):
                  "--local` where TensorRT-LLM is installed, pass --engine-dir DIR, or render with --no-build")
     echo(f"no engine for {_what(spec)} in the cache: building it first (see `tritongen engine --dry-run`)")
     entries = run.execute(bplan, echo=echo)
-    return _with_dir(spec, entries[-1])
+    return _with_dir(spec, entries[-1], entries[0] if len(entries) > 1 else None)
 
 
 def _cached(spec, gpu) -> Path | None:
