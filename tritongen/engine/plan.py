@@ -672,6 +672,8 @@ def format_plan(bplan: BuildPlan) -> str:
         lines.append(f"#   TensorRT-LLM {ep.trtllm_version} in {ep.image}" if ep.runner == "docker"
                      else f"#   TensorRT-LLM {ep.trtllm_version} on this host (--local)")
         state = "cached: nothing to do" if ep.cached else "not built yet"
+        if not ep.cached and ep.steps and ep.steps[0].name == "download":
+            state += "; the final name is set after the download: the checkpoint's config.json is part of the key"
         lines.append(f"#   engine: {ep.entry} ({state})")
         for w in ep.warnings:
             lines.append(f"#   warning: {w}")
