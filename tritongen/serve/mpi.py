@@ -213,7 +213,7 @@ def plan_launch(repos: list[RepoInfo], mode: str = "auto", *, image: str | None 
         if len(trt) > 1:
             mode, reason = "orchestrator", f"{len(trt)} TensorRT-LLM models share the server ({', '.join(names)})"
         elif trt and trt[0].world_size > 1:
-            mode, reason = "leader", f"one TensorRT-LLM model over {trt[0].world_size} GPUs (tp x pp)"
+            mode, reason = "leader", f"one TensorRT-LLM model over tp x pp = {trt[0].world_size} GPUs"
         elif llmapi:
             mode, reason = "single", "LLM-API model: mpirun -n 1, the LLM API starts its own workers"
         elif trt:
