@@ -123,7 +123,8 @@ class LLMClient:
     """A client for one model of a served repository (default ``ensemble``)."""
 
     def __init__(self, url: str = "127.0.0.1:8001", *, protocol: str = "grpc", model: str = "ensemble",
-                 timeout: float = 300.0, headers: dict[str, str] | None = None):
+                 timeout: float = 300.0, headers: dict[str, str] | None = None,
+                 stop_model: str | None = "tensorrt_llm"):
         if protocol not in ("grpc", "http"):
             raise ClientError(f"protocol {protocol!r}: use grpc or http")
         self.protocol = protocol
@@ -131,6 +132,8 @@ class LLMClient:
         self.model = model
         self.timeout = timeout
         self.headers = headers or {}
+        #: Where an abandoned stream's `stop` goes (None: never send one).
+        self.stop_model = stop_model
 
     # -- public API --------------------------------------------------------------------------------------
 
@@ -160,6 +163,47 @@ class LLMClient:
         for c in chunks:
             extras.update(c.extras)
         return Completion("".join(c.text for c in chunks), chunks, rid, time.perf_counter() - start, extras)
+
+    def stop(self, request_id: str) -> bool:
+        """Stop a running request by id: the TensorRT-LLM backend's `stop` input, sent to ``stop_model``.
+
+        Closing a stream cancels the request in Triton, but Triton's ensemble does not pass that on to a step
+        that is already running, so the engine would keep generating until max_tokens. Streams abandoned
+        through this client call this automatically. Best effort: returns False when the stop was not accepted
+        (finished request, no such model)."""
+        if not self.stop_model or not request_id:
+            return False
+        try:
+            if self.protocol == "grpc":
+                return self._grpc_stop(request_id)
+            body = json.dumps({"id": request_id, "input_ids": [0], "input_lengths": 1, "request_output_len": 1,
+                               "stop": True}).encode()
+            with self._post(f"/v2/models/{self.stop_model}/generate_stream", body) as resp:
+                resp.read()
+            return True
+        except Exception:
+            return False
+
+    def _grpc_stop(self, request_id: str) -> bool:
+        import tritonclient.grpc as grpcclient
+
+        values = {"input_ids": np.array([[0]], np.int32), "input_lengths": np.array([[1]], np.int32),
+                  "request_output_len": np.array([[1]], np.int32), "stop": np.array([[True]], np.bool_)}
+        inputs = []
+        for name, arr in values.items():
+            inp = grpcclient.InferInput(name, list(arr.shape), "BOOL" if arr.dtype == np.bool_ else "INT32")
+            inp.set_data_from_numpy(arr)
+            inputs.append(inp)
+        done: queue.Queue = queue.Queue()
+        client = self._grpc_client()
+        try:
+            client.start_stream(callback=lambda result, error: done.put(error), headers=self.headers)
+            client.async_stream_infer(self.stop_model, inputs, request_id=request_id,
+                                      enable_empty_final_response=True)
+            return done.get(timeout=10) is None
+        finally:
+            client.stop_stream()
+            client.close()
 
     def ready(self) -> bool:
         try:
@@ -224,6 +268,8 @@ class LLMClient:
             except Exception:
                 pass
             client.close()
+            if not finished:
+                self.stop(rid)
 
     def _grpc_chunk(self, result, start) -> Chunk | None:
         text_arr = result.as_numpy("text_output")
@@ -280,6 +326,16 @@ class LLMClient:
     def _http_stream(self, prompt, params, rid, *, stream: bool) -> Iterator[Chunk]:
         start = time.perf_counter()
         resp = self._post(f"/v2/models/{self.model}/generate_stream", self._http_body(prompt, params, rid, stream))
+        finished = False
+        try:
+            yield from self._sse_chunks(resp, start)
+            finished = True
+        finally:
+            resp.close()
+            if not finished:
+                self.stop(rid)
+
+    def _sse_chunks(self, resp, start) -> Iterator[Chunk]:
         with resp:
             for raw in resp:
                 line = raw.decode("utf-8", "replace").strip()

@@ -13,6 +13,7 @@ the draft for ``num_draft_tokens`` tokens and lets the target (``tensorrt_llm``)
 from __future__ import annotations
 
 import json
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -142,6 +143,8 @@ class TritonPythonModel:
                         flags=FINAL)
 
     def _generate(self, request, sender, force_final_text):
+        # Inner requests carry the client's request id (or a fresh one), so a `stop` can reach them.
+        rid = request.request_id() or uuid.uuid4().hex
         client = {}
         for name in list(CLIENT_TO_PRE) + list(CLIENT_TO_LLM):
             tensor = pb_utils.get_input_tensor_by_name(request, name)
@@ -165,13 +168,14 @@ class TritonPythonModel:
         llm_inputs["streaming"] = np.array([[stream]], dtype=bool)
 
         if self.draft_model:
-            self._speculate(llm_inputs, sender, stream, request)
+            self._speculate(llm_inputs, sender, stream, request, rid)
             return
         decoder = IncrementalDecoder(self.tokenizer, self.skip_special)
         all_ids: list[int] = []
         last = None
-        for response in self._stream("tensorrt_llm", llm_inputs):
-            if _cancelled(sender):
+        for response in self._stream("tensorrt_llm", llm_inputs, rid):
+            if _cancelled(sender, request):
+                self._stop(rid)
                 return
             _raise_if_error(response, "tensorrt_llm")
             ids_t = pb_utils.get_output_tensor_by_name(response, "output_ids")
@@ -191,14 +195,27 @@ class TritonPythonModel:
             text = decode(self.tokenizer, all_ids, self.skip_special)
             sender.send(self._response(text, last), flags=FINAL)
 
-    def _stream(self, model, inputs, output_len=None):
+    def _stream(self, model, inputs, rid):
         tensors = [pb_utils.Tensor(k, v) for k, v in inputs.items()]
-        req = pb_utils.InferenceRequest(model_name=model, inputs=tensors,
+        req = pb_utils.InferenceRequest(model_name=model, inputs=tensors, request_id=rid,
                                         requested_output_names=["output_ids", "sequence_length", *PASSTHROUGH])
         if self.llm_decoupled:
             yield from req.exec(decoupled=True)
         else:
             yield req.exec()
+
+    def _stop(self, rid):
+        """Ask tensorrt_llm to drop request ``rid`` (the backend's `stop` input). Triton's python backend before
+        25.x cannot cancel a BLS child request directly, and the engine would otherwise run to max_tokens."""
+        one = np.array([[1]], dtype=np.int32)
+        inputs = {"input_ids": np.array([[0]], dtype=np.int32), "input_lengths": one, "request_output_len": one,
+                  "stop": np.array([[True]], dtype=bool)}
+        for model in {"tensorrt_llm", self.draft_model} - {""}:
+            try:
+                for _ in self._stream(model, inputs, rid):
+                    pass
+            except Exception:  # best effort: the request may already be finished
+                pass
 
     def _response(self, text, llm_response):
         tensors = [pb_utils.Tensor("text_output", np.array([[text.encode("utf-8")]], dtype=object))]
@@ -211,7 +228,7 @@ class TritonPythonModel:
 
     # -- draft-target speculative decoding ---------------------------------------------------------------
 
-    def _speculate(self, llm_inputs, sender, stream, request):
+    def _speculate(self, llm_inputs, sender, stream, request, rid):
         prompt_len = int(np.asarray(llm_inputs["input_lengths"]).reshape(-1)[0])
         ids = np.asarray(llm_inputs["input_ids"]).reshape(-1)[:prompt_len].tolist()
         budget = int(np.asarray(llm_inputs["request_output_len"]).reshape(-1)[0])
@@ -224,13 +241,14 @@ class TritonPythonModel:
         base["streaming"] = np.array([[False]], dtype=bool)
         base["exclude_input_in_output"] = np.array([[True]], dtype=bool)
         while len(generated) < budget:
-            if _cancelled(sender):
+            if _cancelled(sender, request):
+                self._stop(rid)
                 return
             context = ids + generated
             # Leave room for the token the target adds after the accepted drafts.
             want = min(self.num_draft, budget - len(generated) - 1)
-            draft = self._once(self.draft_model, base, context, want, None) if want > 0 else []
-            target = self._once("tensorrt_llm", base, context, len(draft) + 1, draft)
+            draft = self._once(self.draft_model, base, context, want, None, rid) if want > 0 else []
+            target = self._once("tensorrt_llm", base, context, len(draft) + 1, draft, rid)
             matched = 0
             while matched < min(len(draft), len(target)) and draft[matched] == target[matched]:
                 matched += 1
@@ -259,7 +277,7 @@ class TritonPythonModel:
         ]
         sender.send(pb_utils.InferenceResponse(output_tensors=tensors), flags=FINAL)
 
-    def _once(self, model, base, context, output_len, draft):
+    def _once(self, model, base, context, output_len, draft, rid):
         inputs = dict(base)
         inputs["input_ids"] = np.array([context], dtype=np.int32)
         inputs["input_lengths"] = np.array([[len(context)]], dtype=np.int32)
@@ -267,7 +285,7 @@ class TritonPythonModel:
         if draft:
             inputs["draft_input_ids"] = np.array([draft], dtype=np.int32)
         out: list[int] = []
-        for response in self._stream(model, inputs):
+        for response in self._stream(model, inputs, rid):
             _raise_if_error(response, model)
             ids_t = pb_utils.get_output_tensor_by_name(response, "output_ids")
             if ids_t is None:
@@ -277,12 +295,16 @@ class TritonPythonModel:
         return out
 
 
-def _cancelled(sender) -> bool:
-    fn = getattr(sender, "is_cancelled", None)
-    try:
-        return bool(fn()) if fn is not None else False
-    except Exception:
-        return False
+def _cancelled(sender, request=None) -> bool:
+    """The client went away (stream cancelled or closed)."""
+    for obj in (sender, request):
+        fn = getattr(obj, "is_cancelled", None) if obj is not None else None
+        try:
+            if fn is not None and fn():
+                return True
+        except Exception:
+            pass
+    return False
 
 
 

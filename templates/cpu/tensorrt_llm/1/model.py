@@ -96,6 +96,8 @@ class Group:
 
     def __init__(self, request, sender, rows: int, decoupled: bool):
         self.request = request
+        self.request_id = _request_id(request)
+        self.stopped = False  # set by a `stop` request carrying the same request id
         self.sender = sender
         self.pending = rows
         self.rows = rows
@@ -105,6 +107,8 @@ class Group:
         self.failed = False
 
     def cancelled(self) -> bool:
+        if self.stopped:
+            return True
         for obj, attr in ((self.sender, "is_cancelled"), (self.request, "is_cancelled")):
             fn = getattr(obj, attr, None) if obj is not None else None
             if fn is not None:
@@ -238,6 +242,7 @@ class TritonPythonModel:
         self.is_mock = kind == "mock"
         self.inbox: queue.Queue = queue.Queue()
         self.active: list[Sequence] = []
+        self._stopped_ids: dict[str, None] = {}  # insertion-ordered, bounded
         self.stopping = False
         self.worker = threading.Thread(target=self._loop, name="cpu-engine", daemon=True)
         self.worker.start()
@@ -253,6 +258,9 @@ class TritonPythonModel:
         groups = []
         for request in requests:
             sender = request.get_response_sender() if self.decoupled else None
+            if bool(_row_scalar(_get(request, "stop"), 0, False)):
+                groups.append(self._stop(request, sender))
+                continue
             try:
                 group, seqs = self._parse(request, sender)
             except Exception as exc:  # a malformed request fails alone
@@ -277,6 +285,23 @@ class TritonPythonModel:
             else:
                 out.append(item)
         return out
+
+    def _stop(self, request, sender):
+        """The TensorRT-LLM backend's `stop` input: cancel the running request with the same request id. Sent
+        by clients (and tensorrt_llm_bls) when a stream is abandoned, because Triton's ensemble does not pass a
+        client's cancellation on to a step that is already running."""
+        rid = _request_id(request)
+        if not rid:
+            message = "tensorrt_llm (cpu): stop needs the request id of the request to stop"
+            if self.decoupled:
+                sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(message)), flags=FINAL)
+                return None
+            return pb_utils.InferenceResponse(error=pb_utils.TritonError(message))
+        self.inbox.put(("stop", rid))
+        if self.decoupled:
+            sender.send(flags=FINAL)
+            return None
+        return pb_utils.InferenceResponse(output_tensors=[])
 
     def _parse(self, request, sender):
         ids = _get(request, "input_ids")
@@ -371,9 +396,19 @@ class TritonPythonModel:
             if item is None:
                 return
             block = False
+            if isinstance(item, tuple) and item[0] == "stop":
+                self._stopped_ids[item[1]] = None
+                while len(self._stopped_ids) > 1024:
+                    self._stopped_ids.pop(next(iter(self._stopped_ids)))
+                for seq in self.active:
+                    if seq.group.request_id == item[1]:
+                        seq.group.stopped = True
+                continue
             for seq in item:
                 if seq.group.failed:
                     continue
+                if seq.group.request_id and seq.group.request_id in self._stopped_ids:
+                    seq.group.stopped = True
                 try:
                     seq.scheduled_ns = time.time_ns()
                     seq.generator = self.engine.make_generator(seq.seed)
@@ -389,6 +424,9 @@ class TritonPythonModel:
             if group.failed:
                 continue
             if group.cancelled():
+                # Logged so operators (and tests) can see a disconnected client stopped the work.
+                pb_utils.Logger.log_info(
+                    f"tensorrt_llm (cpu): request {group.request_id!r} cancelled after {len(seq.generated)} tokens")
                 group.fail("request cancelled")
                 continue
             token, logprob = self._choose(seq)
@@ -510,6 +548,13 @@ class TritonPythonModel:
         if final_row:
             group.pending -= 1
         group.send(pb_utils.InferenceResponse(output_tensors=tensors), final=final_row and group.pending == 0)
+
+
+def _request_id(request) -> str:
+    try:
+        return request.request_id() or ""
+    except Exception:
+        return ""
 
 
 def _merge_rows(responses):
