@@ -375,7 +375,10 @@ def start_local(
 
 
 def _session_members(sid: int) -> list[int]:
-    """Processes in session ``sid`` (mpirun's ranks get their own process groups, but stay in its session)."""
+    """Live processes in session ``sid`` (mpirun's ranks get their own process groups, but stay in its
+    session; exited ones waiting to be reaped are left out)."""
+    from .. import proc
+
     out = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == sid:
@@ -384,7 +387,7 @@ def _session_members(sid: int) -> list[int]:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        if len(fields) > 4 and fields[4] == str(sid):
+        if len(fields) > 3 and fields[3] == str(sid) and proc.pid_alive(int(entry.name)):  # state ppid pgrp sid
             out.append(int(entry.name))
     return out
 
