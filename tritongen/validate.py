@@ -126,6 +126,7 @@ def validate_repo(
     if lock is not None:
         _check_lock(ctx, lock)
     _check_tensorrt_llm(ctx, lock, engine_dir, container_trtllm, gpu_arch)
+    _check_llmapi(ctx, lock)
     return ctx.report
 
 
@@ -542,3 +543,17 @@ _QUANT_ALGO = {
                 "W8A8_SQ_PER_CHANNEL_PER_TENSOR_PLUGIN", "W8A8_SQ_PER_TENSOR_PER_TOKEN_PLUGIN"),
     "nvfp4": ("NVFP4",),
 }
+
+
+# -- llmapi route ----------------------------------------------------------------------------------------
+
+
+def _check_llmapi(ctx: _Ctx, lock: dict | None) -> None:
+    """llmapi repositories: model.yaml (LLM() arguments of the pinned TensorRT-LLM, triton_config), the upstream
+    tensor contract of tensorrt_llm and the front's wiring onto it. The rules live in tritongen.llmapi."""
+    from . import llmapi
+
+    if not llmapi.is_llmapi_repo(ctx.repo, ctx.report.models, lock):
+        return
+    for path, fld, message, fix, severity in llmapi.check_repo(ctx.repo, ctx.report.models, lock):
+        ctx.add(path, fld, message, fix, severity)

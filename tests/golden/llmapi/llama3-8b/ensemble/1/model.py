@@ -1,0 +1,385 @@
+"""ensemble (llmapi route): the ensemble client contract in front of TensorRT-LLM's LLM-API model.
+
+Rendered by tritongen; runs in Triton's python backend with numpy and transformers (textcodec.py sits next to it).
+Clients written for the engine route (tritongen infer and bench, Triton's generate endpoints, tensorrtllm_backend
+clients, the OpenAI front) send text_input, max_tokens, stream, stop_words, temperature, top_k, top_p, seed, ... and
+read text_output. This model maps each request onto the llmapi model's inputs (text_input, streaming,
+sampling_param_*) and streams the text back.
+
+What it does itself:
+- apply_chat_template: formats text_input with the tokenizer's chat template (a JSON list of {role, content}
+  messages, or one user message). The BOS text the template writes is dropped, because the LLM API adds BOS
+  when it tokenizes the prompt.
+- text deltas: the llmapi model sends the whole text so far in each response (RequestOutput.outputs[0].text);
+  the client contract streams only what is new, so the front sends the difference. A trailing U+FFFD (a
+  character still incomplete) is held back until it completes.
+- exclude_input_in_output=false: the prompt text is put in front of the output (the llmapi model is always asked
+  to leave the prompt out, so the result does not depend on its default).
+- return_num_input_tokens / return_num_output_tokens: counted with the same tokenizer. The input count is exact
+  (the LLM API tokenizes the same text the same way); the output count re-tokenizes the generated text, which
+  can differ from the engine's own count by a token at a word boundary.
+- limits: a prompt longer than max_input_len, or prompt + max_tokens beyond max_seq_len, is refused with the
+  engine route's messages.
+- cancellation: when the client cancels (a dropped gRPC stream, for example), the llmapi request is cancelled
+  (the response iterator's cancel(), where the python backend has it) and stopped by request id through the
+  llmapi model's `stop` input, so the LLM API aborts it instead of generating up to max_tokens.
+
+Client inputs the llmapi model has no input for (bad_words, end_id, pad_id, min_tokens, penalties other than
+presence/frequency, log probs, logits, LoRA, guided decoding, beam search, several sequences) are refused with an
+error naming them, never silently ignored. length_penalty only matters for beam search and is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+from textcodec import bool_param, chat_prompt, int_param, load_tokenizer, str_param
+
+FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+
+#: client input -> llmapi input (kept equal to tritongen.llmapi.CLIENT_TO_LLMAPI by a test).
+CLIENT_TO_LLMAPI = {
+    "max_tokens": "sampling_param_max_tokens",
+    "stream": "streaming",
+    "stop_words": "sampling_param_stop",
+    "temperature": "sampling_param_temperature",
+    "top_k": "sampling_param_top_k",
+    "top_p": "sampling_param_top_p",
+    "seed": "sampling_param_seed",
+    "presence_penalty": "sampling_param_presence_penalty",
+    "frequency_penalty": "sampling_param_frequency_penalty",
+    "return_perf_metrics": "sampling_param_return_perf_metrics",
+}
+#: llmapi input -> numpy dtype of its one value.
+LLMAPI_DTYPES = {
+    "sampling_param_max_tokens": np.int32,
+    "sampling_param_temperature": np.float32,
+    "sampling_param_top_k": np.int32,
+    "sampling_param_top_p": np.float32,
+    "sampling_param_seed": np.uint64,
+    "sampling_param_presence_penalty": np.float32,
+    "sampling_param_frequency_penalty": np.float32,
+    "sampling_param_return_perf_metrics": np.bool_,
+}
+#: client inputs the llmapi model cannot honour (= tritongen.llmapi.UNSUPPORTED_CLIENT_INPUTS), with the value
+#: that means "not used" (None: any value is a use).
+UNSUPPORTED = {
+    "bad_words": None,
+    "end_id": None,
+    "pad_id": None,
+    "length_penalty": "ignore",
+    "repetition_penalty": 1.0,
+    "min_tokens": 1,
+    "return_log_probs": False,
+    "return_context_logits": False,
+    "return_generation_logits": False,
+    "embedding_bias_words": None,
+    "embedding_bias_weights": None,
+    "lora_task_id": None,
+    "lora_weights": None,
+    "lora_config": None,
+    "guided_decoding_guide_type": None,
+    "guided_decoding_guide": None,
+}
+#: llmapi outputs passed to the client under the same name, with the client contract's dtype.
+PASSTHROUGH = {
+    "kv_cache_alloc_new_blocks": np.int32,
+    "kv_cache_alloc_total_blocks": np.int32,
+    "arrival_time_ns": np.int64,
+    "first_scheduled_time_ns": np.int64,
+    "first_token_time_ns": np.int64,
+    "last_token_time_ns": np.int64,
+    "acceptance_rate": np.float32,
+    "total_accepted_draft_tokens": np.int32,
+    "total_draft_tokens": np.int32,
+}
+CLIENT_INPUT_NAMES = ("text_input", "apply_chat_template", "exclude_input_in_output", "return_num_input_tokens",
+                      "return_num_output_tokens", "num_return_sequences", "beam_width", *CLIENT_TO_LLMAPI,
+                      *UNSUPPORTED)
+
+
+class RequestError(Exception):
+    pass
+
+
+def _scalar(array, default=None):
+    if array is None:
+        return default
+    arr = np.asarray(array)
+    if arr.size == 0:
+        return default
+    return arr.reshape(-1)[0].item()
+
+
+def _strings(array) -> list[str]:
+    if array is None:
+        return []
+    out = []
+    for item in np.asarray(array).reshape(-1):
+        text = item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)
+        if text:
+            out.append(text)
+    return out
+
+
+def _number(value):
+    """A perf/speculative value as a number (some releases send these outputs as strings)."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _used(name, array) -> bool:
+    """Whether an unsupported client input carries a value that would change the result."""
+    neutral = UNSUPPORTED[name]
+    if neutral == "ignore" or array is None or np.asarray(array).size == 0:
+        return False
+    arr = np.asarray(array)
+    if arr.dtype == object or arr.dtype.kind in "SU":
+        return bool(_strings(arr))
+    if neutral is None:
+        return True
+    value = _scalar(arr)
+    if isinstance(neutral, bool):
+        return bool(value) != neutral
+    return float(value) > float(neutral) if name == "min_tokens" else float(value) != float(neutral)
+
+
+def _cancelled(sender) -> bool:
+    fn = getattr(sender, "is_cancelled", None)
+    try:
+        return bool(fn()) if fn is not None else False
+    except Exception:
+        return False
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        self.decoupled = bool(config.get("model_transaction_policy", {}).get("decoupled", False))
+        self.tokenizer = load_tokenizer(
+            str_param(config, "tokenizer_dir"), bool_param(config, "trust_remote_code", False)
+        )
+        self.llm = str_param(config, "llm_model", "tensorrt_llm")
+        self.llm_decoupled = bool_param(config, "llm_decoupled", self.decoupled)
+        self.exclude_input_default = bool_param(config, "exclude_input_in_output", True)
+        self.max_input_len = int_param(config, "max_input_len", 0)
+        self.max_seq_len = int_param(config, "max_seq_len", 0)
+        tok = self.tokenizer
+        probe = tok("a", add_special_tokens=True)["input_ids"]
+        adds_bos = tok.bos_token_id is not None and bool(probe) and probe[0] == tok.bos_token_id
+        self.bos_text = tok.bos_token if adds_bos and tok.bos_token else ""
+        workers = max(4, int(config.get("max_batch_size", 0) or 0))
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llmapi-front")
+
+    def finalize(self):
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def execute(self, requests):
+        if self.decoupled:
+            for request in requests:
+                self.pool.submit(self._serve, request, request.get_response_sender(), False)
+            return None
+        futures = [self.pool.submit(self._collect, request) for request in requests]
+        return [f.result() for f in futures]
+
+    # -- one request -------------------------------------------------------------------------------------
+
+    def _collect(self, request):
+        """Not decoupled: run the request to completion and return its one response."""
+        box = []
+
+        class _Sink:
+            def send(self, response=None, flags=0):
+                if response is not None:
+                    box.append(response)
+
+            def is_cancelled(self):
+                return False
+
+        self._serve(request, _Sink(), True)
+        return box[-1]
+
+    def _serve(self, request, sender, final_only):
+        try:
+            self._generate(request, sender, final_only)
+        except RequestError as exc:
+            self._send(sender, pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))), FINAL)
+        except Exception as exc:  # never leave a client waiting on an unanswered stream
+            message = f"ensemble (llmapi front): {type(exc).__name__}: {exc}"
+            self._send(sender, pb_utils.InferenceResponse(error=pb_utils.TritonError(message)), FINAL)
+
+    @staticmethod
+    def _send(sender, response, flags):
+        try:
+            sender.send(response, flags=flags)
+        except Exception as exc:  # the client is gone (cancelled): nothing to answer
+            pb_utils.Logger.log_verbose(f"ensemble (llmapi front): response not sent: {exc}")
+
+    def _inputs(self, request) -> dict:
+        found = {}
+        for name in CLIENT_INPUT_NAMES:
+            tensor = pb_utils.get_input_tensor_by_name(request, name)
+            if tensor is not None:
+                found[name] = tensor.as_numpy()
+        text = found.get("text_input")
+        if text is not None and np.asarray(text).ndim > 1 and np.asarray(text).shape[0] > 1:
+            raise RequestError(f"the llmapi route takes one prompt per request; this request has a batch of "
+                               f"{np.asarray(text).shape[0]}")
+        used = sorted(name for name in UNSUPPORTED if _used(name, found.get(name)))
+        if int(_scalar(found.get("beam_width"), 1)) != 1:
+            used.append("beam_width")
+        if int(_scalar(found.get("num_return_sequences"), 1)) != 1:
+            used.append("num_return_sequences")
+        if used:
+            raise RequestError(f"{', '.join(used)}: not supported by the llmapi route (TensorRT-LLM's LLM-API Triton "
+                               "model has no input for it); leave it unset or use the engine route")
+        return found
+
+    def _prompt(self, found) -> tuple[str, int]:
+        texts = _strings(found.get("text_input"))
+        prompt = texts[0] if texts else ""
+        if not prompt.strip():
+            raise RequestError("text_input is empty; send a non-empty prompt")
+        if bool(_scalar(found.get("apply_chat_template"), False)):
+            try:
+                prompt = chat_prompt(self.tokenizer, prompt)
+            except Exception as exc:  # a broken template or message list is the request's error
+                raise RequestError(f"apply_chat_template: {exc}") from None
+            if self.bos_text and prompt.startswith(self.bos_text):
+                prompt = prompt[len(self.bos_text):]
+        n_in = len(self.tokenizer(prompt, add_special_tokens=True)["input_ids"])
+        if self.max_input_len and n_in > self.max_input_len:
+            raise RequestError(f"prompt is {n_in} tokens, longer than max_input_len={self.max_input_len}; shorten "
+                               "it (or raise limits.max_input_len)")
+        return prompt, n_in
+
+    def _llm_inputs(self, found, prompt, max_tokens, streaming) -> list:
+        tensors = [
+            pb_utils.Tensor("text_input", np.array([prompt.encode("utf-8")], dtype=object)),
+            pb_utils.Tensor("streaming", np.array([streaming], dtype=np.bool_)),
+            pb_utils.Tensor("sampling_param_max_tokens", np.array([max_tokens], dtype=np.int32)),
+            pb_utils.Tensor("sampling_param_exclude_input_from_output", np.array([True], dtype=np.bool_)),
+        ]
+        for client, target in CLIENT_TO_LLMAPI.items():
+            if client in ("max_tokens", "stream") or client not in found:
+                continue
+            if client == "stop_words":
+                words = _strings(found[client])
+                if words:
+                    tensors.append(pb_utils.Tensor(target, np.array([w.encode("utf-8") for w in words],
+                                                                    dtype=object)))
+                continue
+            value = _scalar(found[client])
+            if value is not None:
+                tensors.append(pb_utils.Tensor(target, np.array([value], dtype=LLMAPI_DTYPES[target])))
+        return tensors
+
+    def _generate(self, request, sender, final_only):
+        found = self._inputs(request)
+        prompt, n_in = self._prompt(found)
+        max_tokens = int(_scalar(found.get("max_tokens"), 0))
+        if max_tokens < 1:
+            raise RequestError(f"max_tokens must be at least 1, got {max_tokens}")
+        if self.max_seq_len and n_in + max_tokens > self.max_seq_len:
+            raise RequestError(f"prompt ({n_in} tokens) + max_tokens ({max_tokens}) exceeds max_seq_len="
+                               f"{self.max_seq_len}; ask for at most {max(self.max_seq_len - n_in, 0)} tokens")
+        stream = bool(_scalar(found.get("stream"), False)) and self.decoupled and not final_only
+        exclude = bool(_scalar(found.get("exclude_input_in_output"), self.exclude_input_default))
+        want_in = bool(_scalar(found.get("return_num_input_tokens"), False))
+        want_out = bool(_scalar(found.get("return_num_output_tokens"), False))
+        want_perf = bool(_scalar(found.get("return_perf_metrics"), False))
+
+        # The llmapi request carries the client's request id (or a fresh one), so a `stop` sent to tensorrt_llm
+        # with the client's id reaches it too.
+        request_id = request.request_id() or f"tritongen-{uuid.uuid4().hex}"
+        llm_request = pb_utils.InferenceRequest(
+            model_name=self.llm,
+            inputs=self._llm_inputs(found, prompt, max_tokens, stream),
+            requested_output_names=["text_output", *(PASSTHROUGH if want_perf else ())],
+            request_id=request_id,
+        )
+        responses = llm_request.exec(decoupled=True) if self.llm_decoupled else [llm_request.exec()]
+        full = ""  # the llmapi model's text so far
+        sent = 0  # characters of it the client has
+        prefix = "" if exclude else prompt
+        extras: dict = {}
+        for response in responses:
+            if _cancelled(sender):
+                self._abort(responses, request_id)
+                # Close the cancelled request's stream so Triton can release it.
+                self._send(sender, None, FINAL)
+                return
+            if response.has_error():
+                raise RequestError(f"tensorrt_llm: {response.error().message()}")
+            extras.update(self._passthrough(response))
+            tensor = pb_utils.get_output_tensor_by_name(response, "text_output")
+            if tensor is None:
+                continue
+            texts = [x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x)
+                     for x in np.asarray(tensor.as_numpy()).reshape(-1)]
+            text = texts[0] if texts else ""
+            if len(text) >= sent:  # cumulative text; a response that would take back sent text is skipped
+                full = text
+            if stream:
+                upto = len(full.rstrip("\ufffd"))
+                if upto > sent:
+                    self._send(sender, self._response(prefix + full[sent:upto], {}), 0)
+                    prefix = ""
+                    sent = upto
+        counts = {}
+        if want_in:
+            counts["num_input_tokens"] = n_in
+        if want_out:
+            counts["num_output_tokens"] = len(self.tokenizer(full, add_special_tokens=False)["input_ids"]) if full else 0
+        tail = prefix + full[sent:]
+        self._send(sender, self._response(tail, {**extras, **counts}), FINAL)
+
+    def _passthrough(self, response) -> dict:
+        out = {}
+        for name in PASSTHROUGH:
+            tensor = pb_utils.get_output_tensor_by_name(response, name)
+            if tensor is not None:
+                values = np.asarray(tensor.as_numpy()).reshape(-1)
+                if values.size:
+                    out[name] = _number(values[0])
+        return out
+
+    def _response(self, text, values):
+        tensors = [pb_utils.Tensor("text_output", np.array([[text.encode("utf-8")]], dtype=object))]
+        for name, value in values.items():
+            dtype = PASSTHROUGH.get(name, np.int32)
+            tensors.append(pb_utils.Tensor(name, np.array([[value]], dtype=dtype)))
+        return pb_utils.InferenceResponse(output_tensors=tensors)
+
+    def _abort(self, responses, request_id):
+        """The client cancelled: cancel the llmapi request and stop it by id so the LLM API aborts it."""
+        cancel = getattr(responses, "cancel", None)
+        if cancel is not None:
+            try:
+                cancel()
+            except Exception as exc:
+                pb_utils.Logger.log_verbose(f"ensemble (llmapi front): cancel(): {exc}")
+        stop = pb_utils.InferenceRequest(
+            model_name=self.llm,
+            inputs=[pb_utils.Tensor("text_input", np.array([b""], dtype=object)),
+                    pb_utils.Tensor("stop", np.array([True], dtype=np.bool_))],
+            requested_output_names=["text_output"],
+            request_id=request_id,
+        )
+        try:
+            if self.llm_decoupled:
+                for _ in stop.exec(decoupled=True):
+                    pass
+            else:
+                stop.exec()
+        except Exception as exc:
+            pb_utils.Logger.log_warn(f"ensemble (llmapi front): stop request for {request_id} failed: {exc}")
+        pb_utils.Logger.log_info(f"ensemble (llmapi front): request {request_id} cancelled by the client")
