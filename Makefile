@@ -37,6 +37,9 @@ HTTP_PORT   ?= 8000
 GRPC_PORT   ?= 8001
 METRICS_PORT ?= 8002
 PYTEST_ARGS ?=
+DRY_RUN     ?=
+LOCAL       ?=
+FORCE       ?=
 
 SPEC_ARGS = $(if $(SPEC),--spec $(SPEC)) $(if $(ROUTE),--route $(ROUTE)) $(if $(PRECISION),--precision $(PRECISION)) \
             $(if $(KV_DTYPE),--kv-dtype $(KV_DTYPE)) $(if $(TP),--tp $(TP)) $(if $(PP),--pp $(PP)) \
@@ -45,7 +48,7 @@ SPEC_ARGS = $(if $(SPEC),--spec $(SPEC)) $(if $(ROUTE),--route $(ROUTE)) $(if $(
             $(foreach s,$(SET),--set $(s))
 PORT_ARGS = --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 
-.PHONY: help venv repo validate spec models test test-fast demo serve stop status infer docs lint clean
+.PHONY: help venv repo validate spec models engine engines test test-fast demo serve stop status infer docs lint clean
 
 help: ## Show this help (default goal)
 	@echo "tritongen - one spec -> a validated Triton repository for TensorRT-LLM, served and queried"
@@ -55,6 +58,7 @@ help: ## Show this help (default goal)
 	@echo "Variables (make VAR=value): MODEL=$(MODEL) ROUTE PRECISION KV_DTYPE TP PP GPUS GPU ENGINE_DIR CHECKPOINT"
 	@echo "  SPEC=file.yaml SET='limits.max_batch_size=32 serving.streaming=false' NAME REPO=$(REPO) RUNTIME=$(RUNTIME)"
 	@echo "  PROMPT MAX_TOKENS PROTOCOL=grpc|http HTTP_PORT GRPC_PORT METRICS_PORT VENV PYTHON TORCH"
+	@echo "  engine: DRY_RUN=1 (print the commands) LOCAL=1 (run on this host) FORCE=1 (rebuild)"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -72,7 +76,13 @@ models: $(STAMP) ## List the model catalogue
 spec: $(STAMP) ## Show the resolved spec for MODEL (with ROUTE/PRECISION/TP/SET ...)
 	$(TRITONGEN) spec $(MODEL) $(SPEC_ARGS)
 
-repo: $(STAMP) ## Render + validate repos/<MODEL> (engine route: ENGINE_DIR=<dir> or the engine cache)
+engine: $(STAMP) ## Build MODEL's TensorRT-LLM engine in the pinned NGC container (DRY_RUN=1 prints the commands)
+	$(TRITONGEN) engine $(MODEL) $(SPEC_ARGS) $(if $(DRY_RUN),--dry-run) $(if $(LOCAL),--local) $(if $(FORCE),--force)
+
+engines: $(STAMP) ## List the engine cache (what is built, for which spec and GPU)
+	$(TRITONGEN) engine --list
+
+repo: $(STAMP) ## Render + validate repos/<MODEL> (engine route: ENGINE_DIR=<dir>, else the cache, building first)
 	$(TRITONGEN) repo $(MODEL) $(SPEC_ARGS) --out $(REPO)
 
 validate: $(STAMP) ## Validate REPO (default repos/<MODEL>)

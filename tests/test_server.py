@@ -388,3 +388,35 @@ def test_stop_request_for_an_unknown_id_is_harmless(mock_server):
     client = LLMClient(mock_server.grpc_url)
     assert client.stop("no-such-request") is True
     assert client.generate("Hello there", GenerateParams(max_tokens=3)).text
+
+
+# -- draft-target speculative decoding through tensorrt_llm_bls ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def speculative_servers(tiny_dir, session_root, server_factory):
+    """Two repositories: tiny drafting for itself (drafts always accepted), and a MOCK draft (always wrong)."""
+    options = {"decoding.speculative.method": "draft_target", "decoding.speculative.draft_model": "tiny",
+               "decoding.speculative.max_draft_len": 3, "serving.bls": True}
+    same = render("tiny", session_root / "repos" / "spec-same", **{"name": "spec-same", **options})
+    wrong = render("tiny", session_root / "repos" / "spec-wrong", **{"name": "spec-wrong", **options})
+    draft_cfg = wrong / "tensorrt_llm_draft" / "config.pbtxt"
+    text = draft_cfg.read_text()
+    assert 'key: "engine"\n  value: { string_value: "torch" }' in text
+    draft_cfg.write_text(text.replace('key: "engine"\n  value: { string_value: "torch" }',
+                                      'key: "engine"\n  value: { string_value: "mock" }'))
+    return server_factory(same, "test-spec-same"), server_factory(wrong, "test-spec-wrong")
+
+
+@pytest.mark.parametrize("which, rate", [(0, 1.0), (1, 0.0)])
+def test_draft_target_gives_the_targets_greedy_text(speculative_servers, hf, which, rate):
+    server = speculative_servers[which]
+    client = LLMClient(server.grpc_url, model="tensorrt_llm_bls")
+    for prompt in PROMPTS[:2]:
+        _, want = hf_greedy(hf, prompt, 12)
+        result = client.generate(prompt, GenerateParams(max_tokens=12, return_perf_metrics=True))
+        assert result.text == want
+        assert result.extras["acceptance_rate"] == [[pytest.approx(rate)]]
+        assert result.extras["total_draft_tokens"][0][0] > 0
+        streamed = "".join(c.text for c in client.stream(prompt, GenerateParams(max_tokens=12)))
+        assert streamed == want

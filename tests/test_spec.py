@@ -103,6 +103,7 @@ def test_set_parses_yaml_values():
         (["serving.grpc_port=8000"], "the three ports must differ"),
         (["route=cpu", "precision.format=fp8"], "applies to the engine/llmapi routes"),
         (["route=cpu", "parallelism.tp=2"], "the cpu route runs on one device"),
+        (["route=cpu", "decoding.speculative.method=lookahead"], "the cpu route does draft_target only"),
     ],
 )
 def test_cross_field_rules(sets, message):

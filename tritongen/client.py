@@ -29,7 +29,8 @@ from .errors import ClientError
 
 #: Extra ensemble outputs a result may carry (counts, log probs, timings).
 EXTRA_OUTPUTS = ("num_input_tokens", "num_output_tokens", "cum_log_probs", "output_log_probs",
-                 "acceptance_rate", "total_accepted_draft_tokens", "total_draft_tokens")
+                 "acceptance_rate", "total_accepted_draft_tokens", "total_draft_tokens", "arrival_time_ns",
+                 "first_scheduled_time_ns", "first_token_time_ns", "last_token_time_ns")
 
 
 @dataclass
@@ -50,6 +51,8 @@ class GenerateParams:
     frequency_penalty: float | None = None
     return_log_probs: bool = False
     return_num_tokens: bool = False
+    #: Engine timings and speculative-decoding acceptance (the backend's return_perf_metrics).
+    return_perf_metrics: bool = False
     exclude_input_in_output: bool | None = None
 
     def tensors(self, stream: bool) -> dict[str, tuple[Any, str]]:
@@ -79,6 +82,8 @@ class GenerateParams:
         if self.return_num_tokens:
             out["return_num_input_tokens"] = (True, "BOOL")
             out["return_num_output_tokens"] = (True, "BOOL")
+        if self.return_perf_metrics:
+            out["return_perf_metrics"] = (True, "BOOL")
         return out
 
 
@@ -289,7 +294,7 @@ class LLMClient:
             return params.return_num_tokens
         if name in ("cum_log_probs", "output_log_probs"):
             return params.return_log_probs
-        return False
+        return params.return_perf_metrics
 
     # -- HTTP generate -----------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ import yaml
 
 from . import __version__, contract
 from .errors import RepoExistsError, TritongenError, ValidationFailed
-from .spec import Route, Spec, dump_spec
+from .spec import Route, Spec, SpeculativeMethod, dump_spec
 
 LOCK_NAME = "tritongen.lock.yaml"
 _TMP_PREFIX = ".tritongen-tmp-"
@@ -101,6 +101,8 @@ def environment() -> jinja2.Environment:
 class Item:
     src: str  #: path under templates/
     dst: str  #: path under the repository
+    #: "draft": rendered with the draft model's spec (draft-target speculative decoding).
+    role: str = "target"
 
 
 _PY_MODEL_LIB = "common/lib/textcodec.py"
@@ -126,6 +128,14 @@ def plan(spec: Spec) -> list[Item]:
                 Item("cpu/tensorrt_llm/config.pbtxt.j2", "tensorrt_llm/config.pbtxt"),
                 Item("cpu/tensorrt_llm/1/model.py", "tensorrt_llm/1/model.py"),
             ]
+        if spec.decoding.speculative.method is SpeculativeMethod.draft_target:
+            if spec.route is Route.engine:
+                items.append(Item("engine/tensorrt_llm/config.pbtxt.j2", "tensorrt_llm_draft/config.pbtxt", "draft"))
+            else:
+                items += [
+                    Item("cpu/tensorrt_llm/config.pbtxt.j2", "tensorrt_llm_draft/config.pbtxt", "draft"),
+                    Item("cpu/tensorrt_llm/1/model.py", "tensorrt_llm_draft/1/model.py", "draft"),
+                ]
         if spec.serving.bls:
             items += [
                 Item("common/tensorrt_llm_bls/config.pbtxt.j2", "tensorrt_llm_bls/config.pbtxt"),
@@ -146,6 +156,8 @@ def _empty_dirs(spec: Spec) -> list[str]:
         dirs.append("ensemble/1")
     if spec.route is Route.engine:
         dirs.append("tensorrt_llm/1")
+        if spec.decoding.speculative.method is SpeculativeMethod.draft_target:
+            dirs.append("tensorrt_llm_draft/1")
     if spec.route is Route.llmapi:
         from . import llmapi
 
@@ -163,6 +175,31 @@ def engine_dir_for(spec: Spec) -> Path:
     from .engine import cache
 
     return cache.entry_dir(spec)
+
+
+def draft_spec(spec: Spec) -> Spec:
+    """The draft model of a draft-target spec, as its ``tensorrt_llm_draft`` model is rendered: on the engine
+    route the same spec the engine planner builds (tp=1 on the target's first GPU), pointing at its engine."""
+    if spec.route is Route.engine:
+        from .engine import workflow
+        from .engine.plan import draft_spec as planned
+
+        draft = planned(spec)
+        engine = spec.engine.draft_dir or workflow.draft_engine_dir(spec)
+        if engine is None:
+            from .engine import cache
+
+            engine = cache.entry_dir(draft, role="draft")
+        return draft.model_copy(update={"engine": draft.engine.model_copy(update={"dir": Path(engine)})})
+    from .spec import load_spec
+
+    lim = spec.limits
+    return load_spec(spec.decoding.speculative.draft_model, options={
+        "route": "cpu", "cpu.engine": spec.cpu.engine.value, "cpu.device": spec.cpu.device.value,
+        "cpu.dtype": spec.cpu.dtype.value, "serving.streaming": spec.serving.streaming,
+        "limits.max_batch_size": lim.max_batch_size, "limits.max_input_len": lim.max_input_len,
+        "limits.max_seq_len": lim.max_seq_len, "limits.max_num_tokens": lim.max_num_tokens,
+    })
 
 
 def _medusa_tree(choices: list[list[int]] | None) -> str | None:
@@ -261,6 +298,7 @@ def context(spec: Spec) -> dict:
         llm_parameters(spec) if spec.route is Route.engine else {})
     return {
         "spec": spec,
+        "llm_name": "tensorrt_llm",
         "version": __version__,
         "contract": contract,
         "logits_dtype": sv.logits_dtype.value,
@@ -284,12 +322,18 @@ def render_into(spec: Spec, dest: Path) -> list[Path]:
 
         ctx.update(llmapi.context(spec))
     written = []
+    draft_ctx = None
     for item in plan(spec):
         target = dest / item.dst
         target.parent.mkdir(parents=True, exist_ok=True)
+        item_ctx = ctx
+        if item.role == "draft":
+            if draft_ctx is None:
+                draft_ctx = {**context(draft_spec(spec)), "llm_name": "tensorrt_llm_draft"}
+            item_ctx = draft_ctx
         if item.src.endswith(".j2"):
             try:
-                text = env.get_template(item.src).render(**ctx)
+                text = env.get_template(item.src).render(**item_ctx)
             except jinja2.TemplateError as exc:
                 raise TritongenError(f"template {item.src}: {exc}") from exc
             target.write_text(text)

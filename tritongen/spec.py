@@ -290,6 +290,10 @@ class EngineSpec(StrictModel):
                              "default: the engine cache entry for this spec.")
     gpu: str | None = Field(None, description="GPU the engine is built for (catalogue name, e.g. h100); "
                             "default: detected with nvidia-smi.")
+    multiple_profiles: bool | None = Field(None, description="trtllm-build --multiple_profiles (faster across "
+                                           "batch sizes, longer build); null: TensorRT-LLM's default.")
+    draft_dir: Path | None = Field(None, description="draft_target: prebuilt draft engine; default: the engine "
+                                   "cache entry of the draft model (`tritongen engine` builds it).")
 
 
 class CpuSpec(StrictModel):
@@ -464,8 +468,9 @@ def cross_check(spec: Spec) -> list[str]:
                      "cpu route runs the checkpoint with PyTorch (set cpu.dtype instead)")
         if par.world_size > 1:
             p.append("parallelism.tp/pp: the cpu route runs on one device; use tp=1 pp=1")
-        if spec_dec.method is not SpeculativeMethod.none:
-            p.append("decoding.speculative.method: the cpu route does not do speculative decoding")
+        if spec_dec.method not in (SpeculativeMethod.none, SpeculativeMethod.draft_target):
+            p.append(f"decoding.speculative.method: {spec_dec.method.value} needs a TensorRT-LLM engine; the cpu "
+                     "route does draft_target only (the reference engine verifies draft tokens)")
     if spec.route is Route.llmapi and spec.decoding.speculative.method is SpeculativeMethod.draft_target:
         p.append("decoding.speculative.method: draft_target runs on the engine route; llmapi takes eagle, "
                  "medusa or lookahead")

@@ -355,10 +355,19 @@ def _check_lock(ctx: _Ctx, lock: dict) -> None:
 
 def _check_tensorrt_llm(ctx: _Ctx, lock: dict | None, engine_dir: Path | None,
                         container_trtllm: str | None, gpu_arch: str | None) -> None:
-    cfg = ctx.report.models.get("tensorrt_llm")
+    _check_llm_model(ctx, "tensorrt_llm", lock, engine_dir, container_trtllm, gpu_arch)
+    # A draft-target repository's draft engine is checked the same way, but not against the target's spec
+    # (it runs tp=1 with no speculative decoding of its own).
+    draft_lock = {**lock, "spec": {}} if lock else None
+    _check_llm_model(ctx, "tensorrt_llm_draft", draft_lock, None, container_trtllm, gpu_arch)
+
+
+def _check_llm_model(ctx: _Ctx, name: str, lock: dict | None, engine_dir: Path | None,
+                     container_trtllm: str | None, gpu_arch: str | None) -> None:
+    cfg = ctx.report.models.get(name)
     if cfg is None or cfg.backend != "tensorrtllm":
         return
-    path = ctx.repo / "tensorrt_llm" / "config.pbtxt"
+    path = ctx.repo / name / "config.pbtxt"
     params = params_of(cfg)
     spec = (lock or {}).get("spec") or {}
 
@@ -398,7 +407,8 @@ def _check_tensorrt_llm(ctx: _Ctx, lock: dict | None, engine_dir: Path | None,
     except engine_config.EngineConfigError as exc:
         ctx.add(engine_path / "config.json", "config.json", str(exc), "rebuild the engine with trtllm-build")
         return
-    ctx.report.engine = eng
+    if name == "tensorrt_llm":
+        ctx.report.engine = eng
     check_engine(ctx, path, cfg, params, eng, spec, lock, container_trtllm, gpu_arch)
 
 
