@@ -12,7 +12,8 @@ What it does itself:
   when it tokenizes the prompt.
 - text deltas: the llmapi model sends the whole text so far in each response (RequestOutput.outputs[0].text);
   the client contract streams only what is new, so the front sends the difference. A trailing U+FFFD (a
-  character still incomplete) is held back until it completes.
+  character still incomplete) is held back until it completes, and so is a tail that may be the start of a stop
+  string (the LLM API leaves stop strings out of the final text, so streamed text must not show them either).
 - exclude_input_in_output=false: the prompt text is put in front of the output (the llmapi model is always asked
   to leave the prompt out, so the result does not depend on its default).
 - return_num_input_tokens / return_num_output_tokens: counted with the same tokenizer. The input count is exact
@@ -150,6 +151,21 @@ def _used(name, array) -> bool:
     if isinstance(neutral, bool):
         return bool(value) != neutral
     return float(value) > float(neutral) if name == "min_tokens" else float(value) != float(neutral)
+
+
+def _stop_cut(text: str, stops: list[str]) -> tuple[int, bool]:
+    """Where the text the client may see ends: before a stop string (True) or before a tail that could still
+    become one (False). Stop strings are left out of the output, as the LLM API does."""
+    hits = [text.find(s) for s in stops if s in text]
+    if hits:
+        return min(hits), True
+    keep = 0
+    for s in stops:
+        for k in range(min(len(s) - 1, len(text)), 0, -1):
+            if text.endswith(s[:k]):
+                keep = max(keep, k)
+                break
+    return len(text) - keep, False
 
 
 def _cancelled(sender) -> bool:
@@ -307,6 +323,7 @@ class TritonPythonModel:
             request_id=request_id,
         )
         responses = llm_request.exec(decoupled=True) if self.llm_decoupled else [llm_request.exec()]
+        stops = _strings(found.get("stop_words"))
         full = ""  # the llmapi model's text so far
         sent = 0  # characters of it the client has
         prefix = "" if exclude else prompt
@@ -329,11 +346,14 @@ class TritonPythonModel:
             if len(text) >= sent:  # cumulative text; a response that would take back sent text is skipped
                 full = text
             if stream:
-                upto = len(full.rstrip("\ufffd"))
+                # Hold back an incomplete character and anything that may turn out to be a stop string.
+                upto = min(len(full.rstrip("\ufffd")), _stop_cut(full, stops)[0])
                 if upto > sent:
                     self._send(sender, self._response(prefix + full[sent:upto], {}), 0)
                     prefix = ""
                     sent = upto
+        end, hit = _stop_cut(full, stops)
+        full = full[:end] if hit else full
         counts = {}
         if want_in:
             counts["num_input_tokens"] = n_in
