@@ -171,6 +171,22 @@ def test_layout_order_nvlink_first_then_pipeline():
     assert [(t, p) for t, p, _ in h100_pcie] == [(1, 1), (2, 1), (2, 2), (1, 4), (4, 1)]
 
 
+def test_without_nvlink_the_faster_layout_of_the_same_size_wins():
+    p = plan("mixtral-8x7b", "l40s", (1024, 256, 32), options={"precision.format": "fp8"})
+    same = [c for c in p.considered if c["tp"] * c["pp"] == 2]
+    assert {(c["tp"], c["pp"]) for c in same} == {(1, 2), (2, 1)}
+    mine = next(c for c in same if (c["tp"], c["pp"]) == (p.tp, p.pp))
+    other = next(c for c in same if c is not mine)
+    assert mine["sustained_output_tps"] >= other["sustained_output_tps"]
+    assert any(line.startswith(f"tp={p.tp} pp={p.pp} beats tp={other['tp']} pp={other['pp']}")
+               for line in p.explanation)
+    # the estimates are the Estimator's own numbers for each layout
+    shape = sizing.Shape.from_model(spec("mixtral-8x7b").model)
+    est = sizing.Estimator(shape, sizing.Gpu.get("l40s"), precision="fp8", kv_dtype="bf16", tp=other["tp"],
+                           pp=other["pp"])
+    assert other["sustained_output_tps"] == pytest.approx(est.sustained(32, sizing.Workload(1024, 256, 32)), abs=0.1)
+
+
 def test_too_few_gpus_for_the_concurrency_warns_and_takes_the_most_kv():
     p = plan("llama3-70b", "h100", (4096, 1024, 256), options={"precision.format": "fp16"}, num_gpus=2)
     assert (p.tp, p.pp) == (2, 1)

@@ -420,9 +420,10 @@ def _pow2_upto(n: int) -> list[int]:
 def layouts(shape: Shape, gpu: Gpu, *, max_gpus: int, gpus_per_node: int) -> list[tuple[int, int, str]]:
     """Candidate (tp, pp, where) layouts, in the order the planner prefers them.
 
-    Smallest world size first. Within a world size: tensor parallelism inside one NVLink domain; past the domain
-    (or on GPUs without NVLink) pipeline parallelism across domains/nodes, whose traffic is one activation
-    hand-off per stage instead of two all-reduces per layer. tp must divide the attention heads.
+    Smallest world size first. Within a world size: tensor parallelism inside one NVLink domain; past the domain,
+    tp fills the domain and pipeline stages span domains/nodes (one activation hand-off per stage instead of two
+    all-reduces per layer). GPUs without NVLink offer both pp and tp over PCIe; make_plan keeps whichever the
+    estimate says is faster. tp must divide the attention heads.
     """
     domain = gpu.nvlink_domain if gpu.nvlink_gbps > 0 else 1
     out: list[tuple[int, int, str]] = []
@@ -534,14 +535,29 @@ def make_plan(spec, gpu_name: str, workload: Workload, *, num_gpus: int | None =
 
     considered: list[dict] = []
     chosen = first_fit = None
-    for ctp, cpp, where in candidates:
-        fit = memory_fit(shape, gpu, tp=ctp, pp=cpp, **kw)
-        considered.append({"tp": ctp, "pp": cpp, "where": where, "weights_gb": round(fit.weights_gb, 2),
-                           "kv_pool_gb": round(fit.kv_pool_gb, 2), "sequences": fit.sequences, "fits": fit.fits})
-        if fit.fits and first_fit is None:
-            first_fit = (ctp, cpp, where, fit)
-        if fit.fits and fit.sequences >= workload.concurrency:
-            chosen = (ctp, cpp, where, fit)
+    group = kw["group_size"]
+    worlds: dict[int, list[tuple[int, int, str]]] = {}
+    for cand in candidates:
+        worlds.setdefault(cand[0] * cand[1], []).append(cand)
+    for world_candidates in worlds.values():
+        holding = []
+        for ctp, cpp, where in world_candidates:
+            fit = memory_fit(shape, gpu, tp=ctp, pp=cpp, **kw)
+            entry = {"tp": ctp, "pp": cpp, "where": where, "weights_gb": round(fit.weights_gb, 2),
+                     "kv_pool_gb": round(fit.kv_pool_gb, 2), "sequences": fit.sequences, "fits": fit.fits}
+            considered.append(entry)
+            if fit.fits and first_fit is None:
+                first_fit = (ctp, cpp, where, fit)
+            if fit.fits and fit.sequences >= workload.concurrency:
+                holding.append(((ctp, cpp, where, fit), entry))
+        if len(holding) > 1:
+            # Same GPU count, different layouts (no NVLink: pp or tp over PCIe): keep the faster estimate.
+            for (ctp, cpp, _where, _fit), entry in holding:
+                est = Estimator(shape, gpu, precision=precision, kv_dtype=kv_dtype, tp=ctp, pp=cpp, group_size=group)
+                entry["sustained_output_tps"] = round(est.sustained(workload.concurrency, workload), 1)
+            holding.sort(key=lambda h: -h[1]["sustained_output_tps"])
+        if holding:
+            chosen = holding[0][0]
             break
     if first_fit is None:
         raise _does_not_fit(shape, gpu, workload, precision, candidates, per_node, kw)
@@ -604,6 +620,14 @@ def _explain(shape, gpu, workload, tp, pp, where, fit, considered, fixed) -> lis
         lines.append(f"tp={tp} pp={pp} is the smallest layout whose KV cache holds "
                      f"{min(fit.sequences, workload.concurrency)} of {workload.concurrency} requested "
                      f"{workload.input_len}+{workload.output_len}-token sequences")
+    rivals = [c for c in considered if c["tp"] * c["pp"] == tp * pp and "sustained_output_tps" in c
+              and (c["tp"], c["pp"]) != (tp, pp)]
+    mine = next((c for c in considered if (c["tp"], c["pp"]) == (tp, pp)), {})
+    for r in rivals:
+        lines.append(f"tp={tp} pp={pp} beats tp={r['tp']} pp={r['pp']} on the same {tp * pp} GPUs: est. "
+                     f"{mine.get('sustained_output_tps', 0):,.0f} vs {r['sustained_output_tps']:,.0f} output tok/s "
+                     "(pp runs its stages one after another for every token and re-reads each stage's weights per "
+                     "micro-batch; tp splits every layer but pays two all-reduces per layer)")
     if where == "nvlink":
         lines.append(f"tensor parallelism stays inside one NVLink domain ({gpu.nvlink_domain} x {gpu.key}, "
                      f"{gpu.nvlink_gbps:g} GB/s per GPU)")
@@ -614,7 +638,7 @@ def _explain(shape, gpu, workload, tp, pp, where, fit, considered, fixed) -> lis
         lines.append(f"{gpu.key} has no NVLink: pipeline parallelism over {gpu.pcie} moves one activation per "
                      "stage instead of two all-reduces per layer")
     elif where == "tp-pcie":
-        lines.append(f"tensor parallelism over {gpu.pcie}: pipeline parallelism did not fit this layout")
+        lines.append(f"{gpu.key} has no NVLink: tensor parallelism runs its all-reduces over {gpu.pcie}")
     return lines
 
 
