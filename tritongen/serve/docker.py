@@ -357,7 +357,7 @@ def start(
     record.save()
     try:
         # The error raised here carries the container's log tail, read before the container is removed.
-        wait_ready(record, alive=lambda: running(record), log_tail=lambda: logs(record, 40),
+        wait_ready(record, alive=lambda: running(record), log_tail=lambda: _startup_tail(record),
                    timeout=timeout, echo=echo, tty=tty)
     except BaseException:
         _stop_container(record, timeout=10)
@@ -417,6 +417,21 @@ def running(record: ServerRecord) -> bool:
     except MissingDependency:
         return False
     return bool(state and state.get("Running"))
+
+
+#: Lines that say why a start failed: glog errors (E1122 ...), model states, Python tracebacks.
+_FAILURE_LINE = re.compile(r"^(E\d{4} |.*UNAVAILABLE|.*Traceback|.*Error: |error: )")
+
+
+def _startup_tail(record: ServerRecord) -> str:
+    """While starting: the last lines. Once the container has exited: the lines that say why (model load
+    errors scroll far up while tritonserver prints its tables and unloads), then the last lines."""
+    if running(record):
+        return logs(record, 40)
+    text = logs(record, 2000)
+    lines = text.splitlines()
+    why = list(dict.fromkeys(line for line in lines[:-25] if _FAILURE_LINE.match(line)))[-20:]
+    return "\n".join([*why, "...", *lines[-25:]]) if why else "\n".join(lines[-40:])
 
 
 def logs(record: ServerRecord, lines: int = 50) -> str:
