@@ -40,6 +40,13 @@ PYTEST_ARGS ?=
 DRY_RUN     ?=
 LOCAL       ?=
 FORCE       ?=
+CONCURRENCY ?= 1,8,32,64
+INPUT_LEN   ?= 128
+OUTPUT_LEN  ?= 128
+REQUESTS    ?=
+DURATION    ?=
+SLO         ?=
+PLAN_ARGS   ?=
 
 SPEC_ARGS = $(if $(SPEC),--spec $(SPEC)) $(if $(ROUTE),--route $(ROUTE)) $(if $(PRECISION),--precision $(PRECISION)) \
             $(if $(KV_DTYPE),--kv-dtype $(KV_DTYPE)) $(if $(TP),--tp $(TP)) $(if $(PP),--pp $(PP)) \
@@ -48,7 +55,7 @@ SPEC_ARGS = $(if $(SPEC),--spec $(SPEC)) $(if $(ROUTE),--route $(ROUTE)) $(if $(
             $(foreach s,$(SET),--set $(s))
 PORT_ARGS = --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 
-.PHONY: help venv repo validate spec models engine engines test test-fast demo serve stop status infer docs lint clean
+.PHONY: help venv repo validate spec models plan engine engines bench test test-fast demo serve stop status infer docs lint clean
 
 help: ## Show this help (default goal)
 	@echo "tritongen - one spec -> a validated Triton repository for TensorRT-LLM, served and queried"
@@ -59,6 +66,7 @@ help: ## Show this help (default goal)
 	@echo "  SPEC=file.yaml SET='limits.max_batch_size=32 serving.streaming=false' NAME REPO=$(REPO) RUNTIME=$(RUNTIME)"
 	@echo "  PROMPT MAX_TOKENS PROTOCOL=grpc|http HTTP_PORT GRPC_PORT METRICS_PORT VENV PYTHON TORCH"
 	@echo "  engine: DRY_RUN=1 (print the commands) LOCAL=1 (run on this host) FORCE=1 (rebuild)"
+	@echo "  plan: PLAN_ARGS='--gpu h100 --concurrency 64'   bench: CONCURRENCY INPUT_LEN OUTPUT_LEN REQUESTS DURATION SLO"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -75,6 +83,9 @@ models: $(STAMP) ## List the model catalogue
 
 spec: $(STAMP) ## Show the resolved spec for MODEL (with ROUTE/PRECISION/TP/SET ...)
 	$(TRITONGEN) spec $(MODEL) $(SPEC_ARGS)
+
+plan: $(STAMP) ## Size MODEL on a GPU: memory fit, tp/pp, tok/s, settings (PLAN_ARGS='--gpu h100 --concurrency 64')
+	$(TRITONGEN) plan $(MODEL) $(SPEC_ARGS) $(PLAN_ARGS)
 
 engine: $(STAMP) ## Build MODEL's TensorRT-LLM engine in the pinned NGC container (DRY_RUN=1 prints the commands)
 	$(TRITONGEN) engine $(MODEL) $(SPEC_ARGS) $(if $(DRY_RUN),--dry-run) $(if $(LOCAL),--local) $(if $(FORCE),--force)
@@ -100,6 +111,12 @@ status: $(STAMP) ## Show running tritongen servers
 infer: $(STAMP) ## Stream a completion for PROMPT from the running server
 	$(TRITONGEN) infer "$(PROMPT)" --max-tokens $(MAX_TOKENS) --protocol $(PROTOCOL) \
 	  --url 127.0.0.1:$(if $(filter http,$(PROTOCOL)),$(HTTP_PORT),$(GRPC_PORT))
+
+bench: $(STAMP) ## Load-test the served REPO: TTFT/ITL/throughput per level (CONCURRENCY REQUESTS DURATION SLO PROTOCOL)
+	$(TRITONGEN) bench --url 127.0.0.1:$(if $(filter http,$(PROTOCOL)),$(HTTP_PORT),$(GRPC_PORT)) --protocol $(PROTOCOL) \
+	  --concurrency $(CONCURRENCY) --input-len $(INPUT_LEN) --output-len $(OUTPUT_LEN) \
+	  $(if $(REQUESTS),--requests $(REQUESTS)) $(if $(DURATION),--duration $(DURATION)) $(if $(SLO),--slo $(SLO)) \
+	  $(if $(wildcard $(REPO)),--repo $(REPO)) --out bench-results/$(or $(NAME),$(MODEL))
 
 demo: $(STAMP) ## The whole stack on this machine: tiny model -> repo -> server -> gRPC stream + HTTP generate
 	$(TRITONGEN) demo $(if $(filter-out tiny,$(MODEL)),--model $(MODEL)) $(PORT_ARGS)

@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""What the serving pipeline itself costs: the full ensemble vs the tensorrt_llm model called directly.
+
+Starts a real tritonserver (the one in the nvidia-pytriton wheel) on the cpu route, once with the MOCK engine at
+0 ms/step (no model: the pipeline's own capacity) and once with the tiny model, and for each target (ensemble,
+tensorrt_llm) and concurrency level prints streamed output tokens/s, TTFT and inter-token latency (p50/p99),
+and the server's CPU seconds per 1000 streamed tokens (tritonserver plus every python-backend stub, read from
+/proc). Figures, not assertions: run it on a quiet machine.
+
+    .venv/bin/python benchmarks/pipeline.py                       # everything (several minutes on 2 cores)
+    .venv/bin/python benchmarks/pipeline.py --engines mock --levels 64 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import struct
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tritongen import bench  # noqa: E402
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """utime+stime of ``pid`` and all its live descendants (tritonserver and its backend stubs)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    stats: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ppid = int(fields[1])
+        children.setdefault(ppid, []).append(int(entry))
+        stats[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += stats.get(p, 0.0)
+        todo.extend(children.get(p, []))
+    return total
+
+
+class DirectTransport(bench.GrpcTransport):
+    """The tensorrt_llm model itself, with the TensorRT-LLM backend's tensor contract (token ids in/out)."""
+
+    def __init__(self, config, prompt_ids: list[int]):
+        super().__init__(config)
+        self.prompt_ids = prompt_ids
+
+    def _template(self, prompt):
+        tmpl = self._templates.get(0)
+        if tmpl is not None:
+            return tmpl
+        req = self._pb.ModelInferRequest(model_name="tensorrt_llm")
+
+        def add(name, dtype, shape, raw):
+            t = req.inputs.add()
+            t.name, t.datatype = name, dtype
+            t.shape.extend(shape)
+            req.raw_input_contents.append(raw)
+
+        ids = self.prompt_ids
+        n = self.config.output_len
+        add("input_ids", "INT32", [1, len(ids)], struct.pack(f"<{len(ids)}i", *ids))
+        add("input_lengths", "INT32", [1, 1], struct.pack("<i", len(ids)))
+        add("request_output_len", "INT32", [1, 1], struct.pack("<i", n))
+        add("min_tokens", "INT32", [1, 1], struct.pack("<i", n))
+        add("streaming", "BOOL", [1, 1], b"\x01")
+        add("return_num_output_tokens", "BOOL", [1, 1], b"\x01")
+        add("return_num_input_tokens", "BOOL", [1, 1], b"\x01")
+        for name in ("output_ids", "num_output_tokens", "num_input_tokens"):
+            req.outputs.add().name = name
+        req.parameters["triton_enable_empty_final_response"].bool_param = True
+        self._templates[0] = req
+        return req
+
+
+async def measure(target: str, url: str, server_pid: int, levels: list[int], output_len: int,
+                  prompt: bench.Prompt, prompt_ids: list[int], requests_per_stream: int) -> list[dict]:
+    config = bench.BenchConfig(url=url, model="ensemble" if target == "ensemble" else "tensorrt_llm",
+                               output_len=output_len, warmup=0)
+    transport = DirectTransport(config, prompt_ids) if target == "tensorrt_llm" else bench.GrpcTransport(config)
+    rows = []
+    try:
+        await bench.run_level(bench.BenchConfig(**{**config.__dict__, "requests": 8}), 8, [prompt],
+                              transport=transport)  # warm-up
+        for c in levels:
+            config.requests = max(16, requests_per_stream * c)
+            cpu0 = tree_cpu_seconds(server_pid)
+            level = await bench.run_level(config, c, [prompt], transport=transport)
+            server_cpu = tree_cpu_seconds(server_pid) - cpu0
+            tokens = max(level.output_tokens, 1)
+            rows.append({
+                "target": target, "concurrency": c, "requests": level.completed, "errors": level.errors,
+                "tokens": level.output_tokens, "tokens_per_s": level.output_tokens_per_s,
+                "ttft_p50_ms": level.ttft_ms.p50, "ttft_p99_ms": level.ttft_ms.p99,
+                "itl_p50_ms": level.itl_ms.p50, "itl_p99_ms": level.itl_ms.p99,
+                "server_cpu_ms_per_1k": server_cpu / tokens * 1e6,
+                "client_cpu_ms_per_1k": level.client_cpu_ms_per_1k_tokens,
+            })
+            r = rows[-1]
+            print(f"  {target:<13}c={c:<3} {r['tokens_per_s']:8.0f} tok/s  TTFT p50 {r['ttft_p50_ms']:6.1f} "
+                  f"p99 {r['ttft_p99_ms']:6.1f} ms  ITL p50 {r['itl_p50_ms']:5.2f} p99 {r['itl_p99_ms']:6.2f} ms  "
+                  f"server {r['server_cpu_ms_per_1k']:6.1f} ms CPU/1k tok  client {r['client_cpu_ms_per_1k'] or 0:5.1f}"
+                  f"{'  ERRORS ' + str(r['errors']) if r['errors'] else ''}", flush=True)
+    finally:
+        await transport.close()
+    return rows
+
+
+def run_engine(engine: str, levels: list[int], workdir: Path, output_len: int, per_stream: int) -> list[dict]:
+    from transformers import AutoTokenizer
+
+    from tritongen.render import write_repo
+    from tritongen.serve import local
+    from tritongen.serve.command import ServeOptions
+    from tritongen.spec import cache_dir, load_spec
+    from tritongen.tiny import build
+
+    tiny = build(cache_dir() / "models" / "tiny")
+    options = {"route": "cpu", "name": f"pipeline-{engine}", "cpu.engine": engine}
+    repo = write_repo(load_spec("tiny", options=options), workdir / f"pipeline-{engine}", force=True)
+    http, grpc, metrics = free_ports(3)
+    record = local.start(f"bench-pipeline-{engine}", [repo],
+                         ServeOptions(http_port=http, grpc_port=grpc, metrics_port=metrics), timeout=300)
+    try:
+        tok = AutoTokenizer.from_pretrained(tiny)
+        text = "The river ran past the old mill and under the stone bridge. In the morning the light was cold."
+        prompt = bench.Prompt(text)
+        prompt_ids = tok(text)["input_ids"]
+        print(f"\n{engine} engine ({len(prompt_ids)} prompt tokens, {output_len} output tokens per request):")
+        rows = []
+        for target in ("tensorrt_llm", "ensemble"):
+            rows += asyncio.run(measure(target, record.grpc_url, record.pid, levels, output_len, prompt, prompt_ids,
+                                        per_stream))
+        for row in rows:
+            row["engine"] = engine
+        return rows
+    finally:
+        local.stop(record)
+
+
+def compare(rows: list[dict], engine: str, c: int) -> dict | None:
+    get = {r["target"]: r for r in rows if r["engine"] == engine and r["concurrency"] == c}
+    if set(get) != {"ensemble", "tensorrt_llm"}:
+        return None
+    e, d = get["ensemble"], get["tensorrt_llm"]
+    return {
+        "engine": engine, "concurrency": c,
+        "throughput_kept": e["tokens_per_s"] / d["tokens_per_s"],
+        "added_server_cpu_ms_per_1k": e["server_cpu_ms_per_1k"] - d["server_cpu_ms_per_1k"],
+        "ttft_p99_ratio": e["ttft_p99_ms"] / max(d["ttft_p99_ms"], 1e-9),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--engines", default="mock,torch", help="comma list of cpu engines: mock,torch")
+    ap.add_argument("--levels", default="1,8,32,64", help="concurrency levels")
+    ap.add_argument("--output-len", type=int, default=128)
+    ap.add_argument("--requests-per-stream", type=int, default=4, help="requests per concurrent stream")
+    ap.add_argument("--json", type=Path, help="also write the figures here")
+    args = ap.parse_args()
+    os.environ.setdefault("TRITONGEN_CACHE", str(ROOT / ".cache"))
+    levels = [int(x) for x in args.levels.split(",")]
+    print(f"machine: {os.cpu_count()} CPUs; tritonserver from the nvidia-pytriton wheel; cpu route")
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="tritongen-pipeline-") as tmp:
+        for engine in args.engines.split(","):
+            rows += run_engine(engine, levels, Path(tmp), args.output_len, args.requests_per_stream)
+    print("\nensemble vs tensorrt_llm alone:")
+    summary = []
+    for engine in args.engines.split(","):
+        for c in levels:
+            s = compare(rows, engine, c)
+            if s:
+                summary.append(s)
+                print(f"  {engine:<6}c={c:<3} keeps {s['throughput_kept'] * 100:5.1f}% of the tokens/s, adds "
+                      f"{s['added_server_cpu_ms_per_1k']:6.1f} ms server CPU per 1000 tokens, TTFT p99 x"
+                      f"{s['ttft_p99_ratio']:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "summary": summary}, indent=2))
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
