@@ -132,10 +132,12 @@ def dockerd():
             "--bridge=none", "--iptables=false", "--ip-masq=false", "--ip-forward=false",
             "--userland-proxy=false"]
     log = run / "dockerd.log"
+    started = time.monotonic()
     child = proc.start(argv, log_path=log)
     env = {"DOCKER_HOST": f"unix://{sock}"}
     try:
         why = _wait_daemon(env, child)
+        TIMINGS["dockerd start"] = time.monotonic() - started
         if why:
             pytest.skip(f"{why}; dockerd log: {proc.tail_file(log, 5)}")
         yield env

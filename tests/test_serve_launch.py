@@ -281,6 +281,14 @@ def test_visible_gpus_keep_config_ids_valid():
     assert docker.visible_gpus([2, 3]) == [0, 1, 2, 3]
 
 
+def test_gpus_chosen_by_hand_are_renumbered_inside(repo_tp2):
+    plan = _plan("x", [repo_tp2], gpus=[4, 5])
+    argv = _args(plan)
+    assert argv[argv.index("--gpus") + 1] == '"device=4,5"'
+    with pytest.raises(UsageError, match="models use GPU ids up to 1"):
+        _plan("x", [repo_tp2], gpus=[4])
+
+
 def test_single_mode_refuses_a_multi_rank_engine(repo_tp2):
     with pytest.raises(GatingError, match="needs 2 ranks"):
         _plan("x", [repo_tp2], launch_mode="single")

@@ -175,8 +175,11 @@ def _print_docker_plan(name, repos, opts, *, image, launch_mode, network, shm_si
     image = docker_runtime.resolve_image(infos, image)
     plan = docker_runtime.container_plan(name, infos, opts, image=image, launch_mode=launch_mode,
                                          network=network, shm_size=shm_size, run_as=run_as, gpus=gpus,
-                                         read_only_root=read_only_root, memlock=memlock)
+                                         read_only_root=read_only_root, memlock=memlock, missing_ok=True)
     click.echo(f"# launch mode: {plan.launch.mode} ({plan.launch.reason})", err=True)
+    for mount in plan.mounts:
+        if not Path(mount.source).exists():
+            click.echo(click.style(f"# warning: {mount.target} does not exist on this host", fg="yellow"), err=True)
     if compose_out:
         compose_out.parent.mkdir(parents=True, exist_ok=True)
         compose_out.write_text(docker_runtime.render_compose(plan))

@@ -98,8 +98,12 @@ def visible_gpus(ids: list[int]) -> list[int]:
     return ids if ids == list(range(len(ids))) else list(range(max(ids) + 1))
 
 
-def collect_mounts(repos: list[RepoInfo]) -> list[Mount]:
-    """The repositories plus every host path their configs reference, deduplicated, read-only."""
+def collect_mounts(repos: list[RepoInfo], *, missing_ok: bool = False) -> list[Mount]:
+    """The repositories plus every host path their configs reference, deduplicated, read-only.
+
+    A referenced path missing on this host is an error (the server would fail to load); with ``missing_ok``
+    (printing a command or a compose file for another machine) it is mounted as written.
+    """
     wanted: list[str] = []
     missing: list[str] = []
     for repo in repos:
@@ -109,9 +113,10 @@ def collect_mounts(repos: list[RepoInfo]) -> list[Mount]:
                 continue
             if not os.path.exists(ref):
                 missing.append(ref)
-                continue
+                if not missing_ok:
+                    continue
             wanted.append(os.path.normpath(ref))
-    if missing:
+    if missing and not missing_ok:
         raise ServerError(f"the repository references paths missing on this host: {', '.join(sorted(set(missing)))}",
                           hint="build or download them first (engine, tokenizer, checkpoint), or fix the spec")
     mounts: list[Mount] = []
@@ -141,14 +146,23 @@ def container_plan(
     read_only_root: bool = False,
     mounts: list[Mount] | None = None,
     memlock: str = "unlimited",
+    missing_ok: bool = False,
 ) -> ContainerPlan:
     """Decide the container for ``repos`` (pure apart from checking that referenced paths exist)."""
     if network not in NETWORKS:
         raise UsageError(f"--network {network!r}: choose one of {', '.join(NETWORKS)}")
     plan = plan_launch(repos, launch_mode, image=image)
-    if gpus is not None:
-        plan.gpu_ids = sorted(set(gpus))
-    exposed = visible_gpus(plan.gpu_ids)
+    if gpus is None:
+        exposed = visible_gpus(plan.gpu_ids)
+    else:
+        # Host GPUs chosen by hand: the container numbers them 0..n-1 in this order.
+        exposed = list(dict.fromkeys(gpus))
+        need = max(plan.gpu_ids) + 1 if plan.gpu_ids else 0
+        if len(exposed) < need:
+            raise UsageError(
+                f"--gpus {','.join(map(str, exposed))}: the models use GPU ids up to {need - 1}, which inside "
+                f"the container are the first {need} GPUs given",
+                hint="give at least that many GPUs; they are numbered 0..n-1 inside in the order given")
     if opts.model_control == "explicit":
         opts.ensure_admin_key()
     # Inside a bridge network the server must listen on all of the container's addresses for Docker to
@@ -174,7 +188,8 @@ def container_plan(
         ulimits["memlock"] = memlock
     return ContainerPlan(
         server=server, container=container_name(server), image=image, command=command,
-        mounts=mounts if mounts is not None else collect_mounts(repos), network=network, ports=ports,
+        mounts=mounts if mounts is not None else collect_mounts(repos, missing_ok=missing_ok), network=network,
+        ports=ports,
         gpus=exposed, shm_size=shm_size, env=env, user=run_as, launch=plan, read_only_root=read_only_root,
         labels={LABEL: server, "tritongen.launch-mode": plan.mode}, ulimits=ulimits,
     )
