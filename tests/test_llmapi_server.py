@@ -155,3 +155,34 @@ def test_a_cancelled_stream_stops_the_llmapi_request(llmapi_server):
     assert found, "the llmapi request was never stopped"
     assert int(found.group(1)) < 200  # 2000 tokens would take 20 s
     assert "FAKE llmapi: llmapi-cancel finished" not in _log(llmapi_server)
+
+
+def test_the_openai_api_works_on_the_llmapi_route(llmapi_server, tok):
+    """The OpenAI server needs nothing route-specific: chat, usage and a dropped stream through the front."""
+    import openai
+    from conftest import free_ports
+
+    from tritongen import openai_server, proc
+
+    url, pid = openai_server._launch(llmapi_server, free_ports(1)[0])
+    try:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        messages = [{"role": "user", "content": "Hi there"}]
+        reply = client.chat.completions.create(model=llmapi_server.name, messages=messages, max_tokens=30,
+                                               temperature=0)
+        templated = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        assert reply.choices[0].message.content == echo(tok, templated, 30)
+        assert reply.usage.prompt_tokens == len(tok(templated, add_special_tokens=False)["input_ids"])
+        assert reply.choices[0].finish_reason == "length"
+        stream = client.completions.create(model=llmapi_server.name, prompt=PROMPT, max_tokens=2000, stream=True)
+        first = [next(stream) for _ in range(3)]
+        stream.close()
+        rid = first[0].id.removeprefix("cmpl-")
+        pattern = re.compile(rf"FAKE llmapi: {rid} aborted \((stop request|cancelled)\) after (\d+) tokens")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not pattern.search(_log(llmapi_server)):
+            time.sleep(0.1)
+        found = pattern.search(_log(llmapi_server))
+        assert found and int(found.group(2)) < 200
+    finally:
+        proc.stop_pid(pid, timeout=10)

@@ -17,8 +17,9 @@ What it does itself:
 - exclude_input_in_output=false: the prompt text is put in front of the output (the llmapi model is always asked
   to leave the prompt out, so the result does not depend on its default).
 - return_num_input_tokens / return_num_output_tokens: counted with the same tokenizer. The input count is exact
-  (the LLM API tokenizes the same text the same way); the output count re-tokenizes the generated text, which
-  can differ from the engine's own count by a token at a word boundary.
+  (the LLM API tokenizes the same text the same way); the output count is max_tokens when the LLM API reports
+  finish_reason "length", else the generated text re-tokenized, which can differ from the engine's own count by
+  a token at a word boundary.
 - limits: a prompt longer than max_input_len, or prompt + max_tokens beyond max_seq_len, is refused with the
   engine route's messages.
 - cancellation: when the client cancels (a dropped gRPC stream, for example), the llmapi request is cancelled
@@ -283,6 +284,7 @@ class TritonPythonModel:
             pb_utils.Tensor("streaming", np.array([streaming], dtype=np.bool_)),
             pb_utils.Tensor("sampling_param_max_tokens", np.array([max_tokens], dtype=np.int32)),
             pb_utils.Tensor("sampling_param_exclude_input_from_output", np.array([True], dtype=np.bool_)),
+            pb_utils.Tensor("return_finish_reason", np.array([True], dtype=np.bool_)),
         ]
         for client, target in CLIENT_TO_LLMAPI.items():
             if client in ("max_tokens", "stream") or client not in found:
@@ -319,7 +321,7 @@ class TritonPythonModel:
         llm_request = pb_utils.InferenceRequest(
             model_name=self.llm,
             inputs=self._llm_inputs(found, prompt, max_tokens, stream),
-            requested_output_names=["text_output", *(PASSTHROUGH if want_perf else ())],
+            requested_output_names=["text_output", "finish_reason", *(PASSTHROUGH if want_perf else ())],
             request_id=request_id,
         )
         responses = llm_request.exec(decoupled=True) if self.llm_decoupled else [llm_request.exec()]
@@ -328,6 +330,7 @@ class TritonPythonModel:
         sent = 0  # characters of it the client has
         prefix = "" if exclude else prompt
         extras: dict = {}
+        finish = ""
         for response in responses:
             if _cancelled(sender):
                 self._abort(responses, request_id)
@@ -337,6 +340,9 @@ class TritonPythonModel:
             if response.has_error():
                 raise RequestError(f"tensorrt_llm: {response.error().message()}")
             extras.update(self._passthrough(response))
+            reason = pb_utils.get_output_tensor_by_name(response, "finish_reason")
+            if reason is not None:
+                finish = (_strings(reason.as_numpy()) or [finish])[0]
             tensor = pb_utils.get_output_tensor_by_name(response, "text_output")
             if tensor is None:
                 continue
@@ -358,7 +364,9 @@ class TritonPythonModel:
         if want_in:
             counts["num_input_tokens"] = n_in
         if want_out:
-            counts["num_output_tokens"] = len(self.tokenizer(full, add_special_tokens=False)["input_ids"]) if full else 0
+            # Exact when the LLM API stopped for length; otherwise the generated text re-tokenized.
+            counts["num_output_tokens"] = max_tokens if finish == "length" else (
+                len(self.tokenizer(full, add_special_tokens=False)["input_ids"]) if full else 0)
         tail = prefix + full[sent:]
         self._send(sender, self._response(tail, {**extras, **counts}), FINAL)
 

@@ -1,0 +1,75 @@
+"""``tritongen openai``: an OpenAI-compatible API (/v1/models, /v1/completions, /v1/chat/completions) in front of a
+running Triton server, over gRPC streaming."""
+
+from __future__ import annotations
+
+import click
+
+from ..errors import UsageError
+
+
+def _resolve(triton_url: str | None, server: str | None) -> tuple[str, str | None]:
+    """(gRPC address, tritongen server name or None): --triton as given, else the named / only running server."""
+    if triton_url:
+        if server:
+            raise UsageError("give --triton or --server, not both")
+        from ..serve import state
+
+        address = triton_url.split("://", 1)[-1].rstrip("/")
+        owner = next((r for r in state.load_all() if r.grpc_url == address), None)
+        return triton_url, owner.name if owner else None
+    from ..serve import state
+    from .infer import default_url
+
+    url = default_url(server, "grpc")
+    owner = next((r for r in state.find(server) if r.grpc_url == url), None)
+    return f"grpc://{url}", owner.name if owner else None
+
+
+@click.command("openai")
+@click.option("--triton", "triton_url", help="Triton gRPC address, e.g. grpc://127.0.0.1:8001 (default: the running "
+              "tritongen server's).")
+@click.option("--server", help="Name of a server started by `tritongen serve` (instead of --triton).")
+@click.option("--model", "triton_model", default="ensemble", show_default=True,
+              help="Triton model that speaks the client contract (ensemble, or tensorrt_llm_bls).")
+@click.option("--model-name", help="Model id clients send and /v1/models lists (default: the tritongen server's "
+              "name, else the Triton model's).")
+@click.option("--stop-model", default="tensorrt_llm", show_default=True,
+              help="Model that gets TensorRT-LLM `stop` requests for abandoned streams ('' disables them).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind (0.0.0.0 exposes the API to the network; set an API key then).")
+@click.option("--port", type=int, default=9000, show_default=True)
+@click.option("--api-key", envvar="TRITONGEN_OPENAI_API_KEY",
+              help="Require 'Authorization: Bearer KEY' on every request (env TRITONGEN_OPENAI_API_KEY, which keeps "
+                   "the key out of the process list).")
+@click.option("--default-max-tokens", type=int, default=256, show_default=True,
+              help="max_tokens for chat requests that do not set it.")
+@click.option("--timeout", type=float, default=300.0, show_default=True,
+              help="Seconds to wait for each response from Triton.")
+@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
+              show_default=True)
+def command(triton_url, server, triton_model, model_name, stop_model, host, port, api_key, default_max_tokens,
+            timeout, log_level) -> None:
+    """Serve an OpenAI-compatible API backed by Triton (any route, any launch mode).
+
+    \b
+    Examples:
+      tritongen openai --triton grpc://127.0.0.1:8001
+      TRITONGEN_OPENAI_API_KEY=secret tritongen openai --server tiny --port 9000
+      curl http://127.0.0.1:9000/v1/chat/completions -H 'Content-Type: application/json' \\
+        -d '{"model": "tiny", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 32}'
+    """
+    if default_max_tokens < 1:
+        raise UsageError("--default-max-tokens must be at least 1")
+    url, owner = _resolve(triton_url, server)
+    name = model_name or owner or triton_model
+    if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+        click.echo(click.style(f"warning: listening on {host} without an API key: anyone on the network can use it "
+                               "(set TRITONGEN_OPENAI_API_KEY)", fg="yellow"), err=True)
+    from ..openai_server import ServerConfig, serve
+
+    cfg = ServerConfig(triton_url=url, model_name=name, triton_model=triton_model, stop_model=stop_model or None,
+                       api_key=api_key or None, default_max_tokens=default_max_tokens, timeout=timeout)
+    click.echo(f"OpenAI API on http://{host}:{port}/v1 (model {name!r}) -> Triton {url} model {triton_model!r}"
+               f"{', API key required' if api_key else ''}", err=True)
+    serve(cfg, host=host, port=port, log_level=log_level)
