@@ -645,9 +645,10 @@ class Service:
                 log.info("request %s cancelled (client disconnected)", request_id)
 
 
-def _sse(data: BaseModel | dict | str) -> bytes:
+def _sse(data: BaseModel | dict | str, *, usage: bool = True) -> bytes:
     if isinstance(data, BaseModel):
-        data = data.model_dump()
+        # OpenAI sends "usage" in chunks only when stream_options.include_usage asks for it.
+        data = data.model_dump(exclude=None if usage else {"usage"})
     payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     return f"data: {payload}\n\n".encode()
 
@@ -778,9 +779,11 @@ def create_app(cfg: ServerConfig):
                 delta = ChatDelta(role="assistant", content="") if role else (
                     ChatDelta(content=text) if text is not None else ChatDelta())
                 return _sse(ChatCompletionChunk(id=response_id, created=created, model=cfg.model_name,
-                                                choices=[ChatChunkChoice(delta=delta, finish_reason=finish)]))
+                                                choices=[ChatChunkChoice(delta=delta, finish_reason=finish)]),
+                            usage=include_usage)
             return _sse(Completion(id=response_id, created=created, model=cfg.model_name,
-                                   choices=[CompletionChoice(text=text or "", finish_reason=finish)]))
+                                   choices=[CompletionChoice(text=text or "", finish_reason=finish)]),
+                        usage=include_usage)
 
         try:
             if chat:
