@@ -157,6 +157,39 @@ def test_a_cancelled_stream_stops_the_llmapi_request(llmapi_server):
     assert "FAKE llmapi: llmapi-cancel finished" not in _log(llmapi_server)
 
 
+
+@pytest.fixture(scope="module")
+def unary_server(tiny_dir, session_root, server_factory):
+    """serving.streaming=false: neither the front nor the llmapi model is decoupled."""
+    repo = render("tiny", session_root / "repos" / "llmapi-unary", **{"name": "llmapi-unary", "route": "llmapi",
+                                                                       "serving.streaming": False})
+    env = {"TRITONGEN_LLMAPI_IMPL_DIR": str(FAKE_IMPL), "FAKE_LLMAPI_STEP_MS": "20"}
+    return _with_env(env, lambda: server_factory(repo, "test-llmapi-unary"))
+
+
+def test_without_streaming_requests_still_run_concurrently(unary_server, tok):
+    """The front answers through the response sender in both modes, so one slow request does not hold others."""
+    import threading
+
+    client = LLMClient(unary_server.grpc_url)
+    want = echo(tok, PROMPT, 25)
+    assert client.generate(PROMPT, GenerateParams(max_tokens=25)).text == want  # 25 steps of 20 ms: 0.5 s
+    texts: list[str] = []
+    threads = [threading.Thread(target=lambda: texts.append(client.generate(PROMPT, GenerateParams(max_tokens=25),
+                                                                            stream=True).text)) for _ in range(4)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    elapsed = time.perf_counter() - start
+    assert texts == [want] * 4
+    assert elapsed < 1.5  # one after another would take 2 s
+    http = LLMClient(unary_server.http_url, protocol="http")
+    full = echo(tok, PROMPT, 10)
+    assert http.generate(PROMPT, GenerateParams(max_tokens=10, stop=["past"])).text == full[: full.index("past")]
+
+
 def test_the_openai_api_works_on_the_llmapi_route(llmapi_server, tok):
     """The OpenAI server needs nothing route-specific: chat, usage and a dropped stream through the front."""
     import openai

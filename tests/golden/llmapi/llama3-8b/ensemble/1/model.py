@@ -200,29 +200,14 @@ class TritonPythonModel:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     def execute(self, requests):
-        if self.decoupled:
-            for request in requests:
-                self.pool.submit(self._serve, request, request.get_response_sender(), False)
-            return None
-        futures = [self.pool.submit(self._collect, request) for request in requests]
-        return [f.result() for f in futures]
+        # Every request runs on the pool and answers through its response sender - a stream when decoupled,
+        # exactly one response otherwise (as upstream's llmapi model does) - so execute() returns at once and
+        # requests run concurrently in both modes.
+        for request in requests:
+            self.pool.submit(self._serve, request, request.get_response_sender(), not self.decoupled)
+        return None
 
     # -- one request -------------------------------------------------------------------------------------
-
-    def _collect(self, request):
-        """Not decoupled: run the request to completion and return its one response."""
-        box = []
-
-        class _Sink:
-            def send(self, response=None, flags=0):
-                if response is not None:
-                    box.append(response)
-
-            def is_cancelled(self):
-                return False
-
-        self._serve(request, _Sink(), True)
-        return box[-1]
 
     def _serve(self, request, sender, final_only):
         try:
@@ -334,8 +319,9 @@ class TritonPythonModel:
         for response in responses:
             if _cancelled(sender):
                 self._abort(responses, request_id)
-                # Close the cancelled request's stream so Triton can release it.
-                self._send(sender, None, FINAL)
+                # Answer the cancelled request (its one final response) so Triton can release it.
+                self._send(sender, pb_utils.InferenceResponse(error=pb_utils.TritonError(
+                    "request cancelled by the client", pb_utils.TritonError.CANCELLED)), FINAL)
                 return
             if response.has_error():
                 raise RequestError(f"tensorrt_llm: {response.error().message()}")
