@@ -8,8 +8,8 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from conftest import render
 
+from conftest import render
 from tritongen import bench
 from tritongen.cli import cli
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import GOLDEN, REPO_ROOT
 
+from conftest import GOLDEN, REPO_ROOT
 from tritongen import contract, llmapi
 from tritongen.cli import cli
 from tritongen.errors import GatingError, SpecError

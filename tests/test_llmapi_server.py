@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import FIXTURES, render
 
+from conftest import FIXTURES, render
 from tritongen.cli import cli
 from tritongen.client import GenerateParams, LLMClient
 from tritongen.errors import ClientError
@@ -193,8 +193,8 @@ def test_without_streaming_requests_still_run_concurrently(unary_server, tok):
 def test_the_openai_api_works_on_the_llmapi_route(llmapi_server, tok):
     """The OpenAI server needs nothing route-specific: chat, usage and a dropped stream through the front."""
     import openai
-    from conftest import free_ports
 
+    from conftest import free_ports
     from tritongen import openai_server, proc
 
     url, pid = openai_server._launch(llmapi_server, free_ports(1)[0])

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from conftest import render
 
+from conftest import render
 from tritongen import openai_server, proc
 from tritongen.client import GenerateParams, LLMClient
 

@@ -15,7 +15,7 @@ from tritongen.cli import cli
 from tritongen.errors import RepoExistsError, TritongenError
 from tritongen.render import LOCK_NAME, pbtxt_quote, write_repo
 from tritongen.spec import load_spec
-from tritongen.validate import parse_config, params_of, validate_repo
+from tritongen.validate import params_of, parse_config, validate_repo
 
 UPDATE = os.environ.get("TRITONGEN_UPDATE_GOLDEN") == "1"
 FIXED = {"model.checkpoint_dir": "/models/llama3-8b", "engine.dir": "/engines/llama3-8b"}
