@@ -101,7 +101,7 @@ class DirectTransport(bench.GrpcTransport):
 async def measure(target: str, url: str, server_pid: int, levels: list[int], output_len: int,
                   prompt: bench.Prompt, prompt_ids: list[int], requests_per_stream: int) -> list[dict]:
     config = bench.BenchConfig(url=url, model="ensemble" if target == "ensemble" else "tensorrt_llm",
-                               output_len=output_len, warmup=0)
+                               output_len=output_len, warmup=0, exact_output=True)
     transport = DirectTransport(config, prompt_ids) if target == "tensorrt_llm" else bench.GrpcTransport(config)
     rows = []
     try:

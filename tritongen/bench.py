@@ -67,7 +67,9 @@ class BenchConfig:
     duration: float | None = None  #: seconds per level instead of a request count
     prompts_file: str | None = None  #: JSONL with {"text": ...} (or "prompt"/"text_input") per line
     tokenizer_dir: str | None = None  #: tokenizer for synthetic prompts (default: the served model's)
-    exact_output: bool = True  #: send min_tokens = max_tokens so every request generates output_len tokens
+    #: send min_tokens = max_tokens so every request generates output_len tokens; None: when the target model
+    #: has a min_tokens input (the llmapi route's model has none)
+    exact_output: bool | None = None
     warmup: int = 1  #: unmeasured requests before the first level
     timeout: float = 600.0  #: seconds one request may take
     headers: dict[str, str] = field(default_factory=dict)
@@ -583,6 +585,9 @@ def run(config: BenchConfig, *, prompts: list[Prompt] | None = None, progress: P
     meta = metadata if metadata is not None else collect_metadata(config)
     if check_ready:
         require_ready(config)
+    if config.exact_output is None:
+        inputs = meta.get("model_inputs")
+        config.exact_output = not inputs or "min_tokens" in inputs
     if prompts is None:
         prompts, source = load_prompts(config, tokenizer_dir=meta.get("tokenizer_dir"))
         meta["prompts"] = source
@@ -643,11 +648,18 @@ def collect_metadata(config: BenchConfig, *, http_url: str | None = None) -> dic
     elif configs.get("models"):
         meta["spec"] = {"model_configs": configs["models"]}
         meta["spec_source"] = "server model configuration"
-    if meta["tokenizer_dir"] is None:
-        pre = (configs.get("models") or {}).get("preprocessing") or {}
-        tok = ((pre.get("parameters") or {}).get("tokenizer_dir") or {}).get("string_value")
+    models = configs.get("models") or {}
+    # Whichever served model knows the tokenizer: preprocessing (engine/cpu routes), the target itself (the
+    # llmapi route's front), or tensorrt_llm.
+    for name in ("preprocessing", config.model, "tensorrt_llm"):
+        if meta["tokenizer_dir"] is not None:
+            break
+        params = (models.get(name) or {}).get("parameters") or {}
+        tok = (params.get("tokenizer_dir") or {}).get("string_value")
         if tok and Path(tok).is_dir():
             meta["tokenizer_dir"] = tok
+    target = models.get(config.model) or {}
+    meta["model_inputs"] = [i.get("name") for i in target.get("input") or []] or None
     return meta
 
 

@@ -179,24 +179,48 @@ class LLMClient:
         if not self.stop_model or not request_id:
             return False
         try:
+            values = self._stop_values()
             if self.protocol == "grpc":
-                return self._grpc_stop(request_id)
-            body = json.dumps({"id": request_id, "input_ids": [0], "input_lengths": 1, "request_output_len": 1,
-                               "stop": True}).encode()
-            with self._post(f"/v2/models/{self.stop_model}/generate_stream", body) as resp:
+                return self._grpc_stop(request_id, values)
+            body: dict[str, Any] = {"id": request_id}
+            for name, arr in values.items():
+                flat = [x.decode() if isinstance(x, bytes) else x for x in arr.reshape(-1).tolist()]
+                body[name] = flat if name == "input_ids" else flat[0]  # input_ids has a variable dimension
+            with self._post(f"/v2/models/{self.stop_model}/generate_stream", json.dumps(body).encode()) as resp:
                 resp.read()
             return True
         except Exception:
             return False
 
-    def _grpc_stop(self, request_id: str) -> bool:
+    def _stop_values(self) -> dict[str, np.ndarray]:
+        """The stop request's tensors for the stop model's contract: the engine's (token ids) or the llmapi
+        model's (text), read once from the model's metadata."""
+        if getattr(self, "_stop_inputs", None) is None:
+            names: set[str] = set()
+            try:
+                if self.protocol == "grpc":
+                    meta = self._grpc_client().get_model_metadata(self.stop_model, as_json=True, headers=self.headers)
+                else:
+                    with urllib.request.urlopen(f"http://{self.url}/v2/models/{self.stop_model}", timeout=5) as r:
+                        meta = json.loads(r.read())
+                names = {i["name"] for i in meta.get("inputs", [])}
+            except Exception:
+                names = set()
+            one = np.array([[1]], np.int32)
+            if "input_ids" in names or not names:
+                self._stop_inputs = {"input_ids": np.array([[0]], np.int32), "input_lengths": one,
+                                     "request_output_len": one, "stop": np.array([[True]], np.bool_)}
+            else:
+                self._stop_inputs = {"text_input": np.array([[b""]], dtype=object), "stop": np.array([[True]], np.bool_)}
+        return self._stop_inputs
+
+    def _grpc_stop(self, request_id: str, values: dict[str, np.ndarray]) -> bool:
         import tritonclient.grpc as grpcclient
 
-        values = {"input_ids": np.array([[0]], np.int32), "input_lengths": np.array([[1]], np.int32),
-                  "request_output_len": np.array([[1]], np.int32), "stop": np.array([[True]], np.bool_)}
+        dtypes = {"b": "BOOL", "i": "INT32", "O": "BYTES"}
         inputs = []
         for name, arr in values.items():
-            inp = grpcclient.InferInput(name, list(arr.shape), "BOOL" if arr.dtype == np.bool_ else "INT32")
+            inp = grpcclient.InferInput(name, list(arr.shape), dtypes[arr.dtype.kind])
             inp.set_data_from_numpy(arr)
             inputs.append(inp)
         done: queue.Queue = queue.Queue()

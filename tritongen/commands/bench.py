@@ -86,8 +86,9 @@ class _ProgressBar:
               help="The served repository, to record its spec from tritongen.lock.yaml (default: the server's).")
 @click.option("--warmup", type=int, default=1, show_default=True, help="Unmeasured requests before the first level.")
 @click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds one request may take.")
-@click.option("--exact-output/--no-exact-output", default=True, show_default=True,
-              help="Send min_tokens = max_tokens so every request generates exactly --output-len tokens.")
+@click.option("--exact-output/--no-exact-output", default=None,
+              help="Send min_tokens = max_tokens so every request generates exactly --output-len tokens "
+                   "(default: when the model has a min_tokens input; the llmapi route's has none).")
 @click.option("--no-plot", is_flag=True, help="Skip the PNG plot.")
 def command(url, server, protocol, model, concurrency, input_len, output_len, requests, duration, prompts_file,
             tokenizer_dir, slo, out_dir, repo, warmup, timeout, exact_output, no_plot) -> None:
