@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, free_ports
 
+from conftest import REPO_ROOT, free_ports
 from tritongen import proc
 
 pytestmark = pytest.mark.docker

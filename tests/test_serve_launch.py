@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import FIXTURES, GOLDEN, REPO_ROOT, render
 
+from conftest import FIXTURES, GOLDEN, REPO_ROOT, render
 from tritongen.errors import GatingError, ServerError, UsageError
 from tritongen.serve import docker, mpi
 from tritongen.serve.command import ServeOptions, format_launch
@@ -378,3 +378,10 @@ def test_cli_compose_out(repo_tp1, tmp_path):
 def test_cli_docker_options_need_docker(repo_tp1):
     result = _cli("serve", str(repo_tp1), "--gpus", "0", "--no-validate")
     assert result.exit_code == 2 and "--gpus applies to --docker" in result.output
+
+
+def test_ready_needs_every_rank_running(repo_tp4pp2):
+    plan = _plan("x", [repo_tp4pp2]).launch
+    mpi.check_ranks("x", plan, 8)
+    with pytest.raises(ServerError, match="only 7 of 8 tritonserver ranks are running"):
+        mpi.check_ranks("x", plan, 7)

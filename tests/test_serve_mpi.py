@@ -12,8 +12,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import free_ports
 
+from conftest import free_ports
 from tritongen.client import GenerateParams, LLMClient
 from tritongen.errors import ServerError
 from tritongen.serve import mpi

@@ -54,11 +54,12 @@ def _check_repo(repo: Path, gpu: str | None) -> None:
               show_default=True, help="Multi-GPU launch: leader (mpirun, one tritonserver per rank) or "
               "orchestrator (TRTLLM_ORCHESTRATOR=1; several TensorRT-LLM models); auto picks from the repositories.")
 @click.option("--network", type=click.Choice(["bridge", "host"]), default="bridge", show_default=True,
-              help="--docker: bridge publishes the ports on --host (127.0.0.1); host shares the host's network "
+              envvar="TRITONGEN_DOCKER_NETWORK", help="--docker: bridge publishes the ports on --host (127.0.0.1); host shares the host's network "
               "and tritonserver binds --host itself.")
 @click.option("--shm-size", default="2g", show_default=True, help="--docker: /dev/shm size of the container.")
-@click.option("--memlock", default="unlimited", show_default=True, help="--docker: locked-memory limit: "
-              "unlimited (--ulimit memlock=-1, as NVIDIA runs the container), bytes, or inherit (the daemon's).")
+@click.option("--memlock", default="unlimited", show_default=True, envvar="TRITONGEN_MEMLOCK",
+              help="--docker: locked-memory limit: unlimited (--ulimit memlock=-1, as NVIDIA runs the container), "
+              "bytes, or inherit (the daemon's; env TRITONGEN_MEMLOCK).")
 @click.option("--gpus", "gpu_ids", help="--docker: host GPU ids to expose, e.g. 0,1 (default: the spec's).")
 @click.option("--read-only-root", is_flag=True, help="--docker: also make the container's own filesystem "
               "read-only (scratch stays on the /tmp tmpfs).")
@@ -81,9 +82,12 @@ def serve(repos, name, host, http_port, grpc_port, metrics_port, docker, image, 
 
     repos = [Path(r).resolve() for r in repos]
     name = name or repos[0].name
+    ctx = click.get_current_context()
+    given = {name for name in ("memlock", "shm_size", "network")
+             if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE}
     docker_only = {"--gpus": gpu_ids, "--read-only-root": read_only_root, "--compose-out": compose_out,
-                   "--memlock": memlock != "unlimited", "--shm-size": shm_size != "2g",
-                   "--network": network != "bridge"}
+                   "--memlock": "memlock" in given, "--shm-size": "shm_size" in given,
+                   "--network": "network" in given}
     for flag, value in docker_only.items():
         if value and not docker:
             raise UsageError(f"{flag} applies to --docker")

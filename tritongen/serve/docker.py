@@ -33,7 +33,7 @@ from pathlib import Path
 from .. import proc
 from ..errors import CommandFailed, GatingError, MissingDependency, ServerError, UsageError
 from .command import ServeOptions
-from .mpi import LaunchPlan, RepoInfo, launch_argv, plan_launch, rank_argvs
+from .mpi import LaunchPlan, RepoInfo, check_ranks, launch_argv, plan_launch, rank_argvs
 from .state import ServerRecord
 
 TRITONSERVER = "/opt/tritonserver/bin/tritonserver"
@@ -374,11 +374,22 @@ def start(
         # The error raised here carries the container's log tail, read before the container is removed.
         wait_ready(record, alive=lambda: running(record), log_tail=lambda: _startup_tail(record),
                    timeout=timeout, echo=echo, tty=tty)
+        check_ranks(name, plan.launch, _tritonservers_in(record), detail=logs(record, 40))
     except BaseException:
         _stop_container(record, timeout=10)
         record.remove()
         raise
     return record
+
+
+def _tritonservers_in(record: ServerRecord) -> int:
+    """tritonserver processes in the container (``docker top``: one per rank)."""
+    rc, out = _docker(["top", record.container or "", "-eo", "pid,args"], record=record, check=False,
+                      tail_lines=2000)
+    if rc != 0:
+        return 0
+    return sum(1 for line in out.splitlines()[1:] if len(line.split()) > 1
+               and line.split()[1].rsplit("/", 1)[-1] == "tritonserver")
 
 
 def resolve_image(infos: list[RepoInfo], image: str | None) -> str:

@@ -367,11 +367,29 @@ def start_local(
     try:
         local.wait_ready(record, alive=lambda: child.poll() is None, log_tail=lambda: proc.tail_file(log),
                          timeout=timeout, echo=echo, tty=tty)
+        servers = [p for p in _session_members(child.pid) if _is_tritonserver(p)]
+        check_ranks(name, plan, len(servers), detail=proc.tail_file(log))
     except BaseException:
-        proc.stop_pid(child.pid, timeout=10)
-        record.remove()
+        stop_local(record, timeout=10)
         raise
     return record
+
+
+def _is_tritonserver(pid: int) -> bool:
+    try:
+        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0].decode()
+    except OSError:
+        return False
+    return argv0.rsplit("/", 1)[-1] == "tritonserver"
+
+
+def check_ranks(name: str, plan: LaunchPlan, running: int, *, detail: str = "") -> None:
+    """Rank 0 answering ready is not enough: every rank mpirun started must still be there."""
+    from ..errors import ServerError
+
+    if running < plan.ranks:
+        raise ServerError(f"{name}: only {running} of {plan.ranks} tritonserver ranks are running",
+                          hint="a rank ended early; the log tail above says why", detail=detail)
 
 
 def _session_members(sid: int) -> list[int]:
