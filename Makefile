@@ -47,6 +47,7 @@ REQUESTS    ?=
 DURATION    ?=
 SLO         ?=
 PLAN_ARGS   ?=
+SERVE_ARGS  ?=
 
 SPEC_ARGS = $(if $(SPEC),--spec $(SPEC)) $(if $(ROUTE),--route $(ROUTE)) $(if $(PRECISION),--precision $(PRECISION)) \
             $(if $(KV_DTYPE),--kv-dtype $(KV_DTYPE)) $(if $(TP),--tp $(TP)) $(if $(PP),--pp $(PP)) \
@@ -55,7 +56,7 @@ SPEC_ARGS = $(if $(SPEC),--spec $(SPEC)) $(if $(ROUTE),--route $(ROUTE)) $(if $(
             $(foreach s,$(SET),--set $(s))
 PORT_ARGS = --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 
-.PHONY: help venv repo validate spec models plan engine engines bench test test-fast demo serve stop status infer docs lint clean
+.PHONY: help venv repo validate spec models plan engine engines bench test test-fast test-docker standin demo serve compose stop status infer docs lint clean
 
 help: ## Show this help (default goal)
 	@echo "tritongen - one spec -> a validated Triton repository for TensorRT-LLM, served and queried"
@@ -100,7 +101,10 @@ validate: $(STAMP) ## Validate REPO (default repos/<MODEL>)
 	$(TRITONGEN) validate $(REPO) $(if $(ENGINE_DIR),--engine-dir $(ENGINE_DIR)) $(if $(GPU),--gpu $(GPU))
 
 serve: $(STAMP) ## Start Triton on REPO (RUNTIME=local|docker), bound to 127.0.0.1
-	$(TRITONGEN) serve $(REPO) $(PORT_ARGS) $(if $(filter docker,$(RUNTIME)),--docker)
+	$(TRITONGEN) serve $(REPO) $(PORT_ARGS) $(if $(filter docker,$(RUNTIME)),--docker) $(SERVE_ARGS)
+
+compose: $(STAMP) ## Write docker/compose.yaml for REPO (the same container `make serve RUNTIME=docker` runs)
+	$(TRITONGEN) serve $(REPO) --docker --compose-out docker/compose.yaml $(PORT_ARGS) $(SERVE_ARGS)
 
 stop: $(STAMP) ## Stop the server started by `make serve`
 	$(TRITONGEN) stop $(REPO)
@@ -124,6 +128,12 @@ demo: $(STAMP) ## The whole stack on this machine: tiny model -> repo -> server 
 test: $(STAMP) ## Run the test suite (unit + real tritonserver + docker when a daemon can run)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+test-docker: $(STAMP) ## Only the docker tests (start their own dockerd; build the stand-in image once)
+	$(BIN)/python -m pytest -m docker $(PYTEST_ARGS)
+
+standin: $(STAMP) ## Build the local stand-in for the NGC image (tritonserver at /opt/tritonserver, CPU torch)
+	$(BIN)/python docker/standin/build.py
+
 test-fast: $(STAMP) ## Unit tests only (no server, no docker)
 	$(BIN)/python -m pytest -m "not server and not docker and not slow" $(PYTEST_ARGS)
 
@@ -131,7 +141,7 @@ docs: $(STAMP) ## Regenerate the spec reference in README.md from the spec model
 	$(BIN)/python -c "from pathlib import Path; from tritongen.specdoc import update_readme; update_readme(Path('README.md'))"
 
 lint: $(STAMP) ## ruff over the package, templates' Python and tests
-	$(BIN)/ruff check tritongen templates tests benchmarks
+	$(BIN)/ruff check tritongen templates tests benchmarks docker
 
 clean: ## Remove generated repositories and caches (keeps .venv)
 	rm -rf .cache repos/*/ .pytest_cache
