@@ -420,3 +420,49 @@ def test_draft_target_gives_the_targets_greedy_text(speculative_servers, hf, whi
         assert result.extras["total_draft_tokens"][0][0] > 0
         streamed = "".join(c.text for c in client.stream(prompt, GenerateParams(max_tokens=12)))
         assert streamed == want
+
+
+# -- lifecycle through the CLI ---------------------------------------------------------------------------------
+
+
+def test_serve_status_stop_leave_no_process_behind(tiny_dir, session_root):
+    """`tritongen stop` mid-stream (a BLS request in flight) takes the server and every backend stub down."""
+    from click.testing import CliRunner
+
+    from conftest import free_ports
+    from tritongen import proc
+    from tritongen.cli import cli
+    from tritongen.serve import state
+
+    repo = render("tiny", session_root / "repos" / "lifecycle", **{
+        "name": "lifecycle", "cpu.engine": "mock", "cpu.mock_step_ms": 20, "serving.bls": True})
+    http, grpc, metrics = free_ports(3)
+    runner = CliRunner()
+    started = runner.invoke(cli, ["serve", str(repo), "--name", "lifecycle", "--http-port", str(http),
+                                  "--grpc-port", str(grpc), "--metrics-port", str(metrics)])
+    assert started.exit_code == 0, started.output
+    assert f"127.0.0.1:{grpc}" in started.output
+    record = state.find("lifecycle")[0]
+    pgid = os.getpgid(record.pid)
+    assert len(proc.group_members(pgid)) >= 5  # tritonserver + 5 python models' stubs
+    busy = runner.invoke(cli, ["serve", str(repo), "--name", "other", "--http-port", str(http),
+                               "--grpc-port", str(free_ports(1)[0]), "--metrics-port", str(free_ports(1)[0])])
+    assert busy.exit_code == 8 and f"HTTP port {http} on 127.0.0.1 is already in use by tritongen server " \
+        "'lifecycle'" in busy.output
+    status = runner.invoke(cli, ["status"])
+    assert "lifecycle" in status.output and "ready" in status.output
+    infer = runner.invoke(cli, ["infer", "Hello there", "--server", "lifecycle", "--max-tokens", "5"])
+    assert infer.exit_code == 0 and infer.output.strip()
+
+    client = LLMClient(record.grpc_url, model="tensorrt_llm_bls", stop_model=None)
+    stream = client.stream("Hello there", GenerateParams(max_tokens=2000))
+    assert next(stream).text
+    stopped = runner.invoke(cli, ["stop", "lifecycle"])
+    assert stopped.exit_code == 0 and "stopped 'lifecycle'" in stopped.output
+    assert not proc.pid_alive(record.pid)
+    assert proc.group_members(pgid) == []
+    assert state.find("lifecycle") == []
+    with pytest.raises(ClientError):
+        list(stream)
+    again = runner.invoke(cli, ["stop", "lifecycle"])
+    assert again.exit_code == 8 and "no tritongen server named or serving 'lifecycle'" in again.output

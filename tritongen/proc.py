@@ -130,33 +130,62 @@ def pid_alive(pid: int) -> bool:
 
 
 def stop_pid(pid: int, *, timeout: float = 20.0, group: bool = True) -> bool:
-    """Terminate ``pid`` (and its process group), wait up to ``timeout``, then kill. True if it was running."""
-    if not pid_alive(pid):
+    """Terminate ``pid`` and, with ``group``, every process in its process group: SIGTERM, wait up to
+    ``timeout`` for all of them, then SIGKILL what is left. True if anything was running.
+
+    The group is remembered before signalling: a server's children (Triton's python-backend stubs) can outlive
+    it, and once the leader is gone its group can no longer be looked up from its pid.
+    """
+    pgid = None
+    if group:
+        try:
+            pgid = os.getpgid(pid)
+        except ProcessLookupError:
+            pgid = None
+    leader_alive = pid_alive(pid)
+    if not leader_alive and (pgid is None or not group_members(pgid)):
         return False
 
     def _signal(sig: int) -> None:
         try:
-            if group:
-                os.killpg(os.getpgid(pid), sig)
+            if pgid is not None:
+                os.killpg(pgid, sig)
             else:
                 os.kill(pid, sig)
         except (ProcessLookupError, PermissionError):
             pass
 
+    def _running() -> bool:
+        _reap(pid)
+        return pid_alive(pid) or (pgid is not None and bool(group_members(pgid)))
+
     _signal(signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        _reap(pid)
-        if not pid_alive(pid):
-            return True
+    while time.monotonic() < deadline and _running():
         time.sleep(0.1)
-    _signal(signal.SIGKILL)
-    for _ in range(50):
-        _reap(pid)
-        if not pid_alive(pid):
-            break
-        time.sleep(0.1)
+    if _running():
+        _signal(signal.SIGKILL)
+        for _ in range(50):
+            if not _running():
+                break
+            time.sleep(0.1)
     return True
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes in process group ``pgid``."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry))
+    return members
 
 
 def _reap(pid: int) -> None:

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
-from textcodec import IncrementalDecoder, bool_param, decode, int_param, load_tokenizer, str_param
+from textcodec import DaemonPool, IncrementalDecoder, bool_param, decode, int_param, load_tokenizer, str_param
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
@@ -101,11 +100,11 @@ class TritonPythonModel:
         self.draft_model = str_param(config, "draft_model", "")
         self.num_draft = max(1, int_param(config, "num_draft_tokens", 4))
         workers = max(4, int(config.get("max_batch_size", 0) or 0))
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bls")
+        self.pool = DaemonPool(workers, "bls")
         self.llm_decoupled = True  # tensorrt_llm is decoupled whenever the repository streams
 
     def finalize(self):
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool.shutdown()
 
     def execute(self, requests):
         if self.decoupled:

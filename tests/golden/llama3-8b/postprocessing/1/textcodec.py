@@ -240,6 +240,46 @@ def IncrementalDecoder(tokenizer, skip_special_tokens: bool = True):  # noqa: N8
     return _WindowDecoder(tokenizer, skip_special_tokens)
 
 
+class DaemonPool:
+    """A fixed pool of daemon worker threads (``submit`` returns a ``concurrent.futures.Future``).
+
+    concurrent.futures.ThreadPoolExecutor joins its workers when the interpreter exits, so one worker blocked on
+    an inner stream at shutdown keeps the backend stub alive after tritonserver is gone; daemon workers do not.
+    """
+
+    def __init__(self, workers: int, name: str):
+        import queue
+        import threading
+
+        self._queue: queue.Queue = queue.Queue()
+        self._closed = False
+        for i in range(workers):
+            threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True).start()
+
+    def submit(self, fn, *args):
+        from concurrent.futures import Future
+
+        future: Future = Future()
+        if self._closed:
+            future.set_exception(RuntimeError("pool is shut down"))
+            return future
+        self._queue.put((future, fn, args))
+        return future
+
+    def shutdown(self) -> None:
+        self._closed = True
+
+    def _work(self) -> None:
+        while True:
+            future, fn, args = self._queue.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # the caller's future carries it
+                future.set_exception(exc)
+
+
 class StreamTable:
     """Incremental decoders keyed by request id, bounded in size and idle time (a stream's end is not visible
     to postprocessing, so finished streams are evicted least-recently-used first)."""

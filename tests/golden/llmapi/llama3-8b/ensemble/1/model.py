@@ -35,11 +35,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
-from textcodec import bool_param, chat_prompt, int_param, load_tokenizer, str_param
+from textcodec import DaemonPool, bool_param, chat_prompt, int_param, load_tokenizer, str_param
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
@@ -194,10 +193,10 @@ class TritonPythonModel:
         adds_bos = tok.bos_token_id is not None and bool(probe) and probe[0] == tok.bos_token_id
         self.bos_text = tok.bos_token if adds_bos and tok.bos_token else ""
         workers = max(4, int(config.get("max_batch_size", 0) or 0))
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llmapi-front")
+        self.pool = DaemonPool(workers, "llmapi-front")
 
     def finalize(self):
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool.shutdown()
 
     def execute(self, requests):
         # Every request runs on the pool and answers through its response sender - a stream when decoupled,
