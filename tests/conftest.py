@@ -74,8 +74,11 @@ def server_factory():
         return record
 
     yield start
-    for record in started:
-        local.stop(record)
+    # Stop them all at once: each waits for its own graceful shutdown.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, len(started))) as pool:
+        list(pool.map(local.stop, started))
 
 
 def render(model: str, out: Path, **options) -> Path:
