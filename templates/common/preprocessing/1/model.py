@@ -14,30 +14,21 @@ import json
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
-from textcodec import bool_param, chat_prompt, int_param, load_tokenizer, str_param, to_word_list
+from textcodec import (
+    bool_param,
+    chat_prompt,
+    int_param,
+    load_tokenizer,
+    scalar,
+    str_param,
+    strings,
+    to_word_list,
+)
 
 
 def _input(request, name):
     tensor = pb_utils.get_input_tensor_by_name(request, name)
     return None if tensor is None else tensor.as_numpy()
-
-
-def _strings(array) -> list[str]:
-    """Flatten a BYTES tensor of one request into Python strings (empty strings dropped)."""
-    if array is None:
-        return []
-    out = []
-    for item in np.asarray(array).reshape(-1):
-        text = item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)
-        if text:
-            out.append(text)
-    return out
-
-
-def _scalar(array, default):
-    if array is None or np.asarray(array).size == 0:
-        return default
-    return np.asarray(array).reshape(-1)[0].item()
 
 
 class TritonPythonModel:
@@ -64,9 +55,9 @@ class TritonPythonModel:
             chat_flags = _input(request, "APPLY_CHAT_TEMPLATE")
             batch = query.shape[0] if query is not None and query.ndim else 1
             for b in range(batch):
-                texts = _strings(query[b]) if query is not None else []
+                texts = strings(query[b]) if query is not None else []
                 text = texts[0] if texts else ""
-                chat = bool(_scalar(chat_flags[b] if chat_flags is not None else None, False))
+                chat = bool(scalar(chat_flags[b] if chat_flags is not None else None, False))
                 if not text.strip():
                     errors[r_idx] = "text_input is empty; send a non-empty prompt"
                 elif chat:
@@ -120,7 +111,7 @@ class TritonPythonModel:
             if self.max_input_len and n > self.max_input_len:
                 raise ValueError(f"prompt is {n} tokens, longer than max_input_len={self.max_input_len}; "
                                  "shorten it (or raise limits.max_input_len and rebuild)")
-            max_tokens = int(_scalar(out_len[b] if out_len is not None else None, 0))
+            max_tokens = int(scalar(out_len[b] if out_len is not None else None, 0))
             if max_tokens < 1:
                 raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
             if self.max_seq_len and n + max_tokens > self.max_seq_len:
@@ -129,12 +120,12 @@ class TritonPythonModel:
             ids_rows.append(ids)
             lens.append(n)
             out_lens.append(max_tokens)
-            ends.append(int(_scalar(end_in[b] if end_in is not None else None, self.end_id)))
-            pads.append(int(_scalar(pad_in[b] if pad_in is not None else None, self.pad_id)))
-            stops.append(to_word_list(self.tokenizer, _strings(stop_in[b])) if stop_in is not None else self.empty_words)
-            bads.append(to_word_list(self.tokenizer, _strings(bad_in[b])) if bad_in is not None else self.empty_words)
+            ends.append(int(scalar(end_in[b] if end_in is not None else None, self.end_id)))
+            pads.append(int(scalar(pad_in[b] if pad_in is not None else None, self.pad_id)))
+            stops.append(to_word_list(self.tokenizer, strings(stop_in[b])) if stop_in is not None else self.empty_words)
+            bads.append(to_word_list(self.tokenizer, strings(bad_in[b])) if bad_in is not None else self.empty_words)
             biases.append(self._bias(
-                _strings(bias_words[b]) if bias_words is not None else [],
+                strings(bias_words[b]) if bias_words is not None else [],
                 bias_weights[b] if bias_weights is not None else None,
             ))
 

@@ -38,7 +38,16 @@ import uuid
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
-from textcodec import DaemonPool, bool_param, chat_prompt, int_param, load_tokenizer, str_param
+from textcodec import (
+    DaemonPool,
+    bool_param,
+    chat_prompt,
+    int_param,
+    load_tokenizer,
+    scalar,
+    str_param,
+    strings,
+)
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
@@ -107,26 +116,6 @@ class RequestError(Exception):
     pass
 
 
-def _scalar(array, default=None):
-    if array is None:
-        return default
-    arr = np.asarray(array)
-    if arr.size == 0:
-        return default
-    return arr.reshape(-1)[0].item()
-
-
-def _strings(array) -> list[str]:
-    if array is None:
-        return []
-    out = []
-    for item in np.asarray(array).reshape(-1):
-        text = item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)
-        if text:
-            out.append(text)
-    return out
-
-
 def _number(value):
     """A perf/speculative value as a number (some releases send these outputs as strings)."""
     if isinstance(value, bytes):
@@ -144,10 +133,10 @@ def _used(name, array) -> bool:
         return False
     arr = np.asarray(array)
     if arr.dtype == object or arr.dtype.kind in "SU":
-        return bool(_strings(arr))
+        return bool(strings(arr))
     if neutral is None:
         return True
-    value = _scalar(arr)
+    value = scalar(arr)
     if isinstance(neutral, bool):
         return bool(value) != neutral
     return float(value) > float(neutral) if name == "min_tokens" else float(value) != float(neutral)
@@ -235,9 +224,9 @@ class TritonPythonModel:
             raise RequestError(f"the llmapi route takes one prompt per request; this request has a batch of "
                                f"{np.asarray(text).shape[0]}")
         used = sorted(name for name in UNSUPPORTED if _used(name, found.get(name)))
-        if int(_scalar(found.get("beam_width"), 1)) != 1:
+        if int(scalar(found.get("beam_width"), 1)) != 1:
             used.append("beam_width")
-        if int(_scalar(found.get("num_return_sequences"), 1)) != 1:
+        if int(scalar(found.get("num_return_sequences"), 1)) != 1:
             used.append("num_return_sequences")
         if used:
             raise RequestError(f"{', '.join(used)}: not supported by the llmapi route (TensorRT-LLM's LLM-API Triton "
@@ -245,11 +234,11 @@ class TritonPythonModel:
         return found
 
     def _prompt(self, found) -> tuple[str, int]:
-        texts = _strings(found.get("text_input"))
+        texts = strings(found.get("text_input"))
         prompt = texts[0] if texts else ""
         if not prompt.strip():
             raise RequestError("text_input is empty; send a non-empty prompt")
-        if bool(_scalar(found.get("apply_chat_template"), False)):
+        if bool(scalar(found.get("apply_chat_template"), False)):
             try:
                 prompt = chat_prompt(self.tokenizer, prompt)
             except Exception as exc:  # a broken template or message list is the request's error
@@ -274,12 +263,12 @@ class TritonPythonModel:
             if client in ("max_tokens", "stream") or client not in found:
                 continue
             if client == "stop_words":
-                words = _strings(found[client])
+                words = strings(found[client])
                 if words:
                     tensors.append(pb_utils.Tensor(target, np.array([w.encode("utf-8") for w in words],
                                                                     dtype=object)))
                 continue
-            value = _scalar(found[client])
+            value = scalar(found[client])
             if value is not None:
                 tensors.append(pb_utils.Tensor(target, np.array([value], dtype=LLMAPI_DTYPES[target])))
         return tensors
@@ -287,17 +276,17 @@ class TritonPythonModel:
     def _generate(self, request, sender, final_only):
         found = self._inputs(request)
         prompt, n_in = self._prompt(found)
-        max_tokens = int(_scalar(found.get("max_tokens"), 0))
+        max_tokens = int(scalar(found.get("max_tokens"), 0))
         if max_tokens < 1:
             raise RequestError(f"max_tokens must be at least 1, got {max_tokens}")
         if self.max_seq_len and n_in + max_tokens > self.max_seq_len:
             raise RequestError(f"prompt ({n_in} tokens) + max_tokens ({max_tokens}) exceeds max_seq_len="
                                f"{self.max_seq_len}; ask for at most {max(self.max_seq_len - n_in, 0)} tokens")
-        stream = bool(_scalar(found.get("stream"), False)) and self.decoupled and not final_only
-        exclude = bool(_scalar(found.get("exclude_input_in_output"), self.exclude_input_default))
-        want_in = bool(_scalar(found.get("return_num_input_tokens"), False))
-        want_out = bool(_scalar(found.get("return_num_output_tokens"), False))
-        want_perf = bool(_scalar(found.get("return_perf_metrics"), False))
+        stream = bool(scalar(found.get("stream"), False)) and self.decoupled and not final_only
+        exclude = bool(scalar(found.get("exclude_input_in_output"), self.exclude_input_default))
+        want_in = bool(scalar(found.get("return_num_input_tokens"), False))
+        want_out = bool(scalar(found.get("return_num_output_tokens"), False))
+        want_perf = bool(scalar(found.get("return_perf_metrics"), False))
 
         # The llmapi request carries the client's request id (or a fresh one), so a `stop` sent to tensorrt_llm
         # with the client's id reaches it too.
@@ -309,7 +298,7 @@ class TritonPythonModel:
             request_id=request_id,
         )
         responses = llm_request.exec(decoupled=True) if self.llm_decoupled else [llm_request.exec()]
-        stops = _strings(found.get("stop_words"))
+        stops = strings(found.get("stop_words"))
         full = ""  # the llmapi model's text so far
         sent = 0  # characters of it the client has
         prefix = "" if exclude else prompt
@@ -327,7 +316,7 @@ class TritonPythonModel:
             extras.update(self._passthrough(response))
             reason = pb_utils.get_output_tensor_by_name(response, "finish_reason")
             if reason is not None:
-                finish = (_strings(reason.as_numpy()) or [finish])[0]
+                finish = (strings(reason.as_numpy()) or [finish])[0]
             tensor = pb_utils.get_output_tensor_by_name(response, "text_output")
             if tensor is None:
                 continue

@@ -32,6 +32,28 @@ def int_param(model_config: dict, key: str, default: int) -> int:
     return int(value) if value.strip() else default
 
 
+def strings(array) -> list[str]:
+    """A BYTES tensor (or one row of it) as Python strings; empty strings are dropped."""
+    if array is None:
+        return []
+    out = []
+    for item in np.asarray(array).reshape(-1):
+        text = item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)
+        if text:
+            out.append(text)
+    return out
+
+
+def scalar(array, default=None):
+    """The first value of a tensor (or one row of it) as a Python scalar; ``default`` when absent or empty."""
+    if array is None:
+        return default
+    arr = np.asarray(array)
+    if arr.size == 0:
+        return default
+    return arr.reshape(-1)[0].item()
+
+
 def load_tokenizer(tokenizer_dir: str, trust_remote_code: bool = False):
     """Load the fast tokenizer; pad falls back to eos so batched outputs always have a pad id."""
     from transformers import AutoTokenizer

@@ -1,0 +1,72 @@
+"""The Python that ships inside rendered repositories: self-contained, and in step with tritongen's contract."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import sys
+import types
+
+import pytest
+
+from conftest import REPO_ROOT
+from tritongen import contract
+
+MODEL_FILES = sorted((REPO_ROOT / "templates").rglob("*.py"))
+# What the stock NGC TensorRT-LLM container provides, plus each model's sibling helper module.
+ALLOWED = {"numpy", "torch", "transformers", "triton_python_backend_utils", "textcodec"}
+
+
+def _top_level_imports(path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("path", MODEL_FILES, ids=lambda p: str(p.relative_to(REPO_ROOT / "templates")))
+def test_model_files_import_only_what_the_container_has(path):
+    foreign = {m for m in _top_level_imports(path) - ALLOWED if m not in sys.stdlib_module_names}
+    assert not foreign, f"{path.name} imports {sorted(foreign)}: rendered repositories must not need tritongen"
+
+
+def test_no_model_file_imports_tritongen():
+    for path in MODEL_FILES:
+        assert "tritongen" not in _top_level_imports(path), path
+
+
+def _load_template_module(relpath: str, monkeypatch):
+    """Import a template model.py with a stand-in for triton_python_backend_utils (only constants are read at
+    import time), and its sibling textcodec on the path."""
+    fake = types.ModuleType("triton_python_backend_utils")
+    fake.TRITONSERVER_RESPONSE_COMPLETE_FINAL = 1
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake)
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "templates/common/lib"))
+    spec = importlib.util.spec_from_file_location("template_model", REPO_ROOT / "templates" / relpath)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bls_mappings_equal_the_contract(monkeypatch):
+    bls = _load_template_module("common/tensorrt_llm_bls/1/model.py", monkeypatch)
+    assert bls.CLIENT_TO_PRE == contract.CLIENT_TO_PRE
+    assert bls.PRE_TO_LLM == contract.PRE_TO_LLM
+    assert bls.CLIENT_TO_LLM == contract.CLIENT_TO_LLM
+    assert tuple(bls.PASSTHROUGH) == contract.PASSTHROUGH_OUTPUTS
+
+
+def test_contract_maps_name_real_tensors():
+    llm_in = {t.name for t in contract.LLM_INPUTS}
+    client_in = {t.name for t in contract.CLIENT_INPUTS}
+    pre_in = {t.name for t in contract.PRE_INPUTS}
+    pre_out = {t.name for t in contract.PRE_OUTPUTS}
+    assert set(contract.CLIENT_TO_LLM) <= client_in and set(contract.CLIENT_TO_LLM.values()) <= llm_in
+    assert set(contract.CLIENT_TO_PRE) <= client_in and set(contract.CLIENT_TO_PRE.values()) <= pre_in
+    assert set(contract.PRE_TO_LLM) <= pre_out and set(contract.PRE_TO_LLM.values()) <= llm_in
+    # Every client input is consumed somewhere.
+    assert client_in == set(contract.CLIENT_TO_LLM) | set(contract.CLIENT_TO_PRE)
