@@ -4,8 +4,8 @@
 Starts a real tritonserver (the one in the nvidia-pytriton wheel) on the cpu route, once with the MOCK engine at
 0 ms/step (no model: the pipeline's own capacity) and once with the tiny model, and for each target (ensemble,
 tensorrt_llm) and concurrency level prints streamed output tokens/s, TTFT and inter-token latency (p50/p99),
-and the server's CPU seconds per 1000 streamed tokens (tritonserver plus every python-backend stub, read from
-/proc). Figures, not assertions: run it on a quiet machine.
+and the server's CPU seconds per 1000 streamed tokens (tritonserver plus every python-backend stub: its
+process group, read from /proc). Figures, not assertions: run it on a quiet machine.
 
     .venv/bin/python benchmarks/pipeline.py                       # everything (several minutes on 2 cores)
     .venv/bin/python benchmarks/pipeline.py --engines mock --levels 64 --json out.json
@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tritongen import bench  # noqa: E402
+from tritongen import bench, proc  # noqa: E402
 
 
 def free_ports(n: int) -> list[int]:
@@ -37,30 +37,6 @@ def free_ports(n: int) -> list[int]:
     for s in socks:
         s.close()
     return ports
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """utime+stime of ``pid`` and all its live descendants (tritonserver and its backend stubs)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    children: dict[int, list[int]] = {}
-    stats: dict[int, float] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        ppid = int(fields[1])
-        children.setdefault(ppid, []).append(int(entry))
-        stats[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
-    total, todo = 0.0, [pid]
-    while todo:
-        p = todo.pop()
-        total += stats.get(p, 0.0)
-        todo.extend(children.get(p, []))
-    return total
 
 
 class DirectTransport(bench.GrpcTransport):
@@ -109,9 +85,9 @@ async def measure(target: str, url: str, server_pid: int, levels: list[int], out
                               transport=transport)  # warm-up
         for c in levels:
             config.requests = max(16, requests_per_stream * c)
-            cpu0 = tree_cpu_seconds(server_pid)
+            cpu0 = proc.group_cpu_seconds(server_pid)
             level = await bench.run_level(config, c, [prompt], transport=transport)
-            server_cpu = tree_cpu_seconds(server_pid) - cpu0
+            server_cpu = proc.group_cpu_seconds(server_pid) - cpu0
             tokens = max(level.output_tokens, 1)
             rows.append({
                 "target": target, "concurrency": c, "requests": level.completed, "errors": level.errors,

@@ -172,9 +172,9 @@ def stop_pid(pid: int, *, timeout: float = 20.0, group: bool = True) -> bool:
     return True
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes in process group ``pgid``."""
-    members = []
+def _proc_stats():
+    """(pid, state, pgrp, cpu seconds) of every process, from /proc/<pid>/stat."""
+    tick = os.sysconf("SC_CLK_TCK")
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -183,9 +183,18 @@ def group_members(pgid: int) -> list[int]:
                 fields = fh.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry))
-    return members
+        yield int(entry), fields[0], int(fields[2]), (int(fields[11]) + int(fields[12])) / tick
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes in process group ``pgid``."""
+    return [pid for pid, state, pgrp, _ in _proc_stats() if pgrp == pgid and state != "Z"]
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by the live processes of process group ``pgid``: a server
+    started by tritongen and all its backend stubs."""
+    return sum(cpu for _, state, pgrp, cpu in _proc_stats() if pgrp == pgid and state != "Z")
 
 
 def _reap(pid: int) -> None:
