@@ -18,6 +18,7 @@ import asyncio
 import json
 import os
 import socket
+import statistics
 import struct
 import sys
 import tempfile
@@ -107,7 +108,9 @@ async def measure(target: str, url: str, server_pid: int, levels: list[int], out
     return rows
 
 
-def run_engine(engine: str, levels: list[int], workdir: Path, output_len: int, per_stream: int) -> list[dict]:
+def run_engine(engine: str, levels: list[int], workdir: Path, output_len: int, per_stream: int,
+               sets: list[str] | None = None, targets: tuple[str, ...] = ("tensorrt_llm", "ensemble"),
+               repeat: int = 1) -> list[dict]:
     from transformers import AutoTokenizer
 
     from tritongen.render import write_repo
@@ -118,7 +121,7 @@ def run_engine(engine: str, levels: list[int], workdir: Path, output_len: int, p
 
     tiny = build(cache_dir() / "models" / "tiny")
     options = {"route": "cpu", "name": f"pipeline-{engine}", "cpu.engine": engine}
-    repo = write_repo(load_spec("tiny", options=options), workdir / f"pipeline-{engine}", force=True)
+    repo = write_repo(load_spec("tiny", options=options, sets=sets), workdir / f"pipeline-{engine}", force=True)
     http, grpc, metrics = free_ports(3)
     record = local.start(f"bench-pipeline-{engine}", [repo],
                          ServeOptions(http_port=http, grpc_port=grpc, metrics_port=metrics), timeout=300)
@@ -129,14 +132,32 @@ def run_engine(engine: str, levels: list[int], workdir: Path, output_len: int, p
         prompt_ids = tok(text)["input_ids"]
         print(f"\n{engine} engine ({len(prompt_ids)} prompt tokens, {output_len} output tokens per request):")
         rows = []
-        for target in ("tensorrt_llm", "ensemble"):
-            rows += asyncio.run(measure(target, record.grpc_url, record.pid, levels, output_len, prompt, prompt_ids,
-                                        per_stream))
+        for rep in range(repeat):
+            if repeat > 1:
+                print(f" run {rep + 1}/{repeat}")
+            for target in targets:  # interleaved, so slow drifts of a shared machine hit both targets alike
+                rows += asyncio.run(measure(target, record.grpc_url, record.pid, levels, output_len, prompt,
+                                            prompt_ids, per_stream))
         for row in rows:
             row["engine"] = engine
         return rows
     finally:
         local.stop(record)
+
+
+def median_rows(rows: list[dict]) -> list[dict]:
+    """One row per (engine, target, concurrency): the median of each figure over the repeats."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["engine"], r["target"], r["concurrency"]), []).append(r)
+    out = []
+    for (engine, target, c), rs in groups.items():
+        row = {"engine": engine, "target": target, "concurrency": c, "runs": len(rs)}
+        for key in rs[0]:
+            if key not in row and isinstance(rs[0][key], (int, float)):
+                row[key] = statistics.median(r[key] for r in rs if r[key] is not None)
+        out.append(row)
+    return out
 
 
 def compare(rows: list[dict], engine: str, c: int) -> dict | None:
@@ -159,6 +180,10 @@ def main() -> None:
     ap.add_argument("--output-len", type=int, default=128)
     ap.add_argument("--requests-per-stream", type=int, default=4, help="requests per concurrent stream")
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="FIELD=VALUE",
+                    help="spec override for the served repository (repeatable), e.g. serving.max_queue_delay_us=200")
+    ap.add_argument("--targets", default="tensorrt_llm,ensemble", help="what to measure: tensorrt_llm,ensemble")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per level; figures are the medians")
     args = ap.parse_args()
     os.environ.setdefault("TRITONGEN_CACHE", str(ROOT / ".cache"))
     levels = [int(x) for x in args.levels.split(",")]
@@ -166,19 +191,27 @@ def main() -> None:
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="tritongen-pipeline-") as tmp:
         for engine in args.engines.split(","):
-            rows += run_engine(engine, levels, Path(tmp), args.output_len, args.requests_per_stream)
-    print("\nensemble vs tensorrt_llm alone:")
+            rows += run_engine(engine, levels, Path(tmp), args.output_len, args.requests_per_stream, args.sets,
+                               tuple(args.targets.split(",")), args.repeat)
+    medians = median_rows(rows)
+    if args.repeat > 1:
+        print(f"\nmedians of {args.repeat} runs:")
+        for r in sorted(medians, key=lambda r: (r["engine"], r["target"], r["concurrency"])):
+            print(f"  {r['engine']:<6}{r['target']:<13}c={r['concurrency']:<3} {r['tokens_per_s']:8.0f} tok/s  TTFT p50 "
+                  f"{r['ttft_p50_ms']:6.1f} p99 {r['ttft_p99_ms']:6.1f} ms  ITL p50 {r['itl_p50_ms']:5.2f} p99 "
+                  f"{r['itl_p99_ms']:6.2f} ms  server {r['server_cpu_ms_per_1k']:6.1f} ms CPU/1k tok")
+    print("\nensemble vs tensorrt_llm alone" + (" (medians)" if args.repeat > 1 else "") + ":")
     summary = []
     for engine in args.engines.split(","):
         for c in levels:
-            s = compare(rows, engine, c)
+            s = compare(medians, engine, c)
             if s:
                 summary.append(s)
                 print(f"  {engine:<6}c={c:<3} keeps {s['throughput_kept'] * 100:5.1f}% of the tokens/s, adds "
                       f"{s['added_server_cpu_ms_per_1k']:6.1f} ms server CPU per 1000 tokens, TTFT p99 x"
                       f"{s['ttft_p99_ratio']:.2f}")
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "summary": summary}, indent=2))
+        args.json.write_text(json.dumps({"rows": rows, "medians": medians, "summary": summary}, indent=2))
         print(f"wrote {args.json}")
 
 

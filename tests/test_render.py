@@ -216,3 +216,34 @@ def test_repo_cli_end_to_end_with_an_engine(tmp_path):
     check = CliRunner().invoke(cli, ["validate", str(out)])
     assert check.exit_code == 0, check.output
     assert "valid (4 models" in check.output and "engine" in check.output
+
+
+def test_any_local_checkpoint_works_like_a_catalogue_model(tmp_path, tiny_dir):
+    ckpt = tmp_path / "my-llama"
+    shutil.copytree(tiny_dir, ckpt)
+    result = CliRunner().invoke(cli, ["repo", "my-llama", "--checkpoint", str(ckpt), "--route", "cpu",
+                                      "--set", "limits.max_seq_len=2048", "--set", "limits.max_input_len=1024",
+                                      "--out", str(tmp_path / "repo")])
+    assert result.exit_code == 0, result.output
+    import yaml
+
+    lock = yaml.safe_load((tmp_path / "repo" / LOCK_NAME).read_text())
+    model = lock["spec"]["model"]
+    assert (model["name"], model["architecture"], model["num_layers"], model["hidden_size"]) == \
+        ("my-llama", "LlamaForCausalLM", 2, 64)
+    assert validate_repo(tmp_path / "repo").errors == []
+
+
+def test_draft_target_engine_repository_has_its_draft_model(tmp_path):
+    spec = load_spec("llama3-8b", options={**FIXED}, sets=[
+        "decoding.speculative.method=draft_target", "decoding.speculative.draft_model=llama3.2-1b",
+        "serving.bls=true", "engine.draft_dir=/engines/llama3.2-1b"])
+    out = write_repo(spec, tmp_path / "dt")
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [
+        "ensemble", "postprocessing", "preprocessing", "tensorrt_llm", "tensorrt_llm_bls", "tensorrt_llm_draft"]
+    draft = params_of(parse_config(out / "tensorrt_llm_draft" / "config.pbtxt"))
+    assert draft["gpt_model_path"] == "/engines/llama3.2-1b" and draft["gpu_device_ids"] == "0"
+    assert draft["decoding_mode"] == "top_k_top_p"
+    bls = params_of(parse_config(out / "tensorrt_llm_bls" / "config.pbtxt"))
+    assert (bls["draft_model"], bls["num_draft_tokens"]) == ("tensorrt_llm_draft", "4")
+    assert parse_config(out / "tensorrt_llm_draft" / "config.pbtxt").name == "tensorrt_llm_draft"

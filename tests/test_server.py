@@ -466,3 +466,25 @@ def test_serve_status_stop_leave_no_process_behind(tiny_dir, session_root):
         list(stream)
     again = runner.invoke(cli, ["stop", "lifecycle"])
     assert again.exit_code == 8 and "no tritongen server named or serving 'lifecycle'" in again.output
+
+
+def test_a_server_that_fails_to_start_says_why_with_its_log_tail(tiny_dir, session_root):
+    from click.testing import CliRunner
+
+    from conftest import free_ports
+    from tritongen.cli import cli
+    from tritongen.serve import state
+
+    repo = render("tiny", session_root / "repos" / "broken", **{"name": "broken", "cpu.engine": "mock"})
+    model_py = repo / "postprocessing" / "1" / "model.py"
+    model_py.write_text(model_py.read_text().replace(
+        "    def initialize(self, args):\n",
+        "    def initialize(self, args):\n        raise RuntimeError('tokenizer exploded on purpose')\n", 1))
+    http, grpc, metrics = free_ports(3)
+    result = CliRunner().invoke(cli, ["serve", str(repo), "--name", "broken", "--no-validate", "--timeout", "120",
+                                      "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port",
+                                      str(metrics)])
+    assert result.exit_code == 8, result.output
+    assert "tritonserver for 'broken'" in result.output
+    assert "tokenizer exploded on purpose" in result.output  # from the server's log tail
+    assert state.find("broken") == []  # nothing recorded, nothing left running

@@ -253,6 +253,7 @@ def cpu_llm_parameters(spec: Spec) -> dict[str, str]:
         "torch_dtype": spec.cpu.dtype.value,
         "mock_step_ms": spec.cpu.mock_step_ms,
         "mock_echo": spec.cpu.mock_echo,
+        "torch_threads": spec.cpu.threads or 0,
         "max_batch_size": spec.limits.max_batch_size,
         "max_input_len": spec.limits.max_input_len,
         "max_seq_len": spec.limits.max_seq_len,

@@ -19,8 +19,10 @@ responses carry only new tokens; min_tokens suppresses the end id until reached.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
+import os
 import queue
 import threading
 import time
@@ -30,6 +32,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+MOCK_NICE = 10
 
 
 def _param(config, key, default=""):
@@ -138,11 +141,14 @@ class Group:
 class TorchEngine:
     """Runs the checkpoint with PyTorch; keeps one KV cache per sequence."""
 
-    def __init__(self, checkpoint_dir, device, dtype, trust_remote_code):
+    def __init__(self, checkpoint_dir, device, dtype, trust_remote_code, threads=0):
         import torch
         from transformers import AutoModelForCausalLM
 
         self.torch = torch
+        # PyTorch takes every core by default; its spinning workers then starve Triton and the pre/post-
+        # processing models of the same machine. Leave them one core unless told otherwise.
+        torch.set_num_threads(threads if threads > 0 else max(1, (os.cpu_count() or 2) - 1))
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if dtype == "auto":
@@ -237,7 +243,7 @@ class TritonPythonModel:
         else:
             self.engine = TorchEngine(
                 _param(config, "checkpoint_dir"), _param(config, "device", "auto"),
-                _param(config, "torch_dtype", "auto"), trust,
+                _param(config, "torch_dtype", "auto"), trust, int(_param(config, "torch_threads", "0") or 0),
             )
         self.is_mock = kind == "mock"
         self.inbox: queue.Queue = queue.Queue()
@@ -246,6 +252,9 @@ class TritonPythonModel:
         self.stopping = False
         self.worker = threading.Thread(target=self._loop, name="cpu-engine", daemon=True)
         self.worker.start()
+        # Everything loaded so far (tokenizer, model) lives as long as the process: keep it out of the garbage
+        # collector's full passes, which otherwise stall every request in flight (a TTFT tail).
+        gc.freeze()
 
     def finalize(self):
         self.stopping = True
@@ -375,6 +384,12 @@ class TritonPythonModel:
     # -- the engine loop ---------------------------------------------------------------------------------
 
     def _loop(self):
+        if self.is_mock:
+            # The MOCK's decode loop would take every free CPU cycle and flood the pipeline it exists to measure
+            # (a GPU engine never competes with it for CPU): run it at a lower priority, so requests move through
+            # preprocessing and postprocessing first and the mock makes tokens with what is left. Linux applies
+            # nice per thread: request intake in execute() keeps its normal priority.
+            os.nice(MOCK_NICE)
         while not self.stopping:
             try:
                 self._admit(block=not self.active)
@@ -388,6 +403,15 @@ class TritonPythonModel:
                 self.active = []
 
     def _admit(self, block: bool):
+        new: list[Sequence] = []
+        try:
+            self._take(block, new)
+        finally:
+            # New sequences step first: like TensorRT-LLM's context phase, their first token leaves in the
+            # iteration that admits them, instead of waiting behind every running request's next token.
+            self.active[:0] = new
+
+    def _take(self, block: bool, new: list) -> None:
         while True:
             try:
                 item = self.inbox.get(block=block, timeout=0.5 if block else None)
@@ -400,7 +424,7 @@ class TritonPythonModel:
                 self._stopped_ids[item[1]] = None
                 while len(self._stopped_ids) > 1024:
                     self._stopped_ids.pop(next(iter(self._stopped_ids)))
-                for seq in self.active:
+                for seq in self.active + new:
                     if seq.group.request_id == item[1]:
                         seq.group.stopped = True
                 continue
@@ -413,7 +437,7 @@ class TritonPythonModel:
                     seq.scheduled_ns = time.time_ns()
                     seq.generator = self.engine.make_generator(seq.seed)
                     self.engine.prefill(seq)
-                    self.active.append(seq)
+                    new.append(seq)
                 except Exception as exc:
                     seq.group.fail(f"tensorrt_llm (cpu): prefill failed: {exc}")
 
