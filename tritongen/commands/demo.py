@@ -68,14 +68,15 @@ def command(model, out, http_port, grpc_port, metrics_port, openai_port, prompt,
         http = LLMClient(record.http_url, protocol="http")
         click.echo(http.generate(prompt, params).text)
         _step(7, steps, f"OpenAI API (http://127.0.0.1:{openai_port}/v1, official openai client)")
+        worked = ["repository", "server", "gRPC streaming", "HTTP generate"]
         try:
             from ..openai_server import demo_call
         except ImportError:
             click.echo("      skipped: the OpenAI server is not installed (pip install 'tritongen[openai]')", err=True)
         else:
             click.echo(demo_call(record, port=openai_port, prompt=prompt, companions=companions))
-        click.echo(click.style("demo finished: repository, server, gRPC streaming, HTTP generate all worked", fg="green"),
-                   err=True)
+            worked.append("the OpenAI API")
+        click.echo(click.style(f"demo finished: {', '.join(worked)} all worked", fg="green"), err=True)
     finally:
         if not keep_running:
             from .. import proc
