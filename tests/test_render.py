@@ -247,3 +247,26 @@ def test_draft_target_engine_repository_has_its_draft_model(tmp_path):
     bls = params_of(parse_config(out / "tensorrt_llm_bls" / "config.pbtxt"))
     assert (bls["draft_model"], bls["num_draft_tokens"]) == ("tensorrt_llm_draft", "4")
     assert parse_config(out / "tensorrt_llm_draft" / "config.pbtxt").name == "tensorrt_llm_draft"
+
+
+def test_model_prefix_names_every_model_and_its_wiring(tmp_path):
+    spec = load_spec("llama3-8b", options={**FIXED, "serving.model_prefix": "llama-", "serving.bls": True})
+    out = write_repo(spec, tmp_path / "p")
+    dirs = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert dirs == ["llama-ensemble", "llama-postprocessing", "llama-preprocessing", "llama-tensorrt_llm",
+                    "llama-tensorrt_llm_bls"]
+    ens = parse_config(out / "llama-ensemble" / "config.pbtxt")
+    assert ens.name == "llama-ensemble"
+    assert [s.model_name for s in ens.ensemble_scheduling.step] == [
+        "llama-preprocessing", "llama-tensorrt_llm", "llama-postprocessing"]
+    bls = params_of(parse_config(out / "llama-tensorrt_llm_bls" / "config.pbtxt"))
+    assert (bls["preprocessing_model"], bls["llm_model"]) == ("llama-preprocessing", "llama-tensorrt_llm")
+    assert (out / "llama-ensemble" / "1").is_dir() and (out / "llama-tensorrt_llm" / "1").is_dir()
+    assert validate_repo(out).errors == []
+
+
+def test_model_prefix_must_be_a_plain_name():
+    from tritongen.errors import SpecError
+
+    with pytest.raises(SpecError, match="serving.model_prefix"):
+        load_spec("llama3-8b", sets=["serving.model_prefix=a/b"])

@@ -385,3 +385,25 @@ def test_ready_needs_every_rank_running(repo_tp4pp2):
     mpi.check_ranks("x", plan, 8)
     with pytest.raises(ServerError, match="only 7 of 8 tritonserver ranks are running"):
         mpi.check_ranks("x", plan, 7)
+
+
+def test_two_llms_in_one_server_with_model_prefixes(root):
+    """Two complete engine repositories, kept apart by serving.model_prefix: one server, orchestrator mode."""
+    (root / "models" / "llama3-8b").mkdir(parents=True, exist_ok=True)
+    repos = []
+    for prefix, gpu in (("llama-", 0), ("qwen-", 1)):
+        engine = _engine_copy(root, "llama3-8b-fp16-tp1", tp=None, pp=None)
+        repos.append(render("llama3-8b", root / "repos" / f"{prefix}two", **{
+            "route": "engine", "precision.format": "fp16", "engine.dir": str(engine), "parallelism.gpu_ids": [gpu],
+            "model.checkpoint_dir": str(root / "models" / "llama3-8b"), "serving.model_prefix": prefix}))
+    plan = _plan("two-llms", repos)
+    assert plan.launch.mode == "orchestrator"
+    assert plan.launch.trtllm_models == ["llama-tensorrt_llm", "qwen-tensorrt_llm"]
+    (rank,) = _ranks(_after_image(_args(plan), plan.image))
+    assert [a for a in rank if a.startswith("--model-repository=")] == [f"--model-repository={r}" for r in repos]
+    # Without prefixes the same two repositories collide, and tritongen says so before Triton does.
+    plain = [render("llama3-8b", root / "repos" / f"plain-{i}", **{
+        "route": "engine", "engine.dir": str(_engine_copy(root, "llama3-8b-fp16-tp1", tp=None, pp=None)),
+        "model.checkpoint_dir": str(root / "models" / "llama3-8b")}) for i in range(2)]
+    with pytest.raises(Exception, match="one server needs unique model names"):
+        _plan("collide", plain)

@@ -488,3 +488,46 @@ def test_a_server_that_fails_to_start_says_why_with_its_log_tail(tiny_dir, sessi
     assert "tritonserver for 'broken'" in result.output
     assert "tokenizer exploded on purpose" in result.output  # from the server's log tail
     assert state.find("broken") == []  # nothing recorded, nothing left running
+
+
+def test_two_models_in_one_server_with_model_prefixes(tiny_dir, deepseek_dir, session_root, server_factory):
+    """Two repositories (different tokenizers) share one tritonserver: serving.model_prefix keeps names apart."""
+    from transformers import AutoTokenizer
+
+    from tritongen.client import companion
+
+    a = render("tiny", session_root / "repos" / "multi-a", **{"name": "multi-a", "serving.model_prefix": "a-",
+                                                              "cpu.engine": "mock", "cpu.mock_echo": True})
+    b = render("tiny", session_root / "repos" / "multi-b", **{"name": "multi-b", "serving.model_prefix": "b-",
+                                                              "cpu.engine": "mock", "cpu.mock_echo": True,
+                                                              "model.tokenizer_dir": deepseek_dir, "serving.bls": True})
+    server = server_factory([a, b], "test-multi")
+    text = TEXTS["cjk"]
+    for model, tok_dir in (("a-ensemble", tiny_dir), ("b-ensemble", deepseek_dir), ("b-tensorrt_llm_bls", deepseek_dir)):
+        tok = AutoTokenizer.from_pretrained(tok_dir)
+        ids = [i for i in tok(text)["input_ids"] if i not in tok.all_special_ids]
+        client = LLMClient(server.grpc_url, model=model)
+        assert client.stop_model == companion(model) == model[:2] + "tensorrt_llm"
+        got = "".join(c.text for c in client.stream(text, GenerateParams(max_tokens=len(ids))))
+        assert got == tok.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+
+def test_infer_uses_the_served_repositorys_model_prefix(tiny_dir, session_root):
+    from click.testing import CliRunner
+
+    from conftest import free_ports
+    from tritongen.cli import cli
+
+    repo = render("tiny", session_root / "repos" / "prefixed", **{"name": "prefixed", "serving.model_prefix": "tiny-",
+                                                                   "cpu.engine": "mock"})
+    http, grpc, metrics = free_ports(3)
+    runner = CliRunner()
+    started = runner.invoke(cli, ["serve", str(repo), "--name", "prefixed", "--http-port", str(http),
+                                  "--grpc-port", str(grpc), "--metrics-port", str(metrics)])
+    assert started.exit_code == 0, started.output
+    try:
+        result = runner.invoke(cli, ["infer", "Hello there", "--server", "prefixed", "--max-tokens", "4", "--json"])
+        assert result.exit_code == 0, result.output
+        assert '"text"' in result.output
+    finally:
+        runner.invoke(cli, ["stop", "prefixed"])

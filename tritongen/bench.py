@@ -651,7 +651,9 @@ def collect_metadata(config: BenchConfig, *, http_url: str | None = None) -> dic
     models = configs.get("models") or {}
     # Whichever served model knows the tokenizer: preprocessing (engine/cpu routes), the target itself (the
     # llmapi route's front), or tensorrt_llm.
-    for name in ("preprocessing", config.model, "tensorrt_llm"):
+    from .client import companion
+
+    for name in (companion(config.model, "preprocessing"), config.model, companion(config.model)):
         if meta["tokenizer_dir"] is not None:
             break
         params = (models.get(name) or {}).get("parameters") or {}
@@ -666,7 +668,10 @@ def collect_metadata(config: BenchConfig, *, http_url: str | None = None) -> dic
 def _server_configs(config: BenchConfig, http_url: str | None) -> dict[str, Any]:
     """Server metadata and the model configs of the target model and its usual companions ({} when
     unreachable: metadata must never fail a benchmark)."""
-    names = [config.model] + [n for n in ("preprocessing", "tensorrt_llm", "postprocessing") if n != config.model]
+    from .client import companion
+
+    names = [config.model] + [n for n in (companion(config.model, role) for role in
+                                          ("preprocessing", "tensorrt_llm", "postprocessing")) if n != config.model]
     out: dict[str, Any] = {"models": {}}
     try:
         if config.protocol == "http" or http_url:

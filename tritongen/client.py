@@ -109,6 +109,15 @@ class Completion:
         return first.at if first else None
 
 
+def companion(model: str, role: str = "tensorrt_llm") -> str:
+    """A sibling model of the same repository, by role: ``llama-ensemble`` -> ``llama-tensorrt_llm`` (repositories
+    rendered with serving.model_prefix name every model ``<prefix><role>``)."""
+    for front in ("tensorrt_llm_bls", "ensemble"):
+        if model.endswith(front):
+            return model[: -len(front)] + role
+    return role
+
+
 _NP = {"INT32": np.int32, "UINT64": np.uint64, "FP32": np.float32, "BOOL": np.bool_}
 
 
@@ -129,7 +138,7 @@ class LLMClient:
 
     def __init__(self, url: str = "127.0.0.1:8001", *, protocol: str = "grpc", model: str = "ensemble",
                  timeout: float = 300.0, headers: dict[str, str] | None = None,
-                 stop_model: str | None = "tensorrt_llm"):
+                 stop_model: str | None = "auto"):
         if protocol not in ("grpc", "http"):
             raise ClientError(f"protocol {protocol!r}: use grpc or http")
         self.protocol = protocol
@@ -137,8 +146,8 @@ class LLMClient:
         self.model = model
         self.timeout = timeout
         self.headers = headers or {}
-        #: Where an abandoned stream's `stop` goes (None: never send one).
-        self.stop_model = stop_model
+        #: Where an abandoned stream's `stop` goes ("auto": this repository's tensorrt_llm; None: never).
+        self.stop_model = companion(model) if stop_model == "auto" else stop_model
 
     # -- public API --------------------------------------------------------------------------------------
 

@@ -339,7 +339,7 @@ def front_parameters(spec: Spec) -> dict[str, str]:
     params: dict[str, object] = {
         "tokenizer_dir": tokenizer_ref(spec),
         "trust_remote_code": spec.model.trust_remote_code,
-        "llm_model": LLM_MODEL,
+        "llm_model": spec.serving.model_prefix + LLM_MODEL,
         "llm_decoupled": sv.streaming,
         "exclude_input_in_output": sv.exclude_input_in_output,
         "max_input_len": spec.limits.max_input_len,
@@ -398,14 +398,14 @@ TRT_ONLY_ARGS: frozenset[str] = frozenset({
 _DTYPE_NAMES = {"auto", "float16", "bfloat16", "float32", "fp16", "bf16", "half"}
 
 
-def is_llmapi_repo(repo: Path, models: dict, lock: dict | None) -> bool:
-    cfg = models.get(LLM_MODEL)
+def is_llmapi_repo(repo: Path, models: dict, lock: dict | None, prefix: str = "") -> bool:
+    cfg = models.get(prefix + LLM_MODEL)
     if cfg is None or cfg.backend != "python":
         return False
-    return (lock or {}).get("route") == "llmapi" or (repo / LLM_MODEL / "1" / "model.yaml").is_file()
+    return (lock or {}).get("route") == "llmapi" or (repo / (prefix + LLM_MODEL) / "1" / "model.yaml").is_file()
 
 
-def check_repo(repo: Path, models: dict, lock: dict | None) -> list[tuple[Path, str, str, str, str]]:
+def check_repo(repo: Path, models: dict, lock: dict | None, prefix: str = "") -> list[tuple[Path, str, str, str, str]]:
     """Problems of an llmapi repository as (path, field, message, fix, severity): model.yaml against the LLM()
     arguments of the pinned TensorRT-LLM, triton_config against config.pbtxt, tensorrt_llm's tensors against
     upstream's contract, and the front's wiring onto them."""
@@ -414,17 +414,17 @@ def check_repo(repo: Path, models: dict, lock: dict | None) -> list[tuple[Path, 
     def add(path: Path, fld: str, message: str, fix: str = "", severity: str = "error") -> None:
         out.append((path, fld, message, fix, severity))
 
-    cfg = models[LLM_MODEL]
-    cfg_path = repo / LLM_MODEL / "config.pbtxt"
-    yaml_path = repo / LLM_MODEL / "1" / "model.yaml"
+    cfg = models[prefix + LLM_MODEL]
+    cfg_path = repo / (prefix + LLM_MODEL) / "config.pbtxt"
+    yaml_path = repo / (prefix + LLM_MODEL) / "1" / "model.yaml"
     data = _load_model_yaml(yaml_path, add)
     if data is not None:
         _check_llm_args(yaml_path, data, add)
         _check_triton_config(yaml_path, cfg_path, cfg, data, add)
     _check_llmapi_tensors(cfg_path, cfg, add)
-    front = models.get(FRONT_MODEL)
+    front = models.get(prefix + FRONT_MODEL)
     if front is not None and front.backend == "python":
-        _check_front(repo, front, cfg, data, add)
+        _check_front(repo, front, cfg, data, add, prefix)
     return out
 
 
@@ -576,12 +576,13 @@ def _check_llmapi_tensors(cfg_path: Path, cfg, add) -> None:
             add(cfg_path, f"{kind} {required}", "missing", "regenerate")
 
 
-def _check_front(repo: Path, front, llm_cfg, data: dict | None, add) -> None:
-    path = repo / FRONT_MODEL / "config.pbtxt"
+def _check_front(repo: Path, front, llm_cfg, data: dict | None, add, prefix: str = "") -> None:
+    llm_model = prefix + LLM_MODEL
+    path = repo / (prefix + FRONT_MODEL) / "config.pbtxt"
     params = {k: v.string_value for k, v in front.parameters.items()}
-    target = params.get("llm_model", LLM_MODEL)
-    if target != LLM_MODEL:
-        add(path, "parameters.llm_model", f"{target!r} but the llmapi model is {LLM_MODEL!r}", "regenerate")
+    target = params.get("llm_model", llm_model)
+    if target != llm_model:
+        add(path, "parameters.llm_model", f"{target!r} but the llmapi model is {llm_model!r}", "regenerate")
     client = {t.name: t for t in front.input}
     missing = [t.name for t in contract.CLIENT_INPUTS if t.name not in client]
     if missing:
@@ -592,20 +593,20 @@ def _check_front(repo: Path, front, llm_cfg, data: dict | None, add) -> None:
         if src is None:
             continue
         if dst is None:
-            add(repo / LLM_MODEL / "config.pbtxt", f"input {llm_name}", f"missing, but the front passes the client's "
+            add(repo / llm_model / "config.pbtxt", f"input {llm_name}", f"missing, but the front passes the client's "
                 f"{client_name} to it", "regenerate")
         elif src.data_type != dst.data_type:
-            add(path, f"input {client_name}", f"{_dtype_name(src.data_type)} but {LLM_MODEL}.{llm_name} is "
+            add(path, f"input {client_name}", f"{_dtype_name(src.data_type)} but {llm_model}.{llm_name} is "
                 f"{_dtype_name(dst.data_type)}", "regenerate")
     if "stop" not in llm_inputs:
-        add(repo / LLM_MODEL / "config.pbtxt", "input stop", "missing; the front stops cancelled requests through it",
+        add(repo / llm_model / "config.pbtxt", "input stop", "missing; the front stops cancelled requests through it",
             "regenerate", "warning")
     tc = (data or {}).get("triton_config") if isinstance(data, dict) else None
     llm_decoupled = tc.get("decoupled") if isinstance(tc, dict) else None
     declared = params.get("llm_decoupled")
     if isinstance(llm_decoupled, bool) and declared is not None and (declared == "true") != llm_decoupled:
-        add(path, "parameters.llm_decoupled", f"{declared} but {LLM_MODEL} is "
+        add(path, "parameters.llm_decoupled", f"{declared} but {llm_model} is "
             f"{'decoupled' if llm_decoupled else 'not decoupled'}", "regenerate")
     if front.model_transaction_policy.decoupled and llm_decoupled is False:
-        add(path, "model_transaction_policy.decoupled", f"the front streams but {LLM_MODEL} is not decoupled",
+        add(path, "model_transaction_policy.decoupled", f"the front streams but {llm_model} is not decoupled",
             "regenerate with one serving.streaming value")

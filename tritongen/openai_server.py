@@ -395,13 +395,15 @@ def _classify(message: str) -> OpenAIError:
 class TritonBackend:
     """Asynchronous gRPC client for one Triton model speaking the client contract; one channel, many streams."""
 
-    def __init__(self, url: str, model: str, *, timeout: float = 300.0, stop_model: str | None = "tensorrt_llm"):
+    def __init__(self, url: str, model: str, *, timeout: float = 300.0, stop_model: str | None = "auto"):
         self.target = url.split("://", 1)[-1].rstrip("/")
         if ":" not in self.target:
             self.target += ":8001"
         self.model = model
         self.timeout = timeout
-        self.stop_model = stop_model or None
+        from .client import companion
+
+        self.stop_model = companion(model) if stop_model == "auto" else (stop_model or None)
         self._stop_inputs: dict | None = None  # None: not probed yet
         self.channel = None
         self.stub = None
@@ -583,7 +585,7 @@ class ServerConfig:
     triton_url: str
     model_name: str
     triton_model: str = "ensemble"
-    stop_model: str | None = "tensorrt_llm"
+    stop_model: str | None = "auto"  #: "auto": the same repository's tensorrt_llm
     api_key: str | None = None
     default_max_tokens: int = 256
     timeout: float = 300.0
@@ -956,7 +958,7 @@ def _launch(record, port: int, *, timeout: float = 60.0) -> tuple[str, int]:
                           hint="pick another port (--openai PORT / --openai-port)")
     log_path = cache_dir() / "run" / f"{record.name}-openai.log"
     argv = [sys.executable, "-m", "tritongen.cli", "openai", "--triton", f"grpc://{record.grpc_url}",
-            "--port", str(port), "--model-name", record.name]
+            "--port", str(port), "--model-name", record.name, "--model", record.model_prefix + "ensemble"]
     child = proc.start(argv, log_path=log_path)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout

@@ -292,14 +292,18 @@ def context(spec: Spec) -> dict:
         "skip_special_tokens": sv.skip_special_tokens,
         "max_input_len": spec.limits.max_input_len,
         "max_seq_len": spec.limits.max_seq_len,
-        "draft_model": "tensorrt_llm_draft" if spec.decoding.speculative.method.value == "draft_target" else "",
+        "preprocessing_model": spec.model_names["preprocessing"],
+        "llm_model": spec.model_names["tensorrt_llm"],
+        "draft_model": spec.model_names["tensorrt_llm_draft"]
+        if spec.decoding.speculative.method.value == "draft_target" else "",
         "num_draft_tokens": spec.resolved_max_draft_len,
     }
     llm = cpu_llm_parameters(spec) if spec.route is Route.cpu else (
         llm_parameters(spec) if spec.route is Route.engine else {})
     return {
         "spec": spec,
-        "llm_name": "tensorrt_llm",
+        "names": spec.model_names,
+        "llm_name": spec.model_names["tensorrt_llm"],
         "version": __version__,
         "contract": contract,
         "logits_dtype": sv.logits_dtype.value,
@@ -324,13 +328,15 @@ def render_into(spec: Spec, dest: Path) -> list[Path]:
         ctx.update(llmapi.context(spec))
     written = []
     draft_ctx = None
+    prefix = spec.serving.model_prefix
     for item in plan(spec):
-        target = dest / item.dst
+        target = dest / (prefix + item.dst)  # the first component is the model's folder
         target.parent.mkdir(parents=True, exist_ok=True)
         item_ctx = ctx
         if item.role == "draft":
             if draft_ctx is None:
-                draft_ctx = {**context(draft_spec(spec)), "llm_name": "tensorrt_llm_draft"}
+                draft_ctx = {**context(draft_spec(spec)), "names": spec.model_names,
+                             "llm_name": spec.model_names["tensorrt_llm_draft"]}
             item_ctx = draft_ctx
         if item.src.endswith(".j2"):
             try:
@@ -342,7 +348,7 @@ def render_into(spec: Spec, dest: Path) -> list[Path]:
             shutil.copyfile(root / item.src, target)
         written.append(target)
     for d in _empty_dirs(spec):
-        (dest / d).mkdir(parents=True, exist_ok=True)
+        (dest / (prefix + d)).mkdir(parents=True, exist_ok=True)
     return written
 
 

@@ -277,6 +277,9 @@ class Serving(StrictModel):
     normalize_log_probs: bool = Field(True, description="Normalize returned log probabilities.")
     skip_special_tokens: bool = Field(True, description="Drop special tokens from returned text.")
     add_special_tokens: bool = Field(True, description="Let the tokenizer add BOS/EOS when encoding prompts.")
+    model_prefix: str = Field("", pattern=r"^[A-Za-z0-9_.-]{0,48}$", description="Prefix for every model name "
+                              "(e.g. `llama-` gives llama-ensemble, llama-tensorrt_llm, ...): lets several "
+                              "repositories share one server; clients then call <prefix>ensemble.")
     host: str = Field("127.0.0.1", description="Address the server binds to (0.0.0.0 exposes it to the network).")
     http_port: int = Field(8000, ge=1, le=65535, description="HTTP/REST port.")
     grpc_port: int = Field(8001, ge=1, le=65535, description="gRPC port.")
@@ -345,6 +348,12 @@ class Spec(StrictModel):
         return self.name or self.model.name
 
     @property
+    def model_names(self) -> dict[str, str]:
+        """Each model's name in the repository: its role with ``serving.model_prefix`` in front."""
+        prefix = self.serving.model_prefix
+        return {role: prefix + role for role in MODEL_ROLES}
+
+    @property
     def resolved_decoding_mode(self) -> DecodingMode:
         if self.decoding.mode is not DecodingMode.auto:
             return self.decoding.mode
@@ -378,6 +387,10 @@ class Spec(StrictModel):
             return Path(self.model.checkpoint_dir)
         return cache_dir() / "models" / self.model.name
 
+
+#: The models a repository may hold, by role (their names without serving.model_prefix).
+MODEL_ROLES = ("ensemble", "preprocessing", "tensorrt_llm", "postprocessing", "tensorrt_llm_bls",
+               "tensorrt_llm_draft")
 
 _SPEC_DECODING_MODE = {
     SpeculativeMethod.medusa: DecodingMode.medusa,

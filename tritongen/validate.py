@@ -60,6 +60,11 @@ class _Ctx:
         self.repo = repo
         self.display_root = display_root or repo
         self.report = Report(repo=self.display_root)
+        #: serving.model_prefix of the repository (from its lock file): models are "<prefix><role>".
+        self.prefix = ""
+
+    def name(self, role: str) -> str:
+        return self.prefix + role
 
     def rel(self, path: Path) -> str:
         try:
@@ -114,6 +119,7 @@ def validate_repo(
         ctx.add(repo, "repository", "not a directory", "give the path of a model repository (repos/<name>)")
         return ctx.report
     lock = read_lock(repo)
+    ctx.prefix = str((((lock or {}).get("spec") or {}).get("serving") or {}).get("model_prefix") or "")
     _check_placeholders(ctx)
     _load_models(ctx)
     if not ctx.report.models and not ctx.report.errors:
@@ -341,10 +347,10 @@ def _check_lock(ctx: _Ctx, lock: dict) -> None:
             ctx.add(ctx.repo / rel, "contents", "edited after tritongen wrote it",
                     "move the change into the spec and regenerate", "warning")
     spec = lock.get("spec") or {}
-    llm = ctx.report.models.get("tensorrt_llm")
+    llm = ctx.report.models.get(ctx.name("tensorrt_llm"))
     streaming = (spec.get("serving") or {}).get("streaming")
     if llm is not None and streaming is not None and bool(streaming) != llm.model_transaction_policy.decoupled:
-        ctx.add(ctx.repo / "tensorrt_llm" / "config.pbtxt", "model_transaction_policy.decoupled",
+        ctx.add(ctx.repo / ctx.name("tensorrt_llm") / "config.pbtxt", "model_transaction_policy.decoupled",
                 f"is {str(llm.model_transaction_policy.decoupled).lower()} but the spec asks "
                 f"serving.streaming={str(bool(streaming)).lower()}; streaming needs decoupled mode",
                 "set decoupled to match serving.streaming (regenerate)")
@@ -355,11 +361,11 @@ def _check_lock(ctx: _Ctx, lock: dict) -> None:
 
 def _check_tensorrt_llm(ctx: _Ctx, lock: dict | None, engine_dir: Path | None,
                         container_trtllm: str | None, gpu_arch: str | None) -> None:
-    _check_llm_model(ctx, "tensorrt_llm", lock, engine_dir, container_trtllm, gpu_arch)
+    _check_llm_model(ctx, ctx.name("tensorrt_llm"), lock, engine_dir, container_trtllm, gpu_arch)
     # A draft-target repository's draft engine is checked the same way, but not against the target's spec
     # (it runs tp=1 with no speculative decoding of its own).
     draft_lock = {**lock, "spec": {}} if lock else None
-    _check_llm_model(ctx, "tensorrt_llm_draft", draft_lock, None, container_trtllm, gpu_arch)
+    _check_llm_model(ctx, ctx.name("tensorrt_llm_draft"), draft_lock, None, container_trtllm, gpu_arch)
 
 
 def _check_llm_model(ctx: _Ctx, name: str, lock: dict | None, engine_dir: Path | None,
@@ -407,7 +413,7 @@ def _check_llm_model(ctx: _Ctx, name: str, lock: dict | None, engine_dir: Path |
     except engine_config.EngineConfigError as exc:
         ctx.add(engine_path / "config.json", "config.json", str(exc), "rebuild the engine with trtllm-build")
         return
-    if name == "tensorrt_llm":
+    if name == ctx.name("tensorrt_llm"):
         ctx.report.engine = eng
     check_engine(ctx, path, cfg, params, eng, spec, lock, container_trtllm, gpu_arch)
 
@@ -428,9 +434,9 @@ def check_engine(ctx: _Ctx, path: Path, cfg, params: dict[str, str], eng, spec: 
     if eng.max_beam_width is not None and beam > eng.max_beam_width:
         ctx.add(path, "parameters.max_beam_width", f"{beam} exceeds the engine's max_beam_width "
                 f"{eng.max_beam_width}", f"set limits.max_beam_width<={eng.max_beam_width} or rebuild")
-    pre = ctx.report.models.get("preprocessing")
+    pre = ctx.report.models.get(ctx.name("preprocessing"))
     pre_params = params_of(pre) if pre is not None else {}
-    pre_path = ctx.repo / "preprocessing" / "config.pbtxt"
+    pre_path = ctx.repo / ctx.name("preprocessing") / "config.pbtxt"
     for key, eng_value in (("max_input_len", eng.max_input_len), ("max_seq_len", eng.max_seq_len)):
         value = pre_params.get(key)
         if value and eng_value is not None and int(value) > eng_value:
@@ -563,7 +569,7 @@ def _check_llmapi(ctx: _Ctx, lock: dict | None) -> None:
     tensor contract of tensorrt_llm and the front's wiring onto it. The rules live in tritongen.llmapi."""
     from . import llmapi
 
-    if not llmapi.is_llmapi_repo(ctx.repo, ctx.report.models, lock):
+    if not llmapi.is_llmapi_repo(ctx.repo, ctx.report.models, lock, ctx.prefix):
         return
-    for path, fld, message, fix, severity in llmapi.check_repo(ctx.repo, ctx.report.models, lock):
+    for path, fld, message, fix, severity in llmapi.check_repo(ctx.repo, ctx.report.models, lock, ctx.prefix):
         ctx.add(path, fld, message, fix, severity)

@@ -10,8 +10,8 @@ import click
 from ..errors import ServerError, UsageError
 
 
-def default_url(server: str | None, protocol: str) -> str:
-    """The address of the named (or only) tritongen server, else the default local port."""
+def default_target(server: str | None, protocol: str) -> tuple[str, str]:
+    """(address, model prefix) of the named (or only) tritongen server, else the default local port."""
     from ..serve import state
 
     records = state.find(server)
@@ -20,8 +20,8 @@ def default_url(server: str | None, protocol: str) -> str:
     if len(records) > 1:
         raise UsageError(f"several servers are running ({', '.join(r.name for r in records)}); pass --server or --url")
     if records:
-        return records[0].grpc_url if protocol == "grpc" else records[0].http_url
-    return "127.0.0.1:8001" if protocol == "grpc" else "127.0.0.1:8000"
+        return (records[0].grpc_url if protocol == "grpc" else records[0].http_url), records[0].model_prefix
+    return ("127.0.0.1:8001" if protocol == "grpc" else "127.0.0.1:8000"), ""
 
 
 @click.command("infer")
@@ -30,7 +30,7 @@ def default_url(server: str | None, protocol: str) -> str:
 @click.option("--server", help="Name of a server started by `tritongen serve`.")
 @click.option("--protocol", type=click.Choice(["grpc", "http"]), default="grpc", show_default=True,
               help="grpc: stream_infer; http: the generate / generate_stream endpoints.")
-@click.option("--model", default="ensemble", show_default=True, help="ensemble, tensorrt_llm_bls, ...")
+@click.option("--model", help="ensemble (default; with the served repository's model prefix), tensorrt_llm_bls, ...")
 @click.option("--max-tokens", type=int, default=64, show_default=True)
 @click.option("--temperature", type=float, help="Sampling temperature (needs --top-k or --top-p to sample).")
 @click.option("--top-k", type=int, help="Sample from the k most likely tokens (1 = greedy).")
@@ -59,7 +59,10 @@ def command(prompt, url, server, protocol, model, max_tokens, temperature, top_k
         stop=list(stop_words), bad_words=list(bad_words), chat=chat, min_tokens=min_tokens,
         return_num_tokens=True,
     )
-    client = LLMClient(url or default_url(server, protocol), protocol=protocol, model=model)
+    prefix = ""
+    if not url:
+        url, prefix = default_target(server, protocol)
+    client = LLMClient(url, protocol=protocol, model=model or prefix + "ensemble")
     if as_json or no_stream:
         result = client.generate(prompt, params, stream=not no_stream)
         if as_json:

@@ -8,34 +8,32 @@ import click
 from ..errors import UsageError
 
 
-def _resolve(triton_url: str | None, server: str | None) -> tuple[str, str | None]:
-    """(gRPC address, tritongen server name or None): --triton as given, else the named / only running server."""
+def _resolve(triton_url: str | None, server: str | None):
+    """(gRPC address, the tritongen ServerRecord or None): --triton as given, else the named / only server."""
+    from ..serve import state
+
     if triton_url:
         if server:
             raise UsageError("give --triton or --server, not both")
-        from ..serve import state
-
         address = triton_url.split("://", 1)[-1].rstrip("/")
-        owner = next((r for r in state.load_all() if r.grpc_url == address), None)
-        return triton_url, owner.name if owner else None
-    from ..serve import state
-    from .infer import default_url
+        return triton_url, next((r for r in state.load_all() if r.grpc_url == address), None)
+    from .infer import default_target
 
-    url = default_url(server, "grpc")
-    owner = next((r for r in state.find(server) if r.grpc_url == url), None)
-    return f"grpc://{url}", owner.name if owner else None
+    url, _ = default_target(server, "grpc")
+    return f"grpc://{url}", next((r for r in state.find(server) if r.grpc_url == url), None)
 
 
 @click.command("openai")
 @click.option("--triton", "triton_url", help="Triton gRPC address, e.g. grpc://127.0.0.1:8001 (default: the running "
               "tritongen server's).")
 @click.option("--server", help="Name of a server started by `tritongen serve` (instead of --triton).")
-@click.option("--model", "triton_model", default="ensemble", show_default=True,
-              help="Triton model that speaks the client contract (ensemble, or tensorrt_llm_bls).")
+@click.option("--model", "triton_model", help="Triton model that speaks the client contract (default: ensemble, "
+              "with the served repository's model prefix; or tensorrt_llm_bls).")
 @click.option("--model-name", help="Model id clients send and /v1/models lists (default: the tritongen server's "
               "name, else the Triton model's).")
-@click.option("--stop-model", default="tensorrt_llm", show_default=True,
-              help="Model that gets TensorRT-LLM `stop` requests for abandoned streams ('' disables them).")
+@click.option("--stop-model", default="auto", show_default=True,
+              help="Model that gets TensorRT-LLM `stop` requests for abandoned streams (auto: the repository's "
+                   "tensorrt_llm; '' disables them).")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind (0.0.0.0 exposes the API to the network; set an API key then).")
 @click.option("--port", type=int, default=9000, show_default=True)
@@ -62,7 +60,8 @@ def command(triton_url, server, triton_model, model_name, stop_model, host, port
     if default_max_tokens < 1:
         raise UsageError("--default-max-tokens must be at least 1")
     url, owner = _resolve(triton_url, server)
-    name = model_name or owner or triton_model
+    triton_model = triton_model or (owner.model_prefix if owner else "") + "ensemble"
+    name = model_name or (owner.name if owner else None) or triton_model
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         click.echo(click.style(f"warning: listening on {host} without an API key: anyone on the network can use it "
                                "(set TRITONGEN_OPENAI_API_KEY)", fg="yellow"), err=True)

@@ -52,6 +52,14 @@ class ServerRecord:
     def http_url(self) -> str:
         return f"{self.client_host}:{self.http_port}"
 
+    @property
+    def model_prefix(self) -> str:
+        """serving.model_prefix of the (first) served repository, from its lock file ('' when unknown)."""
+        from ..render import read_lock
+
+        lock = read_lock(Path(self.repo)) or {}
+        return str((((lock.get("spec") or {}).get("serving")) or {}).get("model_prefix") or "")
+
     def save(self) -> None:
         run_dir().mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")

@@ -98,6 +98,8 @@ class TritonPythonModel:
         )
         self.skip_special = bool_param(config, "skip_special_tokens", True)
         self.draft_model = str_param(config, "draft_model", "")
+        self.pre_model = str_param(config, "preprocessing_model", "preprocessing")
+        self.llm_model = str_param(config, "llm_model", "tensorrt_llm")
         self.num_draft = max(1, int_param(config, "num_draft_tokens", 4))
         workers = max(4, int(config.get("max_batch_size", 0) or 0))
         self.pool = DaemonPool(workers, "bls")
@@ -152,10 +154,10 @@ class TritonPythonModel:
         stream = bool(np.asarray(client.get("stream", [[False]])).reshape(-1)[0]) and not force_final_text
 
         pre_inputs = [pb_utils.Tensor(CLIENT_TO_PRE[k], v) for k, v in client.items() if k in CLIENT_TO_PRE]
-        pre = pb_utils.InferenceRequest(model_name="preprocessing", inputs=pre_inputs,
+        pre = pb_utils.InferenceRequest(model_name=self.pre_model, inputs=pre_inputs,
                                         requested_output_names=list(PRE_TO_LLM))
         pre_resp = pre.exec()
-        _raise_if_error(pre_resp, "preprocessing")
+        _raise_if_error(pre_resp, self.pre_model)
         llm_inputs = {}
         for out_name, llm_name in PRE_TO_LLM.items():
             tensor = pb_utils.get_output_tensor_by_name(pre_resp, out_name)
@@ -172,11 +174,11 @@ class TritonPythonModel:
         decoder = IncrementalDecoder(self.tokenizer, self.skip_special)
         all_ids: list[int] = []
         last = None
-        for response in self._stream("tensorrt_llm", llm_inputs, rid):
+        for response in self._stream(self.llm_model, llm_inputs, rid):
             if _cancelled(sender, request):
                 self._stop(rid)
                 return
-            _raise_if_error(response, "tensorrt_llm")
+            _raise_if_error(response, self.llm_model)
             ids_t = pb_utils.get_output_tensor_by_name(response, "output_ids")
             if ids_t is None:
                 continue
@@ -209,7 +211,7 @@ class TritonPythonModel:
         one = np.array([[1]], dtype=np.int32)
         inputs = {"input_ids": np.array([[0]], dtype=np.int32), "input_lengths": one, "request_output_len": one,
                   "stop": np.array([[True]], dtype=bool)}
-        for model in {"tensorrt_llm", self.draft_model} - {""}:
+        for model in {self.llm_model, self.draft_model} - {""}:
             try:
                 for _ in self._stream(model, inputs, rid):
                     pass
@@ -247,7 +249,7 @@ class TritonPythonModel:
             # Leave room for the token the target adds after the accepted drafts.
             want = min(self.num_draft, budget - len(generated) - 1)
             draft = self._once(self.draft_model, base, context, want, None, rid) if want > 0 else []
-            target = self._once("tensorrt_llm", base, context, len(draft) + 1, draft, rid)
+            target = self._once(self.llm_model, base, context, len(draft) + 1, draft, rid)
             matched = 0
             while matched < min(len(draft), len(target)) and draft[matched] == target[matched]:
                 matched += 1
