@@ -270,3 +270,20 @@ def test_model_prefix_must_be_a_plain_name():
 
     with pytest.raises(SpecError, match="serving.model_prefix"):
         load_spec("llama3-8b", sets=["serving.model_prefix=a/b"])
+
+
+def test_repo_applies_a_plan_from_tritongen_plan(tmp_path):
+    plan_file = tmp_path / "plan.yaml"
+    planned = CliRunner().invoke(cli, ["plan", "llama3-70b", "--gpu", "h100", "--precision", "fp8", "--concurrency",
+                                       "32", "--write-spec", str(plan_file)])
+    assert planned.exit_code == 0, planned.output
+    result = CliRunner().invoke(cli, ["repo", "llama3-70b", "--plan", str(plan_file), "--no-build", "--checkpoint",
+                                      "/models/llama3-70b", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    import yaml
+
+    plan = yaml.safe_load(plan_file.read_text())
+    lock = yaml.safe_load((tmp_path / "r" / LOCK_NAME).read_text())["spec"]
+    assert lock["parallelism"]["tp"] == plan["parallelism"]["tp"]
+    assert lock["limits"]["max_batch_size"] == plan["limits"]["max_batch_size"]
+    assert lock["precision"]["format"] == "fp8"

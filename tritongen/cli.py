@@ -135,6 +135,8 @@ def spec_options(func):
     opts = [
         click.option("--spec", "spec_file", type=click.Path(dir_okay=False, path_type=Path),
                      help="YAML spec file; overrides the catalogue entry."),
+        click.option("--plan", "plan_file", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Plan from `tritongen plan --write-spec FILE`; applied after --spec."),
         click.option("--set", "sets", multiple=True, metavar="FIELD=VALUE",
                      help="Set any spec field, e.g. --set limits.max_batch_size=32 (repeatable; wins over all)."),
         click.option("--route", help="engine | llmapi | cpu."),
@@ -184,8 +186,8 @@ def resolve(model: str | None, kwargs: dict):
             value = value.expanduser().absolute()
         if value is not None:
             options[fld] = value
-    return load_spec(model, spec_file=kwargs.pop("spec_file", None), options=options,
-                     sets=list(kwargs.pop("sets", ()) or ()))
+    files = [f for f in (kwargs.pop("spec_file", None), kwargs.pop("plan_file", None)) if f is not None]
+    return load_spec(model, spec_file=files, options=options, sets=list(kwargs.pop("sets", ()) or ()))
 
 
 def _echo_problems(problems, *, quiet_warnings: bool = False) -> None:

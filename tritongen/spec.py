@@ -642,16 +642,21 @@ def dump_spec(spec: Spec) -> dict:
 def load_spec(
     model: str | None = None,
     *,
-    spec_file: Path | None = None,
+    spec_file: Path | list[Path] | None = None,
     options: dict[str, Any] | None = None,
     sets: list[str] | None = None,
 ) -> Spec:
-    """Resolve a deployment spec: catalogue entry < ``spec_file`` < ``options`` (CLI flags, as dotted keys)
-    < ``sets`` (``--set key=value``). ``model`` is a catalogue name, or any name when the checkpoint is given
-    (its config.json then supplies the shape facts)."""
+    """Resolve a deployment spec: catalogue entry < ``spec_file`` (one, or several merged in order, e.g. a spec
+    then a plan from `tritongen plan --write-spec`) < ``options`` (CLI flags, as dotted keys) < ``sets``
+    (``--set key=value``). ``model`` is a catalogue name, or any name when the checkpoint is given (its
+    config.json then supplies the shape facts)."""
     from . import catalog
 
-    file_data = load_yaml_file(spec_file) if spec_file else {}
+    files = [spec_file] if isinstance(spec_file, (str, Path)) else list(spec_file or [])
+    file_data: dict = {}
+    for path in files:
+        file_data = deep_merge(file_data, load_yaml_file(Path(path)))
+    spec_file = files[-1] if files else None
     cli_data = apply_sets({}, [f"{k}={_yaml_scalar(v)}" for k, v in (options or {}).items() if v is not None])
     cli_data = apply_sets(cli_data, sets or [])
     name = model or (file_data.get("model") or {}).get("name") or (cli_data.get("model") or {}).get("name")

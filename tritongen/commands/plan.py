@@ -28,12 +28,9 @@ def _explicit_parallelism(kwargs: dict) -> bool:
         return True
     if any(s.split("=", 1)[0].strip() in ("parallelism.tp", "parallelism.pp") for s in kwargs.get("sets") or ()):
         return True
-    spec_file = kwargs.get("spec_file")
-    if spec_file:
-        from ..spec import load_yaml_file
+    from ..spec import load_yaml_file
 
-        return "parallelism" in load_yaml_file(spec_file)
-    return False
+    return any("parallelism" in load_yaml_file(f) for f in (kwargs.get("spec_file"), kwargs.get("plan_file")) if f)
 
 
 @click.command("plan")
