@@ -531,3 +531,31 @@ def test_infer_uses_the_served_repositorys_model_prefix(tiny_dir, session_root):
         assert '"text"' in result.output
     finally:
         runner.invoke(cli, ["stop", "prefixed"])
+
+
+def test_infer_command_over_grpc_and_http(tiny_server, hf):
+    from click.testing import CliRunner
+
+    from tritongen.cli import cli
+
+    runner = CliRunner()
+    _, want = hf_greedy(hf, PROMPTS[0], 12)
+    streamed = runner.invoke(cli, ["infer", PROMPTS[0], "--url", tiny_server.grpc_url, "--max-tokens", "12"])
+    assert streamed.exit_code == 0, streamed.output
+    assert streamed.output.startswith(want)
+    for extra in (["--no-stream"], []):
+        http = runner.invoke(cli, ["infer", PROMPTS[0], "--url", tiny_server.http_url, "--protocol", "http",
+                                   "--max-tokens", "12", *extra])
+        assert http.exit_code == 0, http.output
+        assert http.output.startswith(want)
+    import json
+
+    sampled = [json.loads(runner.invoke(cli, ["infer", "Hi", "--url", tiny_server.grpc_url, "--chat", "--top-k", "50",
+                                              "--temperature", "1.5", "--seed", "3", "--max-tokens", "10",
+                                              "--json"]).output) for _ in range(2)]
+    assert sampled[0]["text"] == sampled[1]["text"] and sampled[0]["num_output_tokens"] == [[10]]
+    stopped = runner.invoke(cli, ["infer", PROMPTS[0], "--url", tiny_server.grpc_url, "--max-tokens", "12",
+                                  "--stop", want.split()[2], "--no-stream"])
+    assert stopped.output.strip().endswith(want.split()[2])
+    bad = runner.invoke(cli, ["infer", "", "--url", tiny_server.grpc_url])
+    assert bad.exit_code == 9 and "text_input is empty" in bad.output

@@ -24,6 +24,13 @@ def default_target(server: str | None, protocol: str) -> tuple[str, str]:
     return ("127.0.0.1:8001" if protocol == "grpc" else "127.0.0.1:8000"), ""
 
 
+def _first(value):
+    """A scalar from an output that arrives nested over gRPC ([[n]]) and flat over HTTP (n)."""
+    while isinstance(value, list):
+        value = value[0] if value else None
+    return value
+
+
 @click.command("infer")
 @click.argument("prompt")
 @click.option("--url", help="Server address host:port (default: the running tritongen server, else 127.0.0.1).")
@@ -85,7 +92,7 @@ def command(prompt, url, server, protocol, model, max_tokens, temperature, top_k
         last = chunk.at
         extras.update(chunk.extras)
     sys.stdout.write("\n")
-    n_out = (extras.get("num_output_tokens") or [[None]])[0][0] if extras.get("num_output_tokens") else None
+    n_out = _first(extras.get("num_output_tokens"))
     stats = f"[{chunks} chunks"
     if n_out is not None:
         stats += f", {n_out} tokens"
