@@ -130,12 +130,15 @@ def test_smaller_precision_and_bigger_gpus_are_suggested():
 
 
 def test_precision_gated_by_architecture():
-    with pytest.raises(GatingError, match=r"fp8 needs SM 8\.9 or newer .* a100-80gb is ampere \(SM 8\.0\)"):
+    # The same table `tritongen engine` gates on (catalog/precision_support.yaml), so plan and engine agree.
+    with pytest.raises(GatingError, match=r"fp8 cannot run on a100-80gb \(ampere, SM 8\.0\): FP8 .*need Ada \(SM 8\.9\)"):
         plan("llama3-8b", "a100", options={"precision.format": "fp8"})
-    with pytest.raises(GatingError, match=r"nvfp4 needs SM 10\.0"):
+    with pytest.raises(GatingError, match=r"nvfp4 cannot run on h100-sxm \(hopper, SM 9\.0\): .*Blackwell"):
         plan("llama3-8b", "h100", options={"precision.format": "nvfp4"})
-    with pytest.raises(GatingError, match=r"fp8 KV cache needs SM 8\.9"):
+    with pytest.raises(GatingError, match=r"fp8 KV cache cannot run on a10g \(ampere, SM 8\.6\): .*Ada \(SM 8\.9\)"):
         plan("llama3-8b", "a10g", options={"precision.kv_cache_dtype": "fp8"})
+    with pytest.raises(GatingError, match=r"int8_wo cannot run on b200"):
+        plan("llama3-8b", "b200", options={"precision.format": "int8_wo"})
     assert plan("llama3-8b", "b200", options={"precision.format": "nvfp4"}).precision == "nvfp4"
 
 

@@ -68,11 +68,8 @@ COMPUTE_RATE = {
 KV_BYTES = {"fp16": 2, "bf16": 2, "fp8": 1, "int8": 1}
 #: Smallest SM (compute capability) each format needs. Source: TensorRT Model Optimizer support matrix
 #: (FP8 and W4A8: Ada and later; NVFP4: Blackwell and later; INT8 SmoothQuant and INT4 weight-only: Ampere+).
-MIN_SM = {"fp8": 8.9, "w4a8_awq": 8.9, "nvfp4": 10.0}
-KV_MIN_SM = {"fp8": 8.9}
 #: Precisions tried, most to least precise, when suggesting a smaller format.
 PRECISION_LADDER = ("bf16", "fp8", "int8_wo", "int4_awq", "nvfp4")
-_ARCH_NAMES = {8.0: "Ampere", 8.6: "Ampere", 8.9: "Ada", 9.0: "Hopper", 10.0: "Blackwell", 12.0: "Blackwell"}
 
 
 # -- inputs ----------------------------------------------------------------------------------------------
@@ -388,25 +385,35 @@ class Estimator:
 # -- gating and parallelism ---------------------------------------------------------------------------------
 
 
+def _arch_support(gpu: Gpu) -> tuple[list[str], list[str]]:
+    """(precisions, KV dtypes) the GPU's architecture builds: the same table `tritongen engine` gates on."""
+    from .engine.gating import supported
+
+    return supported(gpu.arch)
+
+
+def runs_on(gpu: Gpu, precision: str) -> bool:
+    return precision in _arch_support(gpu)[0] and gpu.peak_flops(COMPUTE_RATE[precision]) is not None
+
+
 def check_precision(gpu: Gpu, precision: str, kv_dtype: str) -> None:
     """GatingError when the GPU's architecture cannot run the weight or KV-cache format."""
-    need = MIN_SM.get(precision)
-    if need and gpu.sm < need:
-        raise GatingError(
-            f"{precision} needs SM {need:.1f} or newer ({_ARCH_NAMES.get(need, 'newer')} and later); {gpu.key} is "
-            f"{gpu.arch} (SM {gpu.sm:.1f})",
-            hint=f"on {gpu.arch} use {', '.join(_allowed(gpu))}")
+    precisions, kv_dtypes = _arch_support(gpu)
+    from .engine.gating import requirement
+
+    if precision not in precisions:
+        raise GatingError(f"{precision} cannot run on {gpu.key} ({gpu.arch}, SM {gpu.sm:.1f}): {requirement(precision)}",
+                          hint=f"on {gpu.arch} use {', '.join(_allowed(gpu))}")
     if gpu.peak_flops(COMPUTE_RATE[precision]) is None:
         raise GatingError(f"{precision} needs {COMPUTE_RATE[precision]} tensor cores, which {gpu.key} lacks",
                           hint=f"on {gpu.key} use {', '.join(_allowed(gpu))}")
-    need = KV_MIN_SM.get(kv_dtype)
-    if need and gpu.sm < need:
-        raise GatingError(f"an {kv_dtype} KV cache needs SM {need:.1f} or newer (Ada and later); {gpu.key} is "
-                          f"{gpu.arch} (SM {gpu.sm:.1f})", hint="use --kv-dtype int8, fp16 or bf16")
+    if kv_dtype not in kv_dtypes:
+        raise GatingError(f"an {kv_dtype} KV cache cannot run on {gpu.key} ({gpu.arch}, SM {gpu.sm:.1f}): "
+                          f"{requirement('kv_' + kv_dtype)}", hint=f"use --kv-dtype {' or '.join(kv_dtypes)}")
 
 
 def _allowed(gpu: Gpu) -> list[str]:
-    return [p for p in BYTES_PER_PARAM if gpu.sm >= MIN_SM.get(p, 0) and gpu.peak_flops(COMPUTE_RATE[p])]
+    return [p for p in BYTES_PER_PARAM if runs_on(gpu, p)]
 
 
 def _pow2_upto(n: int) -> list[int]:
@@ -673,7 +680,7 @@ def _does_not_fit(shape, gpu, workload, precision, candidates, per_node, kw) -> 
 
     for key in sorted(gpu_table.table(), key=lambda k: gpu_table.table()[k]["memory_gb"]):
         other = Gpu.get(key)
-        if other.memory_gb <= gpu.memory_gb or other.sm < MIN_SM.get(precision, 0):
+        if other.memory_gb <= gpu.memory_gb or not runs_on(other, precision):
             continue
         if other.peak_flops(COMPUTE_RATE[precision]) is None:
             continue

@@ -67,6 +67,11 @@ def arch_for_sm(sm: str) -> str | None:
     return None
 
 
+def requirement(key: str) -> str:
+    """Why a precision (``fp8``) or KV dtype (``kv_fp8``) is limited to some architectures, from the data."""
+    return _support().get("requirements", {}).get(key, "not available on this architecture")
+
+
 def supported(arch: str) -> tuple[list[str], list[str]]:
     """(precisions, KV-cache dtypes) the architecture supports in the engine flow."""
     row = _support()["architectures"][arch]
@@ -172,17 +177,16 @@ def require(spec) -> GpuTarget:
 def check_precision(spec, gpu: GpuTarget) -> None:
     """Refuse a precision or KV-cache dtype the GPU cannot build/run, naming what it supports."""
     precisions, kv_dtypes = supported(gpu.arch)
-    reasons = _support().get("requirements", {})
     fmt = spec.precision.format.value
     kv = spec.precision.resolved_kv_dtype.value
     offer = (f"{gpu.arch_label} supports precisions {', '.join(precisions)} and KV-cache dtypes "
              f"{', '.join(kv_dtypes)}")
     if fmt not in precisions:
-        why = reasons.get(fmt, "not available on this architecture")
+        why = requirement(fmt)
         raise GatingError(f"precision.format={fmt} cannot be built for {gpu.label}: {why}. {offer}",
                           hint=_hint(gpu, fmt))
     if kv not in kv_dtypes:
-        why = reasons.get(f"kv_{kv}", "not available on this architecture")
+        why = requirement(f"kv_{kv}")
         raise GatingError(f"precision.kv_cache_dtype={kv} cannot be built for {gpu.label}: {why}. {offer}",
                           hint="pick another --kv-dtype (auto = the compute dtype)")
 
