@@ -26,6 +26,30 @@ os.environ.pop("TRITON_IMAGE", None)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 GOLDEN = Path(__file__).resolve().parent / "golden"
+UPDATE_GOLDEN = os.environ.get("TRITONGEN_UPDATE_GOLDEN") == "1"
+
+
+def file_tree(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` by relative path, with its bytes."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def check_golden_tree(out: Path, golden: Path) -> dict[str, bytes]:
+    """Assert ``out`` equals the golden tree byte for byte (TRITONGEN_UPDATE_GOLDEN=1 rewrites it first)."""
+    import shutil
+
+    got = file_tree(out)
+    if UPDATE_GOLDEN:
+        shutil.rmtree(golden, ignore_errors=True)
+        for rel, data in got.items():
+            (golden / rel).parent.mkdir(parents=True, exist_ok=True)
+            (golden / rel).write_bytes(data)
+    want = file_tree(golden)
+    assert sorted(got) == sorted(want)
+    label = golden.relative_to(GOLDEN.parent)
+    for rel in want:
+        assert got[rel] == want[rel], f"{rel} differs from {label} (TRITONGEN_UPDATE_GOLDEN=1 to refresh)"
+    return got
 
 
 def free_ports(n: int = 3) -> list[int]:

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import ast
 import json
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
-from conftest import GOLDEN, REPO_ROOT
+from conftest import GOLDEN, REPO_ROOT, check_golden_tree
 from tritongen import contract, llmapi
 from tritongen.cli import cli
 from tritongen.errors import GatingError, SpecError
@@ -21,13 +19,9 @@ from tritongen.render import write_repo
 from tritongen.spec import load_spec
 from tritongen.validate import dtype_name, params_of, parse_config, validate_repo
 
-UPDATE = os.environ.get("TRITONGEN_UPDATE_GOLDEN") == "1"
 FIXED = {"route": "llmapi", "model.checkpoint_dir": "/models/llama3-8b"}
 TEMPLATES = REPO_ROOT / "templates" / "llmapi"
 
-
-def _tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def _render(tmp_path: Path, model: str = "llama3-8b", sets: list[str] | None = None, **options) -> Path:
@@ -42,17 +36,7 @@ def _yaml(repo: Path) -> dict:
 def test_golden_llmapi_llama3_8b_repository(tmp_path):
     """The llmapi repository for llama3-8b, byte for byte (TRITONGEN_UPDATE_GOLDEN=1 refreshes it)."""
     out = write_repo(load_spec("llama3-8b", options=FIXED), tmp_path / "llama3-8b")
-    golden = GOLDEN / "llmapi" / "llama3-8b"
-    got = _tree(out)
-    if UPDATE:
-        shutil.rmtree(golden, ignore_errors=True)
-        for rel, data in got.items():
-            (golden / rel).parent.mkdir(parents=True, exist_ok=True)
-            (golden / rel).write_bytes(data)
-    want = _tree(golden)
-    assert sorted(got) == sorted(want)
-    for rel in want:
-        assert got[rel] == want[rel], f"{rel} differs from tests/golden/llmapi/llama3-8b (TRITONGEN_UPDATE_GOLDEN=1)"
+    got = check_golden_tree(out, GOLDEN / "llmapi" / "llama3-8b")
     assert sorted(got) == ["ensemble/1/model.py", "ensemble/1/textcodec.py", "ensemble/config.pbtxt",
                            "tensorrt_llm/1/model.py", "tensorrt_llm/1/model.yaml", "tensorrt_llm/config.pbtxt",
                            "tritongen.lock.yaml"]

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from conftest import GOLDEN, REPO_ROOT
+from conftest import GOLDEN, REPO_ROOT, check_golden_tree, file_tree
 from tritongen import catalog
 from tritongen.cli import cli
 from tritongen.errors import RepoExistsError, TritongenError
@@ -17,28 +15,14 @@ from tritongen.render import LOCK_NAME, pbtxt_quote, write_repo
 from tritongen.spec import load_spec
 from tritongen.validate import params_of, parse_config, validate_repo
 
-UPDATE = os.environ.get("TRITONGEN_UPDATE_GOLDEN") == "1"
 FIXED = {"model.checkpoint_dir": "/models/llama3-8b", "engine.dir": "/engines/llama3-8b"}
 
-
-def _tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def test_golden_llama3_8b_repository(tmp_path):
     """The engine-route repository for llama3-8b, byte for byte (TRITONGEN_UPDATE_GOLDEN=1 refreshes it)."""
     out = write_repo(load_spec("llama3-8b", options=FIXED), tmp_path / "llama3-8b")
-    golden = GOLDEN / "llama3-8b"
-    got = _tree(out)
-    if UPDATE:
-        shutil.rmtree(golden, ignore_errors=True)
-        for rel, data in got.items():
-            (golden / rel).parent.mkdir(parents=True, exist_ok=True)
-            (golden / rel).write_bytes(data)
-    want = _tree(golden)
-    assert sorted(got) == sorted(want)
-    for rel in want:
-        assert got[rel] == want[rel], f"{rel} differs from tests/golden/llama3-8b (TRITONGEN_UPDATE_GOLDEN=1 to refresh)"
+    check_golden_tree(out, GOLDEN / "llama3-8b")
     assert (out / "ensemble" / "1").is_dir() and (out / "tensorrt_llm" / "1").is_dir()
 
 
@@ -125,9 +109,9 @@ def test_pbtxt_quote_is_a_valid_literal():
 
 def test_rendering_is_idempotent(tmp_path):
     spec = load_spec("llama3-8b", options=FIXED)
-    first = _tree(write_repo(spec, tmp_path / "a"))
-    second = _tree(write_repo(spec, tmp_path / "a"))
-    elsewhere = _tree(write_repo(spec, tmp_path / "b"))
+    first = file_tree(write_repo(spec, tmp_path / "a"))
+    second = file_tree(write_repo(spec, tmp_path / "a"))
+    elsewhere = file_tree(write_repo(spec, tmp_path / "b"))
     assert first == second
     # Same spec, same bytes, apart from the repository's own name in the lock file's comment.
     assert {k: v for k, v in first.items() if k != LOCK_NAME} == {k: v for k, v in elsewhere.items() if k != LOCK_NAME}
@@ -136,7 +120,7 @@ def test_rendering_is_idempotent(tmp_path):
 def test_failed_render_leaves_the_old_repository_untouched(tmp_path, monkeypatch):
     out = tmp_path / "r"
     write_repo(load_spec("llama3-8b", options=FIXED), out)
-    before = _tree(out)
+    before = file_tree(out)
 
     import tritongen.render as render
 
@@ -146,7 +130,7 @@ def test_failed_render_leaves_the_old_repository_untouched(tmp_path, monkeypatch
     monkeypatch.setattr(render, "write_lock", broken)
     with pytest.raises(TritongenError, match="exploded"):
         write_repo(load_spec("llama3-8b", options=FIXED, sets=["limits.max_batch_size=8"]), out)
-    assert _tree(out) == before
+    assert file_tree(out) == before
     # No temporary or backup directories are left beside it either.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
 
