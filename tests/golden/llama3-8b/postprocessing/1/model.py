@@ -37,6 +37,8 @@ class TritonPythonModel:
         gc.freeze()
 
     def execute(self, requests):
+        # Called once per streamed response (one or a few tokens), so this path is kept lean: it is most of
+        # what the ensemble adds to the engine's own cost (see the README's pipeline figures).
         responses = []
         for request in requests:
             try:
@@ -47,10 +49,20 @@ class TritonPythonModel:
         return responses
 
     def _one(self, request):
-        tokens = pb_utils.get_input_tensor_by_name(request, "TOKENS_BATCH").as_numpy()
-        lengths = pb_utils.get_input_tensor_by_name(request, "SEQUENCE_LENGTH").as_numpy()
+        tokens = lengths = None
+        for tensor in request.inputs():  # one pass (get_input_tensor_by_name rescans the inputs per name)
+            name = tensor.name()
+            if name == "TOKENS_BATCH":
+                tokens = tensor.as_numpy()
+            elif name == "SEQUENCE_LENGTH":
+                lengths = tensor.as_numpy()
+        if tokens is None:
+            raise ValueError("input TOKENS_BATCH is missing")
         if tokens.ndim == 2:  # [beam, len] from a caller without a batch dimension
-            tokens, lengths = tokens[None], lengths.reshape(1, -1)
+            tokens = tokens[None]
+        if lengths is None or lengths.size == 0:
+            lengths = np.full(tokens.shape[:2], tokens.shape[2], dtype=np.int32)
+        lengths = lengths.reshape(tokens.shape[:2])
         key = request.request_id() if self.streaming else ""
         if self.streaming and not key and not self.warned_no_id:
             self.warned_no_id = True
@@ -59,14 +71,19 @@ class TritonPythonModel:
                 "gRPC request_id (or the generate endpoint's \"id\") for exact streamed text"
             )
         batch, beams = tokens.shape[0], tokens.shape[1]
+        if batch == 1 and beams == 1:  # the streaming case: a single sequence, a few new tokens
+            ids = tokens[0, 0, : max(int(lengths[0, 0]), 0)].tolist()
+            text = self.streams.push(key + "/0", ids) if key else decode(self.tokenizer, ids, self.skip_special)
+            return pb_utils.InferenceResponse(
+                output_tensors=[pb_utils.Tensor("OUTPUT", np.array([[text.encode("utf-8")]], dtype=object))]
+            )
         out = np.empty((batch, beams), dtype=object)
         for b in range(batch):
             for k in range(beams):
-                n = int(lengths[b, k]) if lengths.size else tokens.shape[2]
-                ids = tokens[b, k, : max(n, 0)]
+                ids = tokens[b, k, : max(int(lengths[b, k]), 0)].tolist()
                 if key and beams == 1:
-                    text = self.streams.push(f"{key}/{b}", ids.tolist())
+                    text = self.streams.push(f"{key}/{b}", ids)
                 else:
-                    text = decode(self.tokenizer, ids.tolist(), self.skip_special)
+                    text = decode(self.tokenizer, ids, self.skip_special)
                 out[b, k] = text.encode("utf-8")
         return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("OUTPUT", out)])
