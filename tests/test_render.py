@@ -271,3 +271,29 @@ def test_repo_applies_a_plan_from_tritongen_plan(tmp_path):
     assert lock["parallelism"]["tp"] == plan["parallelism"]["tp"]
     assert lock["limits"]["max_batch_size"] == plan["limits"]["max_batch_size"]
     assert lock["precision"]["format"] == "fp8"
+
+
+@pytest.mark.parametrize("value, groups", [
+    ("auto", ("log_probs", "indices", "token_counts")),
+    ("all", ("log_probs", "logits", "indices", "perf_metrics", "speculative", "token_counts")),
+    ("[token_counts]", ("token_counts",)),
+])
+def test_optional_outputs_shape_one_client_contract(tmp_path, value, groups):
+    """Each output the ensemble carries costs CPU on every streamed token, so a repository carries the groups its
+    spec asks for - and the ensemble, tensorrt_llm_bls and the tensorrt_llm step's output_map agree on them."""
+    from tritongen import contract
+
+    spec = load_spec("llama3-8b", options=FIXED, sets=["serving.bls=true", f"serving.optional_outputs={value}"])
+    out = write_repo(spec, tmp_path / "r")
+    want = {"text_output", *(name for g in groups for name in contract.OUTPUT_GROUPS[g])}
+    ens = parse_config(out / "ensemble" / "config.pbtxt")
+    assert [o.name for o in ens.output] == [t.name for t in contract.CLIENT_OUTPUTS if t.name in want]
+    bls = parse_config(out / "tensorrt_llm_bls" / "config.pbtxt")
+    assert [o.name for o in bls.output] == [o.name for o in ens.output]
+    llm_step = next(s for s in ens.ensemble_scheduling.step if s.model_name == "tensorrt_llm")
+    assert set(llm_step.output_map.values()) == (want - {"text_output"}) | {"_TOKENS_BATCH", "_SEQUENCE_LENGTH"}
+    # The engine's own contract never shrinks: the TensorRT-LLM backend produces what it produces.
+    llm = parse_config(out / "tensorrt_llm" / "config.pbtxt")
+    assert [o.name for o in llm.output] == [t.name for t in contract.LLM_OUTPUTS]
+    if value == "all":
+        assert [o.name for o in ens.output] == [t.name for t in contract.CLIENT_OUTPUTS]

@@ -490,18 +490,25 @@ def test_a_server_that_fails_to_start_says_why_with_its_log_tail(tiny_dir, sessi
     assert state.find("broken") == []  # nothing recorded, nothing left running
 
 
-def test_two_models_in_one_server_with_model_prefixes(tiny_dir, deepseek_dir, session_root, server_factory):
+@pytest.fixture(scope="module")
+def multi_server(tiny_dir, deepseek_dir, session_root, server_factory):
+    """Two repositories in one server: a- with the default optional outputs, b- (other tokenizer) with all."""
+    a = render("tiny", session_root / "repos" / "multi-a", **{"name": "multi-a", "serving.model_prefix": "a-",
+                                                              "cpu.engine": "mock", "cpu.mock_echo": True})
+    b = render("tiny", session_root / "repos" / "multi-b", **{"name": "multi-b", "serving.model_prefix": "b-",
+                                                              "cpu.engine": "mock", "cpu.mock_echo": True,
+                                                              "model.tokenizer_dir": deepseek_dir, "serving.bls": True,
+                                                              "serving.optional_outputs": "all"})
+    return server_factory([a, b], "test-multi")
+
+
+def test_two_models_in_one_server_with_model_prefixes(multi_server, tiny_dir, deepseek_dir):
     """Two repositories (different tokenizers) share one tritonserver: serving.model_prefix keeps names apart."""
     from transformers import AutoTokenizer
 
     from tritongen.client import companion
 
-    a = render("tiny", session_root / "repos" / "multi-a", **{"name": "multi-a", "serving.model_prefix": "a-",
-                                                              "cpu.engine": "mock", "cpu.mock_echo": True})
-    b = render("tiny", session_root / "repos" / "multi-b", **{"name": "multi-b", "serving.model_prefix": "b-",
-                                                              "cpu.engine": "mock", "cpu.mock_echo": True,
-                                                              "model.tokenizer_dir": deepseek_dir, "serving.bls": True})
-    server = server_factory([a, b], "test-multi")
+    server = multi_server
     text = TEXTS["cjk"]
     for model, tok_dir in (("a-ensemble", tiny_dir), ("b-ensemble", deepseek_dir), ("b-tensorrt_llm_bls", deepseek_dir)):
         tok = AutoTokenizer.from_pretrained(tok_dir)
@@ -510,6 +517,43 @@ def test_two_models_in_one_server_with_model_prefixes(tiny_dir, deepseek_dir, se
         assert client.stop_model == companion(model) == model[:2] + "tensorrt_llm"
         got = "".join(c.text for c in client.stream(text, GenerateParams(max_tokens=len(ids))))
         assert got == tok.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+
+def test_optional_outputs_are_what_the_spec_asks_for(multi_server):
+    """a- carries the default outputs (no perf metrics: every output the ensemble carries costs CPU per token),
+    b- carries all of them through the ensemble and the BLS alike."""
+    import queue
+
+    from tritongen import contract
+
+    url = multi_server.grpc_url
+    meta = grpcclient.InferenceServerClient(url)
+    outputs = {m: [o.name for o in meta.get_model_metadata(m).outputs]
+               for m in ("a-ensemble", "b-ensemble", "b-tensorrt_llm_bls")}
+    assert outputs["a-ensemble"] == ["text_output", "cum_log_probs", "output_log_probs", "batch_index",
+                                     "sequence_index", "num_input_tokens", "num_output_tokens"]
+    assert outputs["b-ensemble"] == outputs["b-tensorrt_llm_bls"] == [t.name for t in contract.CLIENT_OUTPUTS]
+
+    params = GenerateParams(max_tokens=4, return_perf_metrics=True, return_num_tokens=True)
+    for model in ("b-ensemble", "b-tensorrt_llm_bls"):
+        full = LLMClient(url, model=model).generate("Hello there", params, stream=True)
+        assert full.extras["first_token_time_ns"][0][0] >= full.extras["arrival_time_ns"][0][0] > 0
+    # LLMClient asks only for outputs a repository carries: perf metrics are simply absent on a-.
+    lean = LLMClient(url, model="a-ensemble").generate("Hello there", params, stream=True)
+    assert lean.text and lean.extras["num_output_tokens"] == [[4]] and "arrival_time_ns" not in lean.extras
+
+    # A client asking a- for an output it does not carry gets Triton's error naming it; a- keeps serving.
+    results: queue.Queue = queue.Queue()
+    inp = grpcclient.InferInput("text_input", [1, 1], "BYTES")
+    inp.set_data_from_numpy(np.array([[b"Hello there"]], dtype=object))
+    n = grpcclient.InferInput("max_tokens", [1, 1], "INT32")
+    n.set_data_from_numpy(np.array([[4]], dtype=np.int32))
+    meta.start_stream(callback=lambda result, error: results.put(error))
+    meta.async_stream_infer("a-ensemble", [inp, n], outputs=[grpcclient.InferRequestedOutput("kv_cache_reused_blocks")])
+    error = results.get(timeout=30)
+    meta.stop_stream()
+    assert error is not None and "kv_cache_reused_blocks" in str(error)
+    assert LLMClient(url, model="a-ensemble").generate("Hello there", GenerateParams(max_tokens=3)).text
 
 
 def test_infer_uses_the_served_repositorys_model_prefix(tiny_dir, session_root):

@@ -152,3 +152,29 @@ def test_bad_yaml_file_is_one_line(tmp_path):
     g.write_text("- 1\n- 2\n")
     with pytest.raises(SpecError, match="must be a YAML mapping"):
         load_spec("llama3-8b", spec_file=g)
+
+
+def test_optional_outputs_resolve_per_route_and_deployment():
+    from tritongen.spec import OutputGroup as G
+
+    base = (G.log_probs, G.indices, G.token_counts)
+    assert load_spec("tiny", options={"route": "cpu"}).resolved_output_groups == base
+    assert load_spec("llama3-8b").resolved_output_groups == base
+    gather = load_spec("llama3-8b", sets=["decoding.gather_generation_logits=true"])
+    assert gather.resolved_output_groups == (G.log_probs, G.logits, G.indices, G.token_counts)
+    spec_dec = load_spec("llama3-8b", sets=["decoding.speculative.method=lookahead"])
+    assert G.speculative in spec_dec.resolved_output_groups and G.perf_metrics not in spec_dec.resolved_output_groups
+    assert load_spec("llama3-8b", options={"route": "llmapi"}).resolved_output_groups == tuple(G)
+    assert load_spec("llama3-8b", sets=["serving.optional_outputs=all"]).resolved_output_groups == tuple(G)
+    # A list is taken as given, in contract order, once each.
+    chosen = load_spec("llama3-8b", sets=["serving.optional_outputs=[perf_metrics, token_counts, perf_metrics]"])
+    assert chosen.resolved_output_groups == (G.perf_metrics, G.token_counts)
+    assert load_spec("llama3-8b", sets=["serving.optional_outputs=[]"]).resolved_output_groups == ()
+
+
+def test_optional_outputs_reject_unknown_groups_in_one_line():
+    with pytest.raises(SpecError) as err:
+        load_spec("llama3-8b", sets=["serving.optional_outputs=[log_probs, timings]"])
+    text = str(err.value)
+    assert text.count("serving.optional_outputs") == 1  # one line, not one per arm of the union
+    assert "'timings' is not a group" in text and "perf_metrics" in text

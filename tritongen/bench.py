@@ -362,6 +362,19 @@ class GrpcTransport:
         self.stub = service_pb2_grpc.GRPCInferenceServiceStub(self.channel)
         self.metadata = tuple((k.lower(), v) for k, v in config.headers.items())
         self._templates: dict[int, Any] = {}
+        self._offered: frozenset[str] | None = None  # the model's outputs (asked once); empty: unknown
+
+    async def _offered_outputs(self) -> frozenset[str]:
+        """Token counts are asked for only where the model carries them (serving.optional_outputs); otherwise
+        tokens are counted by text chunks."""
+        if self._offered is None:
+            try:
+                meta = await self.stub.ModelMetadata(self._pb.ModelMetadataRequest(name=self.config.model),
+                                                     metadata=self.metadata, timeout=10)
+                self._offered = frozenset(o.name for o in meta.outputs)
+            except Exception:
+                self._offered = frozenset()
+        return self._offered
 
     def _template(self, prompt: Prompt):
         key = id(prompt)
@@ -385,13 +398,17 @@ class GrpcTransport:
         add("stream", "BOOL", b"\x01")
         add("return_num_output_tokens", "BOOL", b"\x01")
         add("return_num_input_tokens", "BOOL", b"\x01")
+        offered = self._offered or frozenset()
         for name in ("text_output", "num_output_tokens", "num_input_tokens"):
-            req.outputs.add().name = name
+            if name == "text_output" or not offered or name in offered:
+                req.outputs.add().name = name
         req.parameters["triton_enable_empty_final_response"].bool_param = True
         self._templates[key] = req
         return req
 
     async def send(self, prompt: Prompt, request_id: str, level_start: float) -> RequestRecord:
+        if self._offered is None:
+            await self._offered_outputs()
         req = self._pb.ModelInferRequest()
         req.CopyFrom(self._template(prompt))
         req.id = request_id

@@ -148,6 +148,7 @@ class LLMClient:
         self.headers = headers or {}
         #: Where an abandoned stream's `stop` goes ("auto": this repository's tensorrt_llm; None: never).
         self.stop_model = companion(model) if stop_model == "auto" else stop_model
+        self._offered: frozenset[str] | None = None  # the model's outputs, asked once (gRPC)
 
     # -- public API --------------------------------------------------------------------------------------
 
@@ -269,11 +270,13 @@ class LLMClient:
             inp = grpcclient.InferInput(name, list(arr.shape), dtype)
             inp.set_data_from_numpy(arr)
             inputs.append(inp)
+        client = self._grpc_client()
+        offered = self._offered_outputs(client)
         outputs = [grpcclient.InferRequestedOutput("text_output")] + [
-            grpcclient.InferRequestedOutput(n) for n in EXTRA_OUTPUTS if self._wants(n, params)
+            grpcclient.InferRequestedOutput(n) for n in EXTRA_OUTPUTS
+            if self._wants(n, params) and (not offered or n in offered)
         ]
         results: queue.Queue = queue.Queue()
-        client = self._grpc_client()
         start = time.perf_counter()
         finished = False
         try:
@@ -308,6 +311,18 @@ class LLMClient:
             client.close()
             if not finished:
                 self.stop(rid)
+
+    def _offered_outputs(self, client) -> frozenset[str]:
+        """The model's output names (empty when the server will not say). A repository carries only the
+        optional outputs its spec asks for (serving.optional_outputs), and asking for any other fails the
+        request, so only offered ones are requested."""
+        if self._offered is None:
+            try:
+                meta = client.get_model_metadata(self.model, headers=self.headers)
+                self._offered = frozenset(o.name for o in meta.outputs)
+            except Exception:
+                self._offered = frozenset()
+        return self._offered
 
     def _grpc_chunk(self, result, start) -> Chunk | None:
         text_arr = result.as_numpy("text_output")

@@ -154,6 +154,32 @@ CLIENT_OUTPUTS: tuple[Tensor, ...] = (
     *(t for t in LLM_OUTPUTS if t.name in PASSTHROUGH_OUTPUTS),
 )
 
+#: The optional client outputs in groups (``serving.optional_outputs`` picks the groups a repository carries).
+#: Each group is the outputs one request flag (or feature) fills.
+OUTPUT_GROUPS: dict[str, tuple[str, ...]] = {
+    "log_probs": ("cum_log_probs", "output_log_probs"),  # return_log_probs
+    "logits": ("context_logits", "generation_logits"),  # return_context_logits / return_generation_logits
+    "indices": ("batch_index", "sequence_index"),  # num_return_sequences > 1, beams
+    "perf_metrics": (  # return_perf_metrics: KV-cache and timing figures
+        "kv_cache_alloc_new_blocks", "kv_cache_reused_blocks", "kv_cache_alloc_total_blocks", "arrival_time_ns",
+        "first_scheduled_time_ns", "first_token_time_ns", "last_token_time_ns",
+    ),
+    "speculative": ("acceptance_rate", "total_accepted_draft_tokens", "total_draft_tokens"),  # return_perf_metrics
+    "token_counts": ("num_input_tokens", "num_output_tokens"),  # return_num_input_tokens / _output_tokens
+}
+
+
+def passthrough_outputs(groups) -> tuple[str, ...]:
+    """The tensorrt_llm outputs passed to the client for these output groups, in contract order."""
+    names = {name for g in groups for name in OUTPUT_GROUPS[str(getattr(g, "value", g))]}
+    return tuple(n for n in PASSTHROUGH_OUTPUTS if n in names)
+
+
+def client_outputs(groups) -> tuple[Tensor, ...]:
+    """The client contract's outputs for these output groups: text_output first, then the groups' outputs."""
+    keep = set(passthrough_outputs(groups))
+    return tuple(t for t in CLIENT_OUTPUTS if t.name == "text_output" or t.name in keep)
+
 #: Client input -> tensorrt_llm input, for inputs the ensemble passes straight through.
 CLIENT_TO_LLM: dict[str, str] = {
     "num_return_sequences": "num_return_sequences",

@@ -405,6 +405,7 @@ class TritonBackend:
 
         self.stop_model = companion(model) if stop_model == "auto" else (stop_model or None)
         self._stop_inputs: dict | None = None  # None: not probed yet
+        self._counts: list[str] | None = None  # token-count outputs the model carries; None: not asked yet
         self.channel = None
         self.stub = None
         self._tasks: set[asyncio.Task] = set()
@@ -436,6 +437,21 @@ class TritonBackend:
         except grpc.aio.AioRpcError as exc:
             return False, f"Triton at {self.target} is unreachable: {exc.code().name}"
 
+    async def _count_outputs(self) -> list[str]:
+        """num_input_tokens / num_output_tokens if the model carries them (serving.optional_outputs may leave
+        them out, and asking for an output a model lacks fails the request); usage then reads 0."""
+        if self._counts is None:
+            import grpc
+            from tritonclient.grpc import service_pb2
+
+            wanted = ["num_input_tokens", "num_output_tokens"]
+            try:
+                meta = await self.stub.ModelMetadata(service_pb2.ModelMetadataRequest(name=self.model), timeout=5)
+                self._counts = [n for n in wanted if n in {o.name for o in meta.outputs}]
+            except grpc.aio.AioRpcError:
+                return wanted  # not known yet (server starting): ask again next time
+        return self._counts
+
     @staticmethod
     def _request(model: str, request_id: str, tensors: dict[str, tuple[np.ndarray, str]], outputs: list[str]):
         from tritonclient.grpc import service_pb2
@@ -464,8 +480,7 @@ class TritonBackend:
         import grpc
         from tritonclient.grpc import InferResult
 
-        request = self._request(self.model, request_id, gen.tensors(),
-                                ["text_output", "num_input_tokens", "num_output_tokens"])
+        request = self._request(self.model, request_id, gen.tensors(), ["text_output", *await self._count_outputs()])
         done = asyncio.Event()
 
         async def requests():

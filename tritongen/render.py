@@ -306,6 +306,9 @@ def context(spec: Spec) -> dict:
         "llm_name": spec.model_names["tensorrt_llm"],
         "version": __version__,
         "contract": contract,
+        # The client contract of this repository (ensemble, tensorrt_llm_bls, llmapi front): serving.optional_outputs.
+        "client_outputs": contract.client_outputs(spec.resolved_output_groups),
+        "passthrough_outputs": contract.passthrough_outputs(spec.resolved_output_groups),
         "logits_dtype": sv.logits_dtype.value,
         "pre_params": {k: _param_value(v) for k, v in pre.items()},
         "post_params": {k: _param_value(v) for k, v in post.items()},

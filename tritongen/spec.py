@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import SpecError
 
@@ -101,6 +101,22 @@ class LogitsDataType(str, enum.Enum):
 
     TYPE_FP32 = "TYPE_FP32"
     TYPE_FP16 = "TYPE_FP16"
+
+
+class OutputGroup(str, enum.Enum):
+    """Optional client outputs in groups; tritongen.contract.OUTPUT_GROUPS lists each group's tensors."""
+
+    log_probs = "log_probs"
+    logits = "logits"
+    indices = "indices"
+    perf_metrics = "perf_metrics"
+    speculative = "speculative"
+    token_counts = "token_counts"
+
+
+class OutputSet(str, enum.Enum):
+    auto = "auto"  #: log_probs, indices, token_counts (+ logits, speculative when configured); llmapi: all
+    all = "all"  #: every optional output of the reference contract
 
 
 class CpuEngineKind(str, enum.Enum):
@@ -272,6 +288,13 @@ class Serving(StrictModel):
         "token; waiting up to 1 ms for more tokens gathers bigger batches and cuts the pipeline's CPU per token "
         "under load, at the cost of at most that much extra latency per token (0 for single-stream latency).")
     max_queue_size: int = Field(0, ge=0, description="Dynamic batcher: queued requests before rejecting (0 = no cap).")
+    optional_outputs: OutputSet | list[OutputGroup] = Field(
+        OutputSet.auto, description="Outputs the client contract carries besides text_output: `auto`, `all`, or a "
+        "list of groups (log_probs, logits, indices, perf_metrics, speculative, token_counts). Triton's ensemble "
+        "spends CPU on every streamed token for each output it carries, sent or not; `auto` carries log_probs, "
+        "indices and token_counts, plus logits when the engine gathers them and speculative with speculative "
+        "decoding (llmapi: all). perf_metrics (KV-cache and timing figures) is opt-in: "
+        "`[log_probs, indices, token_counts, perf_metrics]` or `all`.")
     exclude_input_in_output: bool = Field(True, description="Return only generated text, not the prompt.")
     logits_dtype: LogitsDataType = Field(LogitsDataType.TYPE_FP32, description="Dtype of returned logits.")
     normalize_log_probs: bool = Field(True, description="Normalize returned log probabilities.")
@@ -280,6 +303,21 @@ class Serving(StrictModel):
     model_prefix: str = Field("", pattern=r"^[A-Za-z0-9_.-]{0,48}$", description="Prefix for every model name "
                               "(e.g. `llama-` gives llama-ensemble, llama-tensorrt_llm, ...): lets several "
                               "repositories share one server; clients then call <prefix>ensemble.")
+    @field_validator("optional_outputs", mode="before")
+    @classmethod
+    def _one_line_output_error(cls, value):
+        # Without this, pydantic reports each arm of the union separately (two confusing lines).
+        groups = [g.value for g in OutputGroup]
+        allowed = f"use auto, all, or a list of groups: {', '.join(groups)}"
+        if isinstance(value, list):
+            for group in value:
+                if str(getattr(group, "value", group)) not in groups:
+                    raise ValueError(f"{group!r} is not a group; {allowed}")
+            return value
+        if isinstance(value, str) and str(getattr(value, "value", value)) in [s.value for s in OutputSet]:
+            return value
+        raise ValueError(f"{value!r} is not allowed; {allowed}")
+
     host: str = Field("127.0.0.1", description="Address the server binds to (0.0.0.0 exposes it to the network).")
     http_port: int = Field(8000, ge=1, le=65535, description="HTTP/REST port.")
     grpc_port: int = Field(8001, ge=1, le=65535, description="gRPC port.")
@@ -352,6 +390,22 @@ class Spec(StrictModel):
         """Each model's name in the repository: its role with ``serving.model_prefix`` in front."""
         prefix = self.serving.model_prefix
         return {role: prefix + role for role in MODEL_ROLES}
+
+    @property
+    def resolved_output_groups(self) -> tuple[OutputGroup, ...]:
+        """The optional output groups the client contract carries, in contract order."""
+        chosen = self.serving.optional_outputs
+        if chosen is OutputSet.all or (chosen is OutputSet.auto and self.route is Route.llmapi):
+            # llmapi's front is a python model: outputs it carries cost nothing per token there.
+            return tuple(OutputGroup)
+        if chosen is OutputSet.auto:
+            chosen = [OutputGroup.log_probs, OutputGroup.indices, OutputGroup.token_counts]
+            if self.route is Route.engine and (self.decoding.gather_context_logits
+                                               or self.decoding.gather_generation_logits):
+                chosen.append(OutputGroup.logits)
+            if self.decoding.speculative.method is not SpeculativeMethod.none:
+                chosen.append(OutputGroup.speculative)
+        return tuple(g for g in OutputGroup if g in chosen)
 
     @property
     def resolved_decoding_mode(self) -> DecodingMode:
@@ -631,6 +685,8 @@ def _describe(err: dict) -> str:
     if kind.endswith("_parsing") or kind.endswith("_type"):
         expected = kind.split("_")[0]
         return f"{shown} is not a valid {expected}"
+    if kind == "value_error":  # a validator's own message, already one line
+        return str(ctx.get("error", err.get("msg", "invalid")))
     return f"{shown}: {err.get('msg', 'invalid')}"
 
 

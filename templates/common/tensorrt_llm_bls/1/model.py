@@ -104,6 +104,9 @@ class TritonPythonModel:
         workers = max(4, int(config.get("max_batch_size", 0) or 0))
         self.pool = DaemonPool(workers, "bls")
         self.llm_decoupled = True  # tensorrt_llm is decoupled whenever the repository streams
+        # The repository's client contract (serving.optional_outputs) is this model's own output list.
+        outputs = {o.get("name") for o in config.get("output", [])}
+        self.passthrough = tuple(name for name in PASSTHROUGH if name in outputs)
 
     def finalize(self):
         self.pool.shutdown()
@@ -199,7 +202,7 @@ class TritonPythonModel:
     def _stream(self, model, inputs, rid):
         tensors = [pb_utils.Tensor(k, v) for k, v in inputs.items()]
         req = pb_utils.InferenceRequest(model_name=model, inputs=tensors, request_id=rid,
-                                        requested_output_names=["output_ids", "sequence_length", *PASSTHROUGH])
+                                        requested_output_names=["output_ids", "sequence_length", *self.passthrough])
         if self.llm_decoupled:
             yield from req.exec(decoupled=True)
         else:
@@ -221,7 +224,7 @@ class TritonPythonModel:
     def _response(self, text, llm_response):
         tensors = [pb_utils.Tensor("text_output", np.array([[text.encode("utf-8")]], dtype=object))]
         if llm_response is not None:
-            for name in PASSTHROUGH:
+            for name in self.passthrough:
                 t = pb_utils.get_output_tensor_by_name(llm_response, name)
                 if t is not None:
                     tensors.append(pb_utils.Tensor(name, t.as_numpy()))

@@ -181,6 +181,8 @@ class TritonPythonModel:
         probe = tok("a", add_special_tokens=True)["input_ids"]
         adds_bos = tok.bos_token_id is not None and bool(probe) and probe[0] == tok.bos_token_id
         self.bos_text = tok.bos_token if adds_bos and tok.bos_token else ""
+        # The repository's client contract (serving.optional_outputs) is this model's own output list.
+        self.outputs = frozenset(o.get("name") for o in config.get("output", []))
         workers = max(4, int(config.get("max_batch_size", 0) or 0))
         self.pool = DaemonPool(workers, "llmapi-front")
 
@@ -357,6 +359,8 @@ class TritonPythonModel:
     def _response(self, text, values):
         tensors = [pb_utils.Tensor("text_output", np.array([[text.encode("utf-8")]], dtype=object))]
         for name, value in values.items():
+            if name not in self.outputs:
+                continue
             dtype = PASSTHROUGH.get(name, np.int32)
             tensors.append(pb_utils.Tensor(name, np.array([[value]], dtype=dtype)))
         return pb_utils.InferenceResponse(output_tensors=tensors)
