@@ -256,9 +256,12 @@ PRE_TO_LLM: dict[str, str] = {
     "OUT_PAD_ID": "pad_id",
 }
 
+#: Ragged: Triton's dynamic batcher must then not compare shapes, so it no longer wakes its thread on every
+#: streamed token (see templates/common/postprocessing/config.pbtxt.j2); the python backend gets each request
+#: separately anyway.
 POST_INPUTS: tuple[Tensor, ...] = (
-    Tensor("TOKENS_BATCH", "TYPE_INT32", (-1, -1)),
-    Tensor("SEQUENCE_LENGTH", "TYPE_INT32", (-1,)),
+    Tensor("TOKENS_BATCH", "TYPE_INT32", (-1, -1), ragged=True),
+    Tensor("SEQUENCE_LENGTH", "TYPE_INT32", (-1,), ragged=True),
 )
 POST_OUTPUTS: tuple[Tensor, ...] = (Tensor("OUTPUT", "TYPE_STRING", (-1,)),)
 
