@@ -365,15 +365,12 @@ class GrpcTransport:
         self._offered: frozenset[str] | None = None  # the model's outputs (asked once); empty: unknown
 
     async def _offered_outputs(self) -> frozenset[str]:
-        """Token counts are asked for only where the model carries them (serving.optional_outputs); otherwise
-        tokens are counted by text chunks."""
+        """Token counts are asked for only where the model carries them; otherwise tokens are counted by text
+        chunks."""
         if self._offered is None:
-            try:
-                meta = await self.stub.ModelMetadata(self._pb.ModelMetadataRequest(name=self.config.model),
-                                                     metadata=self.metadata, timeout=10)
-                self._offered = frozenset(o.name for o in meta.outputs)
-            except Exception:
-                self._offered = frozenset()
+            from .client import model_output_names
+
+            self._offered = await model_output_names(self.stub, self.config.model, metadata=self.metadata) or frozenset()
         return self._offered
 
     def _template(self, prompt: Prompt):

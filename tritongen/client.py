@@ -33,6 +33,20 @@ EXTRA_OUTPUTS = ("num_input_tokens", "num_output_tokens", "cum_log_probs", "outp
                  "first_scheduled_time_ns", "first_token_time_ns", "last_token_time_ns")
 
 
+async def model_output_names(stub, model: str, *, metadata=(), timeout: float = 10.0) -> frozenset[str] | None:
+    """A model's output names over an asyncio gRPC stub (None when the server will not say). A repository
+    carries only the optional outputs its spec asks for (serving.optional_outputs), and asking for any other
+    fails the request, so clients ask only for offered ones."""
+    from tritonclient.grpc import service_pb2
+
+    try:
+        meta = await stub.ModelMetadata(service_pb2.ModelMetadataRequest(name=model), metadata=metadata,
+                                        timeout=timeout)
+    except Exception:
+        return None
+    return frozenset(o.name for o in meta.outputs)
+
+
 @dataclass
 class GenerateParams:
     """Sampling and stopping settings; None leaves the server's default (greedy unless top_k/top_p)."""

@@ -439,17 +439,15 @@ class TritonBackend:
 
     async def _count_outputs(self) -> list[str]:
         """num_input_tokens / num_output_tokens if the model carries them (serving.optional_outputs may leave
-        them out, and asking for an output a model lacks fails the request); usage then reads 0."""
+        them out); usage then reads 0."""
+        wanted = ["num_input_tokens", "num_output_tokens"]
         if self._counts is None:
-            import grpc
-            from tritonclient.grpc import service_pb2
+            from .client import model_output_names
 
-            wanted = ["num_input_tokens", "num_output_tokens"]
-            try:
-                meta = await self.stub.ModelMetadata(service_pb2.ModelMetadataRequest(name=self.model), timeout=5)
-                self._counts = [n for n in wanted if n in {o.name for o in meta.outputs}]
-            except grpc.aio.AioRpcError:
+            offered = await model_output_names(self.stub, self.model, timeout=5)
+            if offered is None:
                 return wanted  # not known yet (server starting): ask again next time
+            self._counts = [n for n in wanted if n in offered]
         return self._counts
 
     @staticmethod

@@ -17,7 +17,16 @@ import uuid
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
-from textcodec import DaemonPool, IncrementalDecoder, bool_param, decode, int_param, load_tokenizer, str_param
+from textcodec import (
+    DaemonPool,
+    IncrementalDecoder,
+    bool_param,
+    decode,
+    int_param,
+    load_tokenizer,
+    output_names,
+    str_param,
+)
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
@@ -104,8 +113,7 @@ class TritonPythonModel:
         workers = max(4, int(config.get("max_batch_size", 0) or 0))
         self.pool = DaemonPool(workers, "bls")
         self.llm_decoupled = True  # tensorrt_llm is decoupled whenever the repository streams
-        # The repository's client contract (serving.optional_outputs) is this model's own output list.
-        outputs = {o.get("name") for o in config.get("output", [])}
+        outputs = output_names(config)
         self.passthrough = tuple(name for name in PASSTHROUGH if name in outputs)
 
     def finalize(self):

@@ -32,6 +32,11 @@ def int_param(model_config: dict, key: str, default: int) -> int:
     return int(value) if value.strip() else default
 
 
+def output_names(model_config: dict) -> frozenset[str]:
+    """The model's own output names: a repository's client contract (serving.optional_outputs)."""
+    return frozenset(o.get("name") for o in model_config.get("output", []))
+
+
 def strings(array) -> list[str]:
     """A BYTES tensor (or one row of it) as Python strings; empty strings are dropped."""
     if array is None:

@@ -44,6 +44,7 @@ from textcodec import (
     chat_prompt,
     int_param,
     load_tokenizer,
+    output_names,
     scalar,
     str_param,
     strings,
@@ -181,8 +182,7 @@ class TritonPythonModel:
         probe = tok("a", add_special_tokens=True)["input_ids"]
         adds_bos = tok.bos_token_id is not None and bool(probe) and probe[0] == tok.bos_token_id
         self.bos_text = tok.bos_token if adds_bos and tok.bos_token else ""
-        # The repository's client contract (serving.optional_outputs) is this model's own output list.
-        self.outputs = frozenset(o.get("name") for o in config.get("output", []))
+        self.outputs = output_names(config)
         workers = max(4, int(config.get("max_batch_size", 0) or 0))
         self.pool = DaemonPool(workers, "llmapi-front")
 
