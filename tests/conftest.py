@@ -123,3 +123,38 @@ def tiny_repo(tiny_dir, session_root) -> Path:
 @pytest.fixture(scope="session")
 def tiny_server(tiny_repo, server_factory):
     return server_factory(tiny_repo, "test-tiny")
+
+
+def sentencepiece_style_tokenizer():
+    """A Llama-2-style tokenizer, built offline: metaspace, BPE with byte fallback, leading-space strip on
+    decode (the other tokenizer family besides byte-level BPE: characters it lacks become byte tokens)."""
+    import json
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    text = (REPO_ROOT / "tritongen/data/tiny_corpus.txt").read_text()
+    tok = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>"))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     decoders.Strip(" ", 1, 0)])
+    tok.train_from_iterator(text.splitlines(), trainers.BpeTrainer(vocab_size=600, special_tokens=["<unk>", "<s>",
+                                                                                                    "</s>"],
+                                                                     show_progress=False))
+    # As in SentencePiece models, the byte tokens are ordinary vocabulary (a trainer's special tokens would be
+    # dropped by skip_special_tokens, and with them every character the vocabulary lacks).
+    spec = json.loads(tok.to_str())
+    vocab = spec["model"]["vocab"]
+    for b in range(256):
+        vocab.setdefault(f"<0x{b:02X}>", len(vocab))
+    tok = Tokenizer.from_str(json.dumps(spec))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+
+
+@pytest.fixture(scope="session")
+def sentencepiece_style_dir(session_root) -> Path:
+    """sentencepiece_style_tokenizer() saved as a tokenizer directory (a repository's model.tokenizer_dir)."""
+    out = session_root / "tokenizers" / "sentencepiece-style"
+    if not (out / "tokenizer.json").is_file():
+        sentencepiece_style_tokenizer().save_pretrained(out)
+    return out

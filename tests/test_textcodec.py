@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, sentencepiece_style_tokenizer
 
 _spec = importlib.util.spec_from_file_location("textcodec", REPO_ROOT / "templates/common/lib/textcodec.py")
 textcodec = importlib.util.module_from_spec(_spec)
@@ -28,6 +28,8 @@ SAMPLES = [
     "Emoji: 🙂 😀 🎉🚀 ❤️ 👍🏽 👨‍👩‍👧 🍎🍐🍊🍋 and text after them",
     "  leading spaces, double  spaces,\n\nnew lines\tand tabs  ",
     "한국어도 조금 있습니다: 안녕하세요, 반갑습니다.",
+    # Letters the SentencePiece-style vocabulary lacks: long runs of byte-fallback tokens.
+    "Ελληνικά και ქართული: გამარჯობა, 👨‍👩‍👧 family.",
 ]
 
 
@@ -46,18 +48,7 @@ def tiny_tok(tiny_dir):
 @pytest.fixture(scope="module")
 def sentencepiece_style():
     """A Llama-2-style tokenizer: metaspace, BPE with byte fallback, leading-space strip on decode."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    text = (REPO_ROOT / "tritongen/data/tiny_corpus.txt").read_text()
-    tok = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>"))
-    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
-    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
-                                     decoders.Strip(" ", 1, 0)])
-    specials = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
-    tok.train_from_iterator(text.splitlines(), trainers.BpeTrainer(vocab_size=600, special_tokens=specials,
-                                                                     show_progress=False))
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    return sentencepiece_style_tokenizer()
 
 
 def _stream(tok, ids, chunk, skip):
@@ -85,6 +76,9 @@ def test_byte_level_tokenizers_take_the_exact_constant_time_path(deepseek, tiny_
     assert textcodec.byte_level_table(deepseek) is not None
     assert textcodec.byte_level_table(tiny_tok) is not None
     assert textcodec.byte_level_table(sentencepiece_style) is None  # windowed path
+    # Byte-fallback runs are held whole on the windowed path only.
+    assert len(textcodec.byte_fallback_ids(sentencepiece_style)) == 256
+    assert not textcodec.byte_fallback_ids(deepseek) and not textcodec.byte_fallback_ids(tiny_tok)
 
 
 @pytest.mark.parametrize("which", ["deepseek", "tiny_tok"])
@@ -116,10 +110,17 @@ def test_window_decoder_keeps_spaces_after_skipped_special_tokens(sentencepiece_
 def test_window_decoder_work_stays_bounded(sentencepiece_style):
     dec = textcodec.IncrementalDecoder(sentencepiece_style, True)
     ids = sentencepiece_style(" ".join(SAMPLES * 20), add_special_tokens=False)["input_ids"]
+    byte_ids = textcodec.byte_fallback_ids(sentencepiece_style)
+    longest = run = 0
+    for i in ids:
+        run = run + 1 if i in byte_ids else 0
+        longest = max(longest, run)
+    assert longest > dec.MAX_PENDING, "precondition: a byte-fallback run longer than the character hold"
     for i in ids:
         dec.push([i])
-        # Context kept + the last emitted chunk + what is pending: a constant, however long the text.
-        assert len(dec._ids) <= dec.KEEP + 2 * dec.MAX_PENDING + 4
+        # Context kept + the last emitted chunk + what is pending (at most a run of byte tokens, which is held
+        # whole): a constant, however long the text.
+        assert len(dec._ids) <= dec.KEEP + 2 * max(dec.MAX_PENDING, longest) + 4
 
 
 def test_stream_table_is_bounded_and_keyed(tiny_tok):
@@ -131,6 +132,58 @@ def test_stream_table_is_bounded_and_keyed(tiny_tok):
     assert len(table) == 3
     # Each stream continues from its own state.
     assert "".join([table.push("z", ids[:1]), table.push("z", ids[1:])]) == textcodec.decode(tiny_tok, ids, True)
+
+
+def _full(tok, ids, skip=True):
+    return tok.decode(ids, skip_special_tokens=skip, clean_up_tokenization_spaces=False)
+
+
+@pytest.mark.parametrize("which", ["deepseek", "tiny_tok", "sentencepiece_style"])
+def test_a_stream_cut_anywhere_ends_with_exactly_the_full_decode(request, which):
+    """max_tokens may end a response inside a multi-byte character: its last chunk (StreamTable.finish) then
+    carries what tokenizer.decode shows, U+FFFD as many times as it has them, whether or not the last response
+    brings new tokens, and the stream leaves the table."""
+    tok = request.getfixturevalue(which)
+    table = textcodec.StreamTable(tok, True)
+    inside = 0
+    for n, text in enumerate(SAMPLES):
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        for cut in range(1, len(ids) + 1):
+            want = _full(tok, ids[:cut])
+            inside += want.endswith("\ufffd")
+            for chunk in (1, 3):
+                for empty_final in (False, True):
+                    key = (n, cut, chunk, empty_final)
+                    pieces = [ids[i : min(i + chunk, cut)] for i in range(0, cut, chunk)]
+                    if empty_final:
+                        pieces.append([])
+                    parts = [table.push(key, p) for p in pieces[:-1]] + [table.finish(key, pieces[-1])]
+                    assert "".join(parts) == want, (text, cut, chunk, empty_final)
+    assert inside > 0, "precondition: some cuts fall inside a character"
+    assert len(table) == 0
+
+
+@pytest.mark.parametrize("which", ["deepseek", "tiny_tok"])
+def test_byte_level_finish_matches_even_on_random_ids(request, which):
+    tok = request.getfixturevalue(which)
+    table = textcodec.StreamTable(tok, True)
+    rng = random.Random(11)
+    for n in range(300):
+        ids = [rng.randrange(len(tok)) for _ in range(rng.randrange(1, 30))]
+        split = rng.randrange(0, len(ids) + 1)
+        got = table.push(n, ids[:split]) + table.finish(n, ids[split:])
+        assert got == _full(tok, ids)
+
+
+def test_a_key_used_again_after_finish_starts_clean(sentencepiece_style, tiny_tok):
+    for tok in (sentencepiece_style, tiny_tok):
+        table = textcodec.StreamTable(tok, True)
+        first = tok("déjà ქართული 👨‍👩‍👧", add_special_tokens=False)["input_ids"]
+        second = tok("東京 café", add_special_tokens=False)["input_ids"]
+        cut = next(c for c in range(1, len(first)) if _full(tok, first[:c]).endswith("\ufffd"))
+        assert table.push("1", first[: cut - 1]) + table.finish("1", first[cut - 1 : cut]) == _full(tok, first[:cut])
+        # The same id again (clients often send "1" every time): nothing of the first stream leaks in.
+        assert table.push("1", second[:2]) + table.finish("1", second[2:]) == _full(tok, second)
 
 
 def test_word_list_format(tiny_tok):
