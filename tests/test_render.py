@@ -297,3 +297,27 @@ def test_optional_outputs_shape_one_client_contract(tmp_path, value, groups):
     assert [o.name for o in llm.output] == [t.name for t in contract.LLM_OUTPUTS]
     if value == "all":
         assert [o.name for o in ens.output] == [t.name for t in contract.CLIENT_OUTPUTS]
+
+
+def test_only_the_cpu_engine_feeds_postprocessing_a_stream_key(tmp_path, tiny_dir):
+    """Exact streamed text through the ensemble needs a per-request key and a final flag from the engine (the
+    cpu route's engine sends them); the engine route's ensemble must not map outputs the C++ backend lacks."""
+    from tritongen import contract
+
+    cpu = write_repo(load_spec("tiny"), tmp_path / "cpu")
+    engine = write_repo(load_spec("llama3-8b", options=FIXED), tmp_path / "engine")
+    for repo, route_has_keys in ((cpu, True), (engine, False)):
+        ens = parse_config(repo / "ensemble" / "config.pbtxt")
+        llm_step, post_step = (next(s for s in ens.ensemble_scheduling.step if s.model_name == name)
+                               for name in ("tensorrt_llm", "postprocessing"))
+        keyed = {post: llm_step.output_map.get(llm) for llm, post in contract.STREAM_TO_POST.items()}
+        if route_has_keys:
+            assert all(post_step.input_map.get(post) == tensor for post, tensor in keyed.items()), keyed
+        else:
+            assert keyed == dict.fromkeys(contract.STREAM_TO_POST.values())
+            assert not set(contract.STREAM_TO_POST.values()) & set(post_step.input_map)
+        post_cfg = parse_config(repo / "postprocessing" / "config.pbtxt")
+        assert all(i.optional for i in post_cfg.input if i.name in contract.STREAM_TO_POST.values())
+        llm_outputs = {o.name for o in parse_config(repo / "tensorrt_llm" / "config.pbtxt").output}
+        assert (set(contract.STREAM_TO_POST) <= llm_outputs) is route_has_keys
+        assert validate_repo(repo).errors == []

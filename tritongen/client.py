@@ -2,8 +2,8 @@
 text_output), over tritonclient gRPC streaming or Triton's HTTP generate / generate_stream endpoints.
 
 Used by ``tritongen infer``, the demo, the tests, ``bench`` and the OpenAI-compatible server. Every request
-carries a unique request id: the ensemble's postprocessing keys its incremental decoder on it, which is what
-makes streamed text exact.
+carries a unique request id, so that a ``stop`` for an abandoned stream reaches that request alone (streamed
+text does not depend on it: see the README's "Streaming text that is exactly right").
 
     from tritongen.client import LLMClient, GenerateParams
     client = LLMClient("127.0.0.1:8001")

@@ -268,3 +268,28 @@ POST_OUTPUTS: tuple[Tensor, ...] = (Tensor("OUTPUT", "TYPE_STRING", (-1,)),)
 
 def resolve_dtype(tensor: Tensor, logits_dtype: str) -> str:
     return logits_dtype if tensor.dtype == "logits" else tensor.dtype
+
+
+# -- tritongen extensions: exact streamed text through the ensemble -------------------------------------------
+# Postprocessing must tell streams apart and see each one end, to decode incrementally and flush the last chunk.
+# The client's request id cannot tell them apart (often empty, or "1" for every client), and Triton (2.51)
+# refuses an ensemble step fed from two streams, so a key made by preprocessing can never reach postprocessing
+# alongside the decoupled engine's tokens. Only the engine knows both a request's identity and its end: the
+# cpu route's engine sends these with every response (the TensorRT-LLM C++ backend cannot).
+
+#: Extra outputs of the cpu route's tensorrt_llm model.
+STREAM_OUTPUTS: tuple[Tensor, ...] = (
+    Tensor("stream_key", "TYPE_UINT64", (1,), doc="unique per sequence inside the server"),
+    Tensor("stream_final", "TYPE_BOOL", (1,), doc="true on the sequence's last response (which may carry no "
+           "new tokens)"),
+)
+
+#: The postprocessing inputs they feed. Optional: the engine route's ensemble does not map them. Ragged like
+#: POST_INPUTS, so the dynamic batcher still needs no equal shapes.
+STREAM_POST_INPUTS: tuple[Tensor, ...] = (
+    Tensor("STREAM_KEY", "TYPE_UINT64", (1,), optional=True, ragged=True),
+    Tensor("STREAM_FINAL", "TYPE_BOOL", (1,), optional=True, ragged=True),
+)
+
+#: tensorrt_llm output -> postprocessing input.
+STREAM_TO_POST: dict[str, str] = {"stream_key": "STREAM_KEY", "stream_final": "STREAM_FINAL"}

@@ -230,7 +230,8 @@ class TritonPythonModel:
                 pass
 
     def _response(self, text, llm_response):
-        tensors = [pb_utils.Tensor("text_output", np.array([[text.encode("utf-8")]], dtype=object))]
+        # The reference's shape, [batch * beams]: its clients read text_output[0] as bytes.
+        tensors = [pb_utils.Tensor("text_output", np.array([text.encode("utf-8")], dtype=object))]
         if llm_response is not None:
             for name in self.passthrough:
                 t = pb_utils.get_output_tensor_by_name(llm_response, name)

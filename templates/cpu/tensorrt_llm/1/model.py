@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import itertools
 import json
 import os
 import queue
@@ -94,7 +95,7 @@ class Sequence:
         "rep_penalty", "presence", "frequency", "min_tokens", "generator", "seed", "streaming", "exclude_input",
         "want_logprobs", "want_num_in", "want_num_out", "want_perf", "generated", "logprobs", "cum_logprob",
         "cache", "next_logits", "counts", "arrival_ns", "scheduled_ns", "first_token_ns", "last_token_ns",
-        "done", "bias", "sent_upto", "draft",
+        "done", "bias", "sent_upto", "draft", "key",
     )
 
 
@@ -256,6 +257,11 @@ class TritonPythonModel:
                 _param(config, "torch_dtype", "auto"), trust, int(_param(config, "torch_threads", "0") or 0),
             )
         self.is_mock = kind == "mock"
+        # Each sequence's stream_key (tritongen.contract.STREAM_OUTPUTS): postprocessing keys its decoder by it, so
+        # it must differ between all sequences in the server, whatever request ids clients send. The pid keeps
+        # instances (one process each) apart; a random start keeps a restarted process with a reused pid apart.
+        self._key_base = (os.getpid() & 0x3FFFFF) << 42
+        self._keys = itertools.count(int.from_bytes(os.urandom(4), "little"))
         self.inbox: queue.Queue = queue.Queue()
         self.active: list[Sequence] = []
         self._stopped_ids: dict[str, None] = {}  # insertion-ordered, bounded
@@ -382,6 +388,7 @@ class TritonPythonModel:
             s.cache, s.next_logits, s.counts = None, None, {}
             s.arrival_ns, s.scheduled_ns, s.first_token_ns, s.last_token_ns = now, 0, 0, 0
             s.done, s.sent_upto = False, 0
+            s.key = self._key_base | (next(self._keys) & ((1 << 42) - 1))
             s.generator = None
             draft = _get(request, "draft_input_ids")
             s.draft = None
@@ -560,6 +567,8 @@ class TritonPythonModel:
         tensors = [
             pb_utils.Tensor("output_ids", np.array(ids, dtype=np.int32).reshape(1, 1, -1)),
             pb_utils.Tensor("sequence_length", np.array([[len(ids)]], dtype=np.int32)),
+            pb_utils.Tensor("stream_key", np.array([[seq.key]], dtype=np.uint64)),
+            pb_utils.Tensor("stream_final", np.array([[final_row]], dtype=bool)),
         ]
         if seq.want_logprobs:
             tensors.append(pb_utils.Tensor("cum_log_probs", np.array([[seq.cum_logprob]], dtype=np.float32)))

@@ -177,6 +177,41 @@ def byte_level_table(tokenizer):
     return table
 
 
+_FALLBACK: dict[int, tuple] = {}
+
+
+def _has_byte_fallback(decoder: dict) -> bool:
+    if decoder.get("type") == "ByteFallback":
+        return True
+    return any(_has_byte_fallback(d) for d in decoder.get("decoders") or [] if isinstance(d, dict))
+
+
+def byte_fallback_ids(tokenizer) -> frozenset:
+    """Ids of the byte tokens (``<0xNN>``) when the tokenizer decodes with ByteFallback (SentencePiece-style
+    models), else none.
+
+    ByteFallback decodes a run of consecutive byte tokens as a whole: its text when the run's bytes are valid
+    UTF-8, else one U+FFFD per token - even for the characters of the run that were complete. A run's text is
+    therefore known only once the run has ended.
+    """
+    key = id(tokenizer)
+    if key in _FALLBACK:
+        return _FALLBACK[key][0]
+    ids: frozenset = frozenset()
+    try:
+        spec = json.loads(tokenizer.backend_tokenizer.to_str())
+    except Exception:
+        spec = {}
+    if _has_byte_fallback(spec.get("decoder") or {}):
+        hexdigits = set("0123456789abcdefABCDEF")
+        ids = frozenset(
+            i for t, i in tokenizer.get_vocab().items()
+            if len(t) == 6 and t.startswith("<0x") and t.endswith(">") and set(t[3:5]) <= hexdigits
+        )
+    _FALLBACK[key] = (ids, tokenizer)  # keep the tokenizer alive so its id() stays unique
+    return ids
+
+
 class _ByteLevelDecoder:
     """Exact, O(1) per token: bytes of each token through an incremental UTF-8 decoder."""
 
@@ -200,17 +235,21 @@ class _ByteLevelDecoder:
         return self._utf8.decode(data, final=False) if data else ""
 
     def flush(self) -> str:
+        """The bytes held back, as the full decode shows them: an incomplete character gives U+FFFD as
+        ``tokenizers``' byte-level decoder does (both replace each maximal invalid subsequence by one)."""
         return self._utf8.decode(b"", final=True)
 
 
 class _WindowDecoder:
     """Any tokenizer: decode a short window (a few tokens of context plus the new ones) and emit the growth.
 
-    Text that ends inside a multi-byte character (decode ends with U+FFFD) is held back until it completes;
-    without byte-level BPE a character spans at most 4 byte-fallback tokens, so the hold is bounded.
+    Text that ends inside a multi-byte character (decode ends with U+FFFD) is held back until it completes
+    (bounded: without byte-level BPE a character spans at most 4 byte-fallback tokens), and so is an open run
+    of byte-fallback tokens (see byte_fallback_ids): a later byte can still turn the whole run into U+FFFD in the
+    full decode, so its text is final only when a token of another kind follows, or at ``flush``.
     """
 
-    __slots__ = ("_tok", "_skip", "_ids", "_prefix", "_read", "last_used")
+    __slots__ = ("_tok", "_skip", "_ids", "_prefix", "_read", "_bytes", "last_used")
 
     MAX_PENDING = 16
     KEEP = 8
@@ -221,12 +260,13 @@ class _WindowDecoder:
         self._ids: list[int] = []
         self._prefix = 0
         self._read = 0
+        self._bytes = byte_fallback_ids(tokenizer)
         self.last_used = time.monotonic()
 
     def push(self, new_ids) -> str:
         self.last_used = time.monotonic()
         self._ids.extend(int(i) for i in new_ids)
-        if len(self._ids) == self._read:
+        if len(self._ids) == self._read or self._ids[-1] in self._bytes:
             return ""
         prefix_text = decode(self._tok, self._ids[self._prefix : self._read], self._skip)
         full_text = decode(self._tok, self._ids[self._prefix :], self._skip)
@@ -237,6 +277,7 @@ class _WindowDecoder:
         return delta
 
     def flush(self) -> str:
+        """The rest of the full decode: what is held back, as the full decode shows it (U+FFFD included)."""
         if len(self._ids) == self._read:
             return ""
         prefix_text = decode(self._tok, self._ids[self._prefix : self._read], self._skip)
@@ -308,8 +349,9 @@ class DaemonPool:
 
 
 class StreamTable:
-    """Incremental decoders keyed by request id, bounded in size and idle time (a stream's end is not visible
-    to postprocessing, so finished streams are evicted least-recently-used first)."""
+    """Incremental decoders keyed by stream, bounded in size and idle time. A stream that ends through
+    ``finish`` leaves at once; one that never does (its client went away mid-stream) is evicted when idle or
+    least-recently-used first."""
 
     def __init__(self, tokenizer, skip_special_tokens: bool, max_streams: int = 16384, idle_s: float = 600.0):
         self._tok = tokenizer
@@ -329,6 +371,15 @@ class StreamTable:
         else:
             self._streams.move_to_end(key)
         return dec.push(ids)
+
+    def finish(self, key, ids) -> str:
+        """The stream's last chunk: its new ids and whatever the decoder still holds, so the chunks add up to
+        exactly the full decode (U+FFFD for a character that max_tokens cut, as the full decode shows). The
+        stream's state goes with it: a key used again later starts clean."""
+        dec = self._streams.pop(key, None)
+        if dec is None:
+            dec = IncrementalDecoder(self._tok, self._skip)
+        return dec.push(ids) + dec.flush()
 
     def evict(self) -> None:
         now = time.monotonic()

@@ -357,7 +357,8 @@ class TritonPythonModel:
         return out
 
     def _response(self, text, values):
-        tensors = [pb_utils.Tensor("text_output", np.array([[text.encode("utf-8")]], dtype=object))]
+        # The reference's shape, [batch * beams]: its clients read text_output[0] as bytes.
+        tensors = [pb_utils.Tensor("text_output", np.array([text.encode("utf-8")], dtype=object))]
         for name, value in values.items():
             if name not in self.outputs:
                 continue
