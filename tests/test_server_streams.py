@@ -18,6 +18,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 
 from conftest import render
+from tritongen.contract import STREAM_TO_POST
 
 pytestmark = pytest.mark.server
 
@@ -36,10 +37,16 @@ def streams_server(tiny_dir, sentencepiece_style_dir, session_root, server_facto
     """One server, two echo repositories: t- with tiny's byte-level BPE, s- with a SentencePiece-style
     tokenizer (byte fallback)."""
     repos = []
-    for prefix, tok_dir in (("t-", tiny_dir), ("s-", sentencepiece_style_dir)):
+    for prefix, tok_dir in (("t-", tiny_dir), ("s-", sentencepiece_style_dir), ("n-", tiny_dir)):
         repos.append(render("tiny", session_root / "repos" / f"streams-{prefix[0]}", **{
             "name": f"streams-{prefix[0]}", "serving.model_prefix": prefix, "cpu.engine": "mock",
-            "cpu.mock_echo": True, "model.tokenizer_dir": tok_dir, "serving.bls": True}))
+            "cpu.mock_echo": True, "model.tokenizer_dir": tok_dir, "serving.bls": prefix != "n-"}))
+    # n-: the engine route's wiring (the TensorRT-LLM C++ backend sends no stream key), on the cpu engine.
+    config = repos[-1] / "n-ensemble" / "config.pbtxt"
+    lines = config.read_text().splitlines(keepends=True)
+    keyless = [ln for ln in lines if not any(f'"{name}"' in ln for name in (*STREAM_TO_POST, *STREAM_TO_POST.values()))]
+    assert len(lines) - len(keyless) == 2 * len(STREAM_TO_POST)
+    config.write_text("".join(keyless))
     return server_factory(repos, "test-streams")
 
 
@@ -195,3 +202,32 @@ def test_text_output_is_one_string_per_sequence_as_the_reference_returns(streams
         assert arrays and all(a.shape == (1,) and isinstance(a[0], bytes) for a in arrays), (stream, arrays)
     events = http_events(streams_server.http_url, name, BASES[0], 8)
     assert all(isinstance(e["text_output"], str) for e in events), events
+
+
+def test_without_a_stream_key_requests_sharing_an_id_never_share_a_decoder(streams_server, tokenizers):
+    """The engine route's ensemble (no stream key): 16 streams with request id "1" at once each get their own
+    tokens decoded chunk by chunk, as the reference postprocessing does, and nobody else's; logged once."""
+    from pathlib import Path
+
+    tok = tokenizers["t-"]
+    jobs = _jobs(tok, 16)
+    got: dict[int, str] = {}
+    start = threading.Barrier(len(jobs))
+
+    def run(k):
+        start.wait(30)
+        got[k] = grpc_text(streams_server.grpc_url, "n-ensemble", jobs[k][0], jobs[k][1], "1")
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    # The MOCK sends one token per streamed response: each chunk is one token's own decode.
+    want = {}
+    for k, (text, n) in enumerate(jobs):
+        body = [i for i in tok(text)["input_ids"] if i not in tok.all_special_ids][:n]
+        want[k] = "".join(tok.decode([i], skip_special_tokens=True, clean_up_tokenization_spaces=False) for i in body)
+    assert got == want
+    log = Path(streams_server.log).read_text()
+    assert log.count("sends no stream key") == 1
