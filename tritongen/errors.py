@@ -104,6 +104,13 @@ class SloViolation(TritongenError):
     label = "SLO violated"
 
 
+class OutputError(TritongenError):
+    """The output folder cannot be written (disk full, read-only, permissions); nothing was changed."""
+
+    exit_code = 12
+    label = "cannot write"
+
+
 class MissingDependency(TritongenError):
     """An optional Python package or external tool is needed for this command."""
 

@@ -19,7 +19,7 @@ import jinja2
 import yaml
 
 from . import __version__, contract
-from .errors import RepoExistsError, TritongenError, ValidationFailed
+from .errors import OutputError, RepoExistsError, TritongenError, ValidationFailed
 from .spec import Route, Spec, SpeculativeMethod, dump_spec
 
 LOCK_NAME = "tritongen.lock.yaml"
@@ -438,9 +438,10 @@ def write_repo(spec: Spec, out_dir: Path, *, force: bool = False, validate: bool
     out_dir = Path(out_dir).absolute()
     if not force:
         check_overwritable(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{out_dir.name}-", dir=out_dir.parent))
+    tmp = None
     try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{out_dir.name}-", dir=out_dir.parent))
         render_into(spec, tmp)
         write_lock(spec, tmp, name=out_dir.name)
         if validate:
@@ -450,8 +451,14 @@ def write_repo(spec: Spec, out_dir: Path, *, force: bool = False, validate: bool
             if report.errors:
                 raise ValidationFailed(report.errors, hint="the repository was not written; fix the spec")
         _swap_into_place(tmp, out_dir)
+    except OSError as exc:
+        # Disk full, read-only file system, permissions: the render went to a temporary sibling, so the
+        # repository that was there (if any) is untouched.
+        what = exc.strerror or str(exc)
+        raise OutputError(f"cannot write {out_dir}: {what}" + (f" ({exc.filename})" if exc.filename else ""),
+                          hint="nothing was changed; free space or pick another --out, then run again") from None
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
 

@@ -268,15 +268,21 @@ def status(as_json) -> None:
     from dataclasses import asdict
 
     from ..serve import state
-    from ..serve.local import ready
+    from ..serve.local import missing_stubs, ready
 
     rows = []
+    gone: dict[str, list[str]] = {}
     for record in state.load_all():
         alive = _alive(record)
         is_ready = alive and ready(record.client_host, record.http_port)
-        rows.append((record, "ready" if is_ready else ("starting/unhealthy" if alive else "dead")))
+        gone[record.name] = missing_stubs(record) if is_ready else []
+        if gone[record.name]:
+            label = "degraded"  # Triton still answers ready, but these models fail every request
+        else:
+            label = "ready" if is_ready else ("starting/unhealthy" if alive else "dead")
+        rows.append((record, label))
     if as_json:
-        click.echo(json.dumps([{**asdict(r), "state": s} for r, s in rows], indent=2))
+        click.echo(json.dumps([{**asdict(r), "state": s, "dead_models": gone[r.name]} for r, s in rows], indent=2))
         return
     if not rows:
         click.echo("no tritongen server is running")
@@ -284,6 +290,11 @@ def status(as_json) -> None:
     click.echo(f"{'NAME':<16}{'STATE':<20}{'RUNTIME':<8}{'GRPC':<22}{'HTTP':<22}REPOSITORY")
     for r, s in rows:
         click.echo(f"{r.name:<16}{s:<20}{r.runtime:<8}{r.grpc_url:<22}{r.http_url:<22}{r.repo}")
+    for r, _ in rows:
+        if gone[r.name]:
+            click.echo(f"{r.name}: the python-backend process of {', '.join(gone[r.name])} has died; Triton does "
+                       f"not restart it and fails every request to it. Restart the server: tritongen stop "
+                       f"{r.name}, then tritongen serve again")
 
 
 @click.command("logs")

@@ -187,12 +187,73 @@ def start(
     return record
 
 
-def stop(record: ServerRecord, *, timeout: float = 30.0) -> bool:
-    """Terminate the server's process group, wait, then kill. True when something was running."""
+def stop(record: ServerRecord, *, timeout: float | None = None) -> bool:
+    """Terminate the server's process group, wait, then kill. True when something was running.
+
+    The default wait is the server's own --exit-timeout-secs plus 5 s: under streaming load Triton 2.51 logs
+    "Exit timeout expired. Exiting immediately." and then does not exit (the ensemble's in-flight streams
+    never finish once it refuses new internal requests), so waiting longer only delays the kill.
+    """
+    if timeout is None:
+        timeout = _exit_timeout(record) + 5.0
     was_running = bool(record.pid) and proc.stop_pid(record.pid, timeout=timeout)
     record.remove()
     return was_running
 
 
+def _exit_timeout(record: ServerRecord) -> float:
+    for arg in record.command or []:
+        if arg.startswith("--exit-timeout-secs="):
+            try:
+                return float(arg.split("=", 1)[1])
+            except ValueError:
+                break
+    return 25.0
+
+
 def running(record: ServerRecord) -> bool:
     return bool(record.pid) and proc.pid_alive(record.pid)
+
+
+#: The process Triton's python backend starts per model instance (argv[1] is that model's model.py).
+_STUB = "triton_python_backend_stub"
+
+
+def expected_stubs(repos: list[str]) -> dict[str, int]:
+    """Python-backend models of these repositories -> how many stub processes Triton runs for them
+    (one per CPU instance). Keyed by the model's folder, which is what each stub's command line names."""
+    from ..validate import parse_config
+
+    out: dict[str, int] = {}
+    for repo in repos:
+        for cfg_path in sorted(Path(repo).glob("*/config.pbtxt")):
+            try:
+                cfg = parse_config(cfg_path)
+            except (OSError, ValueError):
+                continue
+            if cfg.backend != "python":
+                continue
+            out[str(cfg_path.parent.resolve())] = sum(max(g.count, 1) for g in cfg.instance_group) or 1
+    return out
+
+
+def missing_stubs(record: ServerRecord) -> list[str]:
+    """Models of a running local server whose python-backend stub has died.
+
+    Triton 2.51 neither restarts the stub of a decoupled model nor turns the server or the model unready when
+    one dies: every later request fails with "Stub process ... is not healthy" while /v2/health/ready still
+    answers 200. Counting the stubs in the server's process group is the only way to see it from outside.
+    """
+    if record.runtime != "local" or not running(record):
+        return []
+    live: dict[str, int] = {}
+    for pid in proc.group_members(record.pid):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if len(argv) > 1 and argv[0].decode(errors="replace").endswith(_STUB):
+            model_dir = str(Path(argv[1].decode(errors="replace")).parent.parent)
+            live[model_dir] = live.get(model_dir, 0) + 1
+    repos = record.extra.get("repos") or [record.repo]
+    return sorted(Path(d).name for d, n in expected_stubs(repos).items() if live.get(d, 0) < n)
