@@ -43,6 +43,20 @@ def _print_error(exc: TritongenError) -> None:
         err(click.style("  hint: ", fg="yellow") + exc.hint)
 
 
+def _escaped_error(exc: Exception) -> TritongenError:
+    from .names import show_path
+
+    if isinstance(exc, OSError):
+        where = f"{show_path(exc.filename)}: " if exc.filename else ""
+        err = TritongenError(f"{where}{exc.strerror or exc}", hint="TRITONGEN_DEBUG=1 shows where it happened")
+        err.label = "system error"
+        return err
+    err = TritongenError(show_path(f"{type(exc).__name__}: {exc}".splitlines()[0], 500),
+                         hint="this is a tritongen bug; TRITONGEN_DEBUG=1 shows the traceback")
+    err.label = "internal error"
+    return err
+
+
 #: Commands that live in their own module, imported only when used (or listed by --help). Each module keeps
 #: its top-level imports light (click and the stdlib) and exports ``command``.
 LAZY_COMMANDS = {
@@ -89,6 +103,13 @@ class TritongenGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("tritongen: interrupted", err=True)
             ctx.exit(130)
+        except (OSError, ValueError) as exc:
+            # What escaped every command's own checks: one line, not a traceback (which can repeat a huge input
+            # several times). TRITONGEN_DEBUG=1 shows the traceback.
+            if os.environ.get("TRITONGEN_DEBUG"):
+                raise
+            _print_error(_escaped_error(exc))
+            ctx.exit(1 if isinstance(exc, OSError) else 70)
 
     def list_commands(self, ctx):
         names = list(self.commands) + list(LAZY_COMMANDS)
@@ -190,6 +211,13 @@ def resolve(model: str | None, kwargs: dict):
     return load_spec(model, spec_file=files, options=options, sets=list(kwargs.pop("sets", ()) or ()))
 
 
+def default_repo_dir(spec) -> Path:
+    """repos/<name>; the name is a safe name (spec.SafeName), and a link cannot lead it out of repos/ either."""
+    from .names import inside
+
+    return inside(Path("repos") / spec.repo_name, Path("repos"), "--name")
+
+
 def _echo_problems(problems, *, quiet_warnings: bool = False) -> None:
     for p in problems:
         if p.severity == "warning":
@@ -277,7 +305,7 @@ def repo_cmd(model, out, force, no_build, **kwargs) -> None:
 
     spec = resolve(model, kwargs)
     versions.check_route_supported(spec)
-    out_dir = out or Path("repos") / spec.repo_name
+    out_dir = out or default_repo_dir(spec)
     if spec.route is Route.cpu:
         from .tiny import ensure_model
 

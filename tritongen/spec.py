@@ -15,9 +15,22 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import SpecError
+from .names import MAX_PATH, NAME_CHARS, name_problem, safe_name_from, shorten, show_path
 
 
 class StrictModel(BaseModel):
@@ -137,19 +150,59 @@ class TorchDtype(str, enum.Enum):
     bfloat16 = "bfloat16"
 
 
-PositiveInt = Annotated[int, Field(gt=0)]
+PositiveInt = Annotated[StrictInt, Field(gt=0)]
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"{str(value).lower()} is a boolean, not a number")
+    return value
+
+
+#: Numbers and booleans do not mix: a YAML `true` is not 1 (StrictInt, StrictBool). A float also takes an int and
+#: a numeric string, since YAML 1.1 reads `2.05e5` (no dot before the exponent sign) as a string.
+Float = Annotated[float, BeforeValidator(_not_bool)]
+#: Short identifiers (model ids, image references, GPU names, hosts).
+ShortStr = Annotated[StrictStr, Field(max_length=1024)]
+#: Free text (descriptions).
+Text = Annotated[StrictStr, Field(max_length=64 * 1024)]
+
+
+def _safe_name(value: str) -> str:
+    problem = name_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _path_value(value: Any) -> Any:
+    # Checked before pydantic makes a Path: a too long path or a NUL byte fails later as an OSError/ValueError
+    # deep in a file system call ("File name too long", "embedded null byte").
+    if isinstance(value, (str, os.PathLike)):
+        text = os.fspath(value)
+        if len(text) > MAX_PATH:
+            raise ValueError(f"{shorten(text)} is longer than {MAX_PATH} characters")
+        if "\x00" in text:
+            raise ValueError(f"{shorten(text)} holds a NUL byte")
+    return value
+
+
+#: A name that becomes a file or folder name (tritongen.names): [A-Za-z0-9._-], at most 255 characters.
+SafeName = Annotated[StrictStr, AfterValidator(_safe_name)]
+#: A file system path of at most 4096 characters.
+PathField = Annotated[Path, BeforeValidator(_path_value)]
 
 
 class ModelInfo(StrictModel):
     """What the model is and where its files are. Catalogue entries fill the shape facts."""
 
-    name: str = Field(description="Catalogue key or your own short name; default repository name.")
-    hf_id: str | None = Field(None, description="Hugging Face model id the checkpoint comes from.")
-    checkpoint_dir: Path | None = Field(
+    name: SafeName = Field(description="Catalogue key or your own short name; default repository name.")
+    hf_id: ShortStr | None = Field(None, description="Hugging Face model id the checkpoint comes from.")
+    checkpoint_dir: PathField | None = Field(
         None, description="Local Hugging Face checkpoint directory (config.json + weights). Default: "
         "<cache>/models/<name> (downloaded there by the engine build when missing).")
-    tokenizer_dir: Path | None = Field(None, description="Tokenizer directory; default: checkpoint_dir.")
-    architecture: str = Field(description="Hugging Face architecture class, e.g. LlamaForCausalLM.")
+    tokenizer_dir: PathField | None = Field(None, description="Tokenizer directory; default: checkpoint_dir.")
+    architecture: ShortStr = Field(description="Hugging Face architecture class, e.g. LlamaForCausalLM.")
     num_layers: PositiveInt = Field(description="Transformer layers (num_hidden_layers).")
     hidden_size: PositiveInt = Field(description="Model width.")
     num_heads: PositiveInt = Field(description="Attention heads.")
@@ -157,13 +210,13 @@ class ModelInfo(StrictModel):
     head_dim: PositiveInt | None = Field(None, description="Per-head width; default hidden_size / num_heads.")
     intermediate_size: PositiveInt | None = Field(None, description="MLP width (per expert for MoE).")
     vocab_size: PositiveInt = Field(description="Vocabulary size.")
-    num_params: float = Field(gt=0, description="Total parameter count (all experts for MoE).")
+    num_params: Float = Field(gt=0, description="Total parameter count (all experts for MoE).")
     context_length: PositiveInt = Field(description="Longest context the model supports (max_position_embeddings).")
-    num_experts: int = Field(0, ge=0, description="MoE experts per layer (0 = dense).")
-    experts_per_token: int = Field(0, ge=0, description="MoE experts active per token.")
-    trust_remote_code: bool = Field(False, description="Allow the checkpoint's own Python code to run when "
+    num_experts: StrictInt = Field(0, ge=0, description="MoE experts per layer (0 = dense).")
+    experts_per_token: StrictInt = Field(0, ge=0, description="MoE experts active per token.")
+    trust_remote_code: StrictBool = Field(False, description="Allow the checkpoint's own Python code to run when "
                                     "loading the tokenizer/model. Off unless asked: it executes downloaded code.")
-    description: str = Field("", description="One line shown by `tritongen models`.")
+    description: Text = Field("", description="One line shown by `tritongen models`.")
 
     @property
     def resolved_head_dim(self) -> int:
@@ -185,7 +238,7 @@ class PrecisionSpec(StrictModel):
     kv_cache_dtype: KvCacheDtype = Field(KvCacheDtype.auto, description="KV-cache element type.")
     calib_size: PositiveInt = Field(512, description="Calibration samples for quantize.py (fp8, awq, sq, nvfp4).")
     awq_block_size: PositiveInt = Field(128, description="Group size for INT4 AWQ / GPTQ.")
-    smoothquant_alpha: float = Field(0.5, ge=0, le=1, description="SmoothQuant migration strength.")
+    smoothquant_alpha: Float = Field(0.5, ge=0, le=1, description="SmoothQuant migration strength.")
 
     @property
     def resolved_dtype(self) -> ComputeDtype:
@@ -206,8 +259,8 @@ class Parallelism(StrictModel):
     tp: PositiveInt = Field(1, description="Tensor-parallel size.")
     pp: PositiveInt = Field(1, description="Pipeline-parallel size.")
     ep: PositiveInt = Field(1, description="Expert-parallel size for MoE models (divides tp).")
-    gpu_ids: list[Annotated[int, Field(ge=0)]] | None = Field(
-        None, description="GPU indices to run on; default 0..tp*pp-1. Its length must equal tp*pp.")
+    gpu_ids: list[Annotated[StrictInt, Field(ge=0)]] | None = Field(
+        None, max_length=1024, description="GPU indices to run on; default 0..tp*pp-1. Its length must equal tp*pp.")
 
     @property
     def world_size(self) -> int:
@@ -227,19 +280,19 @@ class Limits(StrictModel):
 
 
 class KvCacheSpec(StrictModel):
-    paged: bool = Field(True, description="Paged KV cache (required for in-flight batching).")
+    paged: StrictBool = Field(True, description="Paged KV cache (required for in-flight batching).")
     tokens_per_block: PositiveInt = Field(32, description="Tokens per KV-cache block (power of two).")
-    enable_reuse: bool = Field(False, description="Reuse KV blocks across requests sharing a prefix "
+    enable_reuse: StrictBool = Field(False, description="Reuse KV blocks across requests sharing a prefix "
                                "(needs paged context FMHA in the engine).")
-    free_gpu_mem_fraction: float = Field(0.9, gt=0, le=1, description="Share of free GPU memory given to the KV cache.")
+    free_gpu_mem_fraction: Float = Field(0.9, gt=0, le=1, description="Share of free GPU memory given to the KV cache.")
     max_tokens: PositiveInt | None = Field(None, description="Cap on tokens held in the paged KV cache.")
-    host_memory_bytes: int = Field(0, ge=0, description="Host memory for offloaded KV blocks (0 = none).")
+    host_memory_bytes: StrictInt = Field(0, ge=0, description="Host memory for offloaded KV blocks (0 = none).")
 
 
 class Scheduling(StrictModel):
     batch_scheduler_policy: BatchSchedulerPolicy = Field(
         BatchSchedulerPolicy.guaranteed_no_evict, description="How requests are admitted to the running batch.")
-    enable_chunked_context: bool = Field(False, description="Split long prompts into chunks across steps "
+    enable_chunked_context: StrictBool = Field(False, description="Split long prompts into chunks across steps "
                                          "(needs paged context FMHA).")
     batching_strategy: BatchingStrategy = Field(BatchingStrategy.inflight_fused_batching,
                                                 description="The tensorrt_llm model's gpt_model_type.")
@@ -253,15 +306,15 @@ class Lookahead(StrictModel):
 
 class Speculative(StrictModel):
     method: SpeculativeMethod = Field(SpeculativeMethod.none, description="Speculative decoding method.")
-    max_draft_len: int = Field(0, ge=0, description="Most draft tokens per step (0 = method default).")
-    draft_model: str | None = Field(None, description="draft_target: catalogue name of the draft model.")
-    heads_dir: Path | None = Field(None, description="medusa/eagle: checkpoint with the extra heads.")
+    max_draft_len: StrictInt = Field(0, ge=0, description="Most draft tokens per step (0 = method default).")
+    draft_model: SafeName | None = Field(None, description="draft_target: catalogue name of the draft model.")
+    heads_dir: PathField | None = Field(None, description="medusa/eagle: checkpoint with the extra heads.")
     num_medusa_heads: PositiveInt = Field(4, description="medusa: number of heads.")
-    medusa_choices: list[list[int]] | None = Field(None, description="medusa: tree of choices (default: the "
+    medusa_choices: list[list[StrictInt]] | None = Field(None, max_length=4096, description="medusa: tree of choices (default: the "
                                                    "engine's).")
-    eagle_choices: list[list[int]] | None = Field(None, description="eagle: tree of choices.")
+    eagle_choices: list[list[StrictInt]] | None = Field(None, max_length=4096, description="eagle: tree of choices.")
     lookahead: Lookahead = Field(default_factory=Lookahead, description="lookahead: (W, N, G).")
-    acceptance_threshold: float | None = Field(None, gt=0, le=1, description="draft_target: probability "
+    acceptance_threshold: Float | None = Field(None, gt=0, le=1, description="draft_target: probability "
                                                "threshold to accept a draft token (None = exact match).")
 
 
@@ -269,25 +322,25 @@ class Decoding(StrictModel):
     mode: DecodingMode = Field(DecodingMode.auto, description="decoding_mode; auto: beam_search when "
                                "max_beam_width > 1, the speculative method's mode, else top_k_top_p.")
     speculative: Speculative = Field(default_factory=Speculative, description="Speculative decoding.")
-    gather_context_logits: bool = Field(False, description="Build the engine to return context logits.")
-    gather_generation_logits: bool = Field(False, description="Build the engine to return generation logits.")
+    gather_context_logits: StrictBool = Field(False, description="Build the engine to return context logits.")
+    gather_generation_logits: StrictBool = Field(False, description="Build the engine to return generation logits.")
 
 
 class Serving(StrictModel):
-    streaming: bool = Field(True, description="Stream tokens as they are made (decoupled models).")
-    bls: bool = Field(False, description="Also add tensorrt_llm_bls: one python model doing pre -> LLM -> post "
+    streaming: StrictBool = Field(True, description="Stream tokens as they are made (decoupled models).")
+    bls: StrictBool = Field(False, description="Also add tensorrt_llm_bls: one python model doing pre -> LLM -> post "
                       "(needed for draft_target; exact streamed text for any client).")
     preprocessing_instances: PositiveInt = Field(1, description="Preprocessing model instances.")
     postprocessing_instances: PositiveInt = Field(1, description="Postprocessing model instances (1 when "
                                                   "streaming: it keeps each stream's decoder state).")
     bls_instances: PositiveInt = Field(1, description="tensorrt_llm_bls instances.")
-    max_queue_delay_us: int = Field(0, ge=0, description="Dynamic batcher: longest wait to fill a batch "
+    max_queue_delay_us: StrictInt = Field(0, ge=0, description="Dynamic batcher: longest wait to fill a batch "
                                     "(preprocessing, tensorrt_llm).")
-    postprocessing_queue_delay_us: int = Field(
+    postprocessing_queue_delay_us: StrictInt = Field(
         1000, ge=0, description="Postprocessing's dynamic batcher wait. Postprocessing runs once per streamed "
         "token; waiting up to 1 ms for more tokens gathers bigger batches and cuts the pipeline's CPU per token "
         "under load, at the cost of at most that much extra latency per token (0 for single-stream latency).")
-    max_queue_size: int = Field(0, ge=0, description="Dynamic batcher: queued requests before rejecting (0 = no cap).")
+    max_queue_size: StrictInt = Field(0, ge=0, description="Dynamic batcher: queued requests before rejecting (0 = no cap).")
     optional_outputs: OutputSet | list[OutputGroup] = Field(
         OutputSet.auto, description="Outputs the client contract carries besides text_output: `auto`, `all`, or a "
         "list of groups (log_probs, logits, indices, perf_metrics, speculative, token_counts). Triton's ensemble "
@@ -295,12 +348,12 @@ class Serving(StrictModel):
         "indices and token_counts, plus logits when the engine gathers them and speculative with speculative "
         "decoding (llmapi: all). perf_metrics (KV-cache and timing figures) is opt-in: "
         "`[log_probs, indices, token_counts, perf_metrics]` or `all`.")
-    exclude_input_in_output: bool = Field(True, description="Return only generated text, not the prompt.")
+    exclude_input_in_output: StrictBool = Field(True, description="Return only generated text, not the prompt.")
     logits_dtype: LogitsDataType = Field(LogitsDataType.TYPE_FP32, description="Dtype of returned logits.")
-    normalize_log_probs: bool = Field(True, description="Normalize returned log probabilities.")
-    skip_special_tokens: bool = Field(True, description="Drop special tokens from returned text.")
-    add_special_tokens: bool = Field(True, description="Let the tokenizer add BOS/EOS when encoding prompts.")
-    model_prefix: str = Field("", pattern=r"^[A-Za-z0-9_.-]{0,48}$", description="Prefix for every model name "
+    normalize_log_probs: StrictBool = Field(True, description="Normalize returned log probabilities.")
+    skip_special_tokens: StrictBool = Field(True, description="Drop special tokens from returned text.")
+    add_special_tokens: StrictBool = Field(True, description="Let the tokenizer add BOS/EOS when encoding prompts.")
+    model_prefix: StrictStr = Field("", pattern=rf"^[{NAME_CHARS}]{{0,48}}$", description="Prefix for every model name "
                               "(e.g. `llama-` gives llama-ensemble, llama-tensorrt_llm, ...): lets several "
                               "repositories share one server; clients then call <prefix>ensemble.")
     @field_validator("optional_outputs", mode="before")
@@ -318,27 +371,27 @@ class Serving(StrictModel):
             return value
         raise ValueError(f"{value!r} is not allowed; {allowed}")
 
-    host: str = Field("127.0.0.1", description="Address the server binds to (0.0.0.0 exposes it to the network).")
-    http_port: int = Field(8000, ge=1, le=65535, description="HTTP/REST port.")
-    grpc_port: int = Field(8001, ge=1, le=65535, description="gRPC port.")
-    metrics_port: int = Field(8002, ge=1, le=65535, description="Prometheus metrics port.")
+    host: ShortStr = Field("127.0.0.1", description="Address the server binds to (0.0.0.0 exposes it to the network).")
+    http_port: StrictInt = Field(8000, ge=1, le=65535, description="HTTP/REST port.")
+    grpc_port: StrictInt = Field(8001, ge=1, le=65535, description="gRPC port.")
+    metrics_port: StrictInt = Field(8002, ge=1, le=65535, description="Prometheus metrics port.")
 
 
 class Container(StrictModel):
-    image: str | None = Field(None, description="Serving/build image; default: the newest NGC "
+    image: ShortStr | None = Field(None, description="Serving/build image; default: the newest NGC "
                               "tritonserver:<tag>-trtllm-python-py3 that supports the route.")
-    trtllm_version: str | None = Field(None, description="TensorRT-LLM version in the image; default: from "
+    trtllm_version: ShortStr | None = Field(None, description="TensorRT-LLM version in the image; default: from "
                                        "the version matrix for the image's tag.")
 
 
 class EngineSpec(StrictModel):
-    dir: Path | None = Field(None, description="Prebuilt engine directory (config.json + rank*.engine); "
+    dir: PathField | None = Field(None, description="Prebuilt engine directory (config.json + rank*.engine); "
                              "default: the engine cache entry for this spec.")
-    gpu: str | None = Field(None, description="GPU the engine is built for (catalogue name, e.g. h100); "
+    gpu: ShortStr | None = Field(None, description="GPU the engine is built for (catalogue name, e.g. h100); "
                             "default: detected with nvidia-smi.")
-    multiple_profiles: bool | None = Field(None, description="trtllm-build --multiple_profiles (faster across "
+    multiple_profiles: StrictBool | None = Field(None, description="trtllm-build --multiple_profiles (faster across "
                                            "batch sizes, longer build); null: TensorRT-LLM's default.")
-    draft_dir: Path | None = Field(None, description="draft_target: prebuilt draft engine; default: the engine "
+    draft_dir: PathField | None = Field(None, description="draft_target: prebuilt draft engine; default: the engine "
                                    "cache entry of the draft model (`tritongen engine` builds it).")
 
 
@@ -347,8 +400,8 @@ class CpuSpec(StrictModel):
                                   "deterministic fake tokens (clearly a MOCK, for load tests).")
     device: CpuDevice = Field(CpuDevice.auto, description="Where PyTorch runs (auto: CUDA when available).")
     dtype: TorchDtype = Field(TorchDtype.auto, description="PyTorch dtype (auto: float32 on CPU, float16 on CUDA).")
-    mock_step_ms: float = Field(0.0, ge=0, description="mock: delay per decode step in milliseconds.")
-    mock_echo: bool = Field(False, description="mock: stream the prompt's own tokens back (cycling) instead of "
+    mock_step_ms: Float = Field(0.0, ge=0, description="mock: delay per decode step in milliseconds.")
+    mock_echo: StrictBool = Field(False, description="mock: stream the prompt's own tokens back (cycling) instead of "
                             "vocabulary tokens; tests streamed text on any language.")
     instances: PositiveInt = Field(1, description="Python-backend instances of the reference engine.")
     threads: PositiveInt | None = Field(None, description="torch: intra-op CPU threads (null: all cores but one, "
@@ -358,7 +411,7 @@ class CpuSpec(StrictModel):
 class Spec(StrictModel):
     """A whole deployment."""
 
-    name: str | None = Field(None, description="Repository name (repos/<name>); default: model.name.")
+    name: SafeName | None = Field(None, description="Repository name (repos/<name>); default: model.name.")
     route: Route = Field(Route.engine, description="engine | llmapi | cpu.")
     model: ModelInfo
     precision: PrecisionSpec = Field(default_factory=PrecisionSpec)
@@ -633,17 +686,19 @@ def load_yaml_file(path: Path) -> dict:
     try:
         text = Path(path).read_text()
     except OSError as exc:
-        raise SpecError([f"{path}: cannot read spec file ({exc.strerror})"]) from exc
+        raise SpecError([f"{show_path(path)}: cannot read spec file ({exc.strerror})"]) from None
+    except ValueError as exc:  # a NUL byte in the path
+        raise SpecError([f"{show_path(path)}: cannot read spec file ({exc})"]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
-        raise SpecError([f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})"]) from exc
+        raise SpecError([f"{show_path(path)}{where}: not valid YAML ({getattr(exc, 'problem', exc)})"]) from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise SpecError([f"{path}: a spec file must be a YAML mapping, got {type(data).__name__}"])
+        raise SpecError([f"{show_path(path)}: a spec file must be a YAML mapping, got {type(data).__name__}"])
     return data
 
 
@@ -671,7 +726,9 @@ def _describe(err: dict) -> str:
     kind = err.get("type", "")
     value = err.get("input")
     ctx = err.get("ctx") or {}
-    shown = repr(value) if not isinstance(value, dict) else "a mapping"
+    shown = shorten(value) if not isinstance(value, dict) else "a mapping"
+    if isinstance(value, bool):
+        shown = "true" if value else "false"
     if kind == "extra_forbidden":
         return "unknown field (check the spelling; `tritongen spec --reference` lists every field)"
     if kind == "missing":
@@ -682,6 +739,11 @@ def _describe(err: dict) -> str:
         op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
         bound = next(iter(ctx.values()), "?")
         return f"{shown} must be {op} {bound}"
+    if kind in ("string_too_long", "too_long"):
+        limit = ctx.get("max_length", "?")
+        return f"{shown} is longer than {limit} {'characters' if kind == 'string_too_long' else 'items'}"
+    if kind == "string_pattern_mismatch":
+        return f"{shown} does not match {ctx.get('pattern', '?')}"
     if kind.endswith("_parsing") or kind.endswith("_type"):
         expected = kind.split("_")[0]
         return f"{shown} is not a valid {expected}"
@@ -715,12 +777,23 @@ def load_spec(
     spec_file = files[-1] if files else None
     cli_data = apply_sets({}, [f"{k}={_yaml_scalar(v)}" for k, v in (options or {}).items() if v is not None])
     cli_data = apply_sets(cli_data, sets or [])
+    if model is not None and name_problem(model):
+        raise SpecError([f"model: {name_problem(model)}"], hint="see `tritongen models` for the catalogue's names")
     name = model or (file_data.get("model") or {}).get("name") or (cli_data.get("model") or {}).get("name")
     checkpoint = ((cli_data.get("model") or {}).get("checkpoint_dir")
                   or (file_data.get("model") or {}).get("checkpoint_dir"))
+    if checkpoint is not None:
+        try:
+            _path_value(checkpoint)
+        except ValueError as exc:
+            raise SpecError([f"model.checkpoint_dir: {exc}"]) from None
+    if name is not None and name_problem(name):
+        # Before the catalogue lookup and the file system see it (a 10 MB name, a path).
+        raise SpecError([f"model.name: {name_problem(name)}"])
     if not name:
         if checkpoint:
-            name = Path(str(checkpoint)).name
+            # A folder name may hold anything (spaces, '+'); the model name becomes cache folder names.
+            name = safe_name_from(Path(str(checkpoint)).name)
         else:
             raise SpecError(["model: give a catalogue model name (see `tritongen models`), a spec file with "
                              "model.name, or --checkpoint DIR"])

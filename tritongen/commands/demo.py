@@ -25,6 +25,7 @@ def _step(n: int, total: int, text: str) -> None:
 def command(model, out, http_port, grpc_port, metrics_port, openai_port, prompt, keep_running) -> None:
     """Build tiny, render and validate its repository, start a real tritonserver, stream a completion over
     gRPC, call the HTTP generate endpoint and the OpenAI API, then stop the server (also when a step fails)."""
+    from ..cli import default_repo_dir
     from ..client import GenerateParams, LLMClient
     from ..render import write_repo
     from ..serve import local, state
@@ -39,7 +40,7 @@ def command(model, out, http_port, grpc_port, metrics_port, openai_port, prompt,
                                      "serving.grpc_port": grpc_port, "serving.metrics_port": metrics_port})
     _step(2, steps, "model files (tiny is built offline once, then cached)")
     ensure_model(spec, echo=lambda m: click.echo("      " + m, err=True))
-    repo = out or Path("repos") / spec.repo_name
+    repo = out or default_repo_dir(spec)
     _step(3, steps, f"render + validate {repo}")
     write_repo(spec, repo, force=False)
     report = validate_repo(repo)

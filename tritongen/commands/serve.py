@@ -77,11 +77,13 @@ def serve(repos, name, host, http_port, grpc_port, metrics_port, docker, image, 
     `tritongen stop`. With --docker it runs in the pinned NGC container (repositories mounted read-only);
     a tp x pp > 1 engine starts one tritonserver per rank under mpirun (leader mode).
     """
+    from ..names import check_name, safe_name_from
     from ..serve import state
     from ..serve.command import ServeOptions
 
     repos = [Path(r).resolve() for r in repos]
-    name = name or repos[0].name
+    # The name becomes the state file's and the container's name.
+    name = check_name(name, "--name") if name is not None else safe_name_from(repos[0].name, "server")
     ctx = click.get_current_context()
     given = {name for name in ("memlock", "shm_size", "network")
              if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE}

@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..names import check_name, inside
 from ..spec import cache_dir
 
 
@@ -38,7 +39,8 @@ class ServerRecord:
 
     @property
     def path(self) -> Path:
-        return run_dir() / f"{self.name}.json"
+        check_name(self.name, "server name")
+        return inside(run_dir() / f"{self.name}.json", run_dir(), "server name")
 
     @property
     def client_host(self) -> str:
