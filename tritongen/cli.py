@@ -292,7 +292,8 @@ def spec_cmd(model, as_json, reference, **kwargs) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Repository directory (default: repos/<name>).")
 @click.option("--force", is_flag=True, help="Replace the directory even if tritongen did not create it.")
-@click.option("--no-build", is_flag=True, help="engine route: render even if the engine is not built yet.")
+@click.option("--no-build", is_flag=True, help="engine route: render even if the engine is not built yet (or "
+              "--engine-dir is not there yet).")
 def repo_cmd(model, out, force, no_build, **kwargs) -> None:
     """Render and validate the Triton model repository for MODEL into repos/<name>.
 
@@ -306,6 +307,11 @@ def repo_cmd(model, out, force, no_build, **kwargs) -> None:
     spec = resolve(model, kwargs)
     versions.check_route_supported(spec)
     out_dir = out or default_repo_dir(spec)
+    if spec.route is Route.engine and spec.engine.dir is not None:
+        _check_engine_dir(Path(spec.engine.dir), no_build)
+        if spec._from_engine:
+            taken = ", ".join(f"{k}={v}" for k, v in spec._from_engine.items())
+            click.echo(f"from the engine's config.json: {taken}", err=True)
     if spec.route is Route.cpu:
         from .tiny import ensure_model
 
@@ -322,6 +328,24 @@ def repo_cmd(model, out, force, no_build, **kwargs) -> None:
     models = sorted(report.models)
     click.echo(f"wrote {out_dir} ({spec.route.value} route: {', '.join(models)})")
     click.echo(f"next: tritongen serve {out_dir}")
+
+
+def _check_engine_dir(engine_dir: Path, no_build: bool) -> None:
+    """A prebuilt engine that is not there is an error, not a repository that cannot load (unless the engine is
+    to be built later: --no-build)."""
+    from .errors import UsageError
+    from .names import show_path
+
+    if engine_dir.joinpath("config.json").is_file():
+        return
+    what = "does not exist" if not engine_dir.exists() else "has no config.json (not a trtllm-build output)"
+    if no_build:
+        click.echo(click.style(f"warning: --engine-dir {show_path(engine_dir)} {what}; rendering anyway "
+                               "(--no-build)", fg="yellow"), err=True)
+        return
+    raise UsageError(f"--engine-dir {show_path(engine_dir)} {what}",
+                     hint="point it at the folder trtllm-build wrote (config.json + rank*.engine), or pass "
+                          "--no-build to render for an engine built later")
 
 
 @cli.command("validate")

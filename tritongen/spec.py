@@ -21,6 +21,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     StrictBool,
     StrictInt,
     StrictStr,
@@ -424,6 +425,14 @@ class Spec(StrictModel):
     container: Container = Field(default_factory=Container)
     engine: EngineSpec = Field(default_factory=EngineSpec)
     cpu: CpuSpec = Field(default_factory=CpuSpec)
+    #: Fields load_spec took from the prebuilt engine's config.json (dotted key -> value), for messages.
+    _from_engine: dict = PrivateAttr(default_factory=dict)
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_shorthand(cls, value):
+        # `precision: fp8` means precision.format, as --precision and --set precision=fp8 do.
+        return {"format": value} if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Spec:
@@ -647,6 +656,8 @@ def apply_sets(data: dict, assignments: list[str]) -> dict:
     out = copy.deepcopy(data)
     for assignment in assignments:
         path, value = parse_set(assignment)
+        if path == ["precision"] and not isinstance(value, dict):
+            path = ["precision", "format"]  # the shorthand the --precision option also is
         _check_path(path, assignment)
         node = out
         for part in path[:-1]:
@@ -663,8 +674,9 @@ def _check_path(path: list[str], assignment: str) -> None:
         fields = model.model_fields
         if part not in fields:
             where = ".".join(path[:i]) or "the spec"
-            raise SpecError([f"--set {assignment}: unknown field {'.'.join(path[: i + 1])!r}; fields of {where}: "
-                             f"{', '.join(fields)}"])
+            guess = _did_you_mean(path[: i + 1])
+            raise SpecError([f"--set {assignment}: unknown field {'.'.join(path[: i + 1])!r}"
+                             f"{guess or ';'} fields of {where}: {', '.join(fields)}"])
         annotation = fields[part].annotation
         sub = _submodel(annotation)
         if i < len(path) - 1 and sub is None:
@@ -718,8 +730,27 @@ def format_validation_error(exc: ValidationError) -> list[str]:
             lines.extend(msg.split(_CROSS_MARK, 1)[1].splitlines())
             continue
         loc = "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in err.get("loc", ())).lstrip(".")
+        if err.get("type") == "extra_forbidden":
+            guess = _did_you_mean(list(err.get("loc", ())))
+            lines.append(f"{loc}: unknown field{guess or ';'} check the spelling (`tritongen spec --reference` "
+                         "lists every field)")
+            continue
         lines.append(f"{loc or 'spec'}: {_describe(err)}")
     return lines
+
+
+def _did_you_mean(loc: list) -> str:
+    """'; did you mean X?' for an unknown field, from the fields of the section it is in ('' when nothing close)."""
+    import difflib
+
+    model: type[BaseModel] | None = Spec
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part)) if model else None
+        model = _submodel(field.annotation) if field else None
+    if model is None or not loc:
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""  # the caller's next words follow
 
 
 def _describe(err: dict) -> str:
@@ -812,7 +843,51 @@ def load_spec(
         for key, value in facts.items():
             if key not in explicit:
                 merged["model"][key] = value
-    return build_spec(merged, source=str(spec_file) if spec_file else "catalogue + options")
+    adopted = _adopt_engine(merged, explicit=_dotted_keys(deep_merge(file_data, cli_data)))
+    spec = build_spec(merged, source=str(spec_file) if spec_file else "catalogue + options")
+    spec._from_engine = adopted
+    return spec
+
+
+def _dotted_keys(data: dict, prefix: str = "") -> set[str]:
+    """Every key of a nested mapping as a dotted path, sections included (``limits``, ``limits.max_seq_len``)."""
+    keys = set()
+    for key, value in data.items():
+        keys.add(prefix + str(key))
+        if isinstance(value, dict):
+            keys |= _dotted_keys(value, f"{prefix}{key}.")
+    return keys
+
+
+def _adopt_engine(merged: dict, *, explicit: set[str]) -> dict[str, Any]:
+    """A prebuilt engine (``engine.dir``) fixes its limits, parallelism, precision and gathered logits: take
+    them from its config.json into ``merged`` for every field the user did not set (the catalogue's values are
+    only defaults). An explicit value that disagrees is left for validation to report. Returns what was taken."""
+    engine_dir = (merged.get("engine") or {}).get("dir")
+    if not engine_dir or str(merged.get("route", Route.engine.value)) != Route.engine.value:
+        return {}
+    try:
+        if not Path(str(engine_dir), "config.json").is_file():
+            return {}  # the repo command refuses a missing engine; `spec` and `plan` may describe one to build
+    except (OSError, ValueError):
+        return {}
+    from . import engine_config
+
+    try:
+        cfg = engine_config.load(Path(str(engine_dir)))
+    except engine_config.EngineConfigError as exc:
+        raise SpecError([f"engine.dir: {exc}"], hint="point --engine-dir at a trtllm-build output") from None
+    adopted = {}
+    for key, value in engine_config.spec_values(cfg).items():
+        if key in explicit:
+            continue
+        node = merged
+        *sections, leaf = key.split(".")
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[leaf] = value
+        adopted[key] = value
+    return adopted
 
 
 def _yaml_scalar(value: Any) -> str:

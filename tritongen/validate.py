@@ -546,19 +546,7 @@ def _engine_gpu_mismatch(eng, want: str | None, gpu_ids: list[str]) -> str | Non
     return None
 
 
-_QUANT_ALGO = {
-    "fp16": (None,),
-    "bf16": (None,),
-    "fp8": ("FP8",),
-    "int8_wo": ("W8A16",),
-    "int4_wo": ("W4A16",),
-    "int4_awq": ("W4A16_AWQ",),
-    "int4_gptq": ("W4A16_GPTQ",),
-    "w4a8_awq": ("W4A8_AWQ",),
-    "w8a8_sq": ("W8A8_SQ_PER_CHANNEL", "W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN", "W8A8_SQ_PER_TENSOR_PLUGIN",
-                "W8A8_SQ_PER_CHANNEL_PER_TENSOR_PLUGIN", "W8A8_SQ_PER_TENSOR_PER_TOKEN_PLUGIN"),
-    "nvfp4": ("NVFP4",),
-}
+_QUANT_ALGO = engine_config.QUANT_ALGO_BY_PRECISION
 
 
 # -- llmapi route ----------------------------------------------------------------------------------------
