@@ -240,11 +240,23 @@ def _stop_one(record) -> str:
     return "stopped" if was else "removed stale record of"
 
 
+def _others_note(records) -> str:
+    """Which servers of other checkouts/caches exist, for a message ('' when none)."""
+    from ..serve import state
+
+    others = [r for r in state.find(None, everyone=True) if not r.mine and r not in records]
+    if not others:
+        return ""
+    names = ", ".join(f"{r.name!r} (from {r.owner})" for r in others)
+    return f"; servers of other checkouts, stopped only when named: {names}"
+
+
 @click.command("stop")
 @click.argument("target", required=False)
-@click.option("--all", "stop_all", is_flag=True, help="Stop every server tritongen started.")
+@click.option("--all", "stop_all", is_flag=True, help="Stop every server this checkout (its cache) started.")
 def stop(target, stop_all) -> None:
-    """Stop the server named TARGET (or serving the repository TARGET); with no TARGET, the only one running."""
+    """Stop the server named TARGET (or serving the repository TARGET); with no TARGET, the only one this
+    checkout started. A server another checkout (another cache) started is only stopped when named."""
     from ..serve import state
 
     records = state.find(None if stop_all else target)
@@ -254,12 +266,15 @@ def stop(target, stop_all) -> None:
         names = ", ".join(r.name for r in records)
         raise UsageError(f"several servers are running ({names}); name one or pass --all")
     if not records:
-        click.echo("no tritongen server is running")
+        click.echo(f"no tritongen server of this checkout is running{_others_note(records)}")
         return
     for record in records:
         what = _stop_one(record)
         where = f"container {record.container}" if record.container else f"pid {record.pid}"
         click.echo(f"{what} {record.name!r} ({record.runtime}, {where})")
+    note = _others_note(records) if not target else ""
+    if note:
+        click.echo(note.lstrip("; "))
 
 
 @click.command("status")
@@ -273,7 +288,7 @@ def status(as_json) -> None:
     from ..serve.local import ready
 
     rows = []
-    for record in state.load_all():
+    for record in state.find(None, everyone=True):
         alive = _alive(record)
         is_ready = alive and ready(record.client_host, record.http_port)
         rows.append((record, "ready" if is_ready else ("starting/unhealthy" if alive else "dead")))
@@ -285,7 +300,8 @@ def status(as_json) -> None:
         return
     click.echo(f"{'NAME':<16}{'STATE':<20}{'RUNTIME':<8}{'GRPC':<22}{'HTTP':<22}REPOSITORY")
     for r, s in rows:
-        click.echo(f"{r.name:<16}{s:<20}{r.runtime:<8}{r.grpc_url:<22}{r.http_url:<22}{r.repo}")
+        other = "" if r.mine else f"  (started from {r.owner}; stop it by name)"
+        click.echo(f"{r.name:<16}{s:<20}{r.runtime:<8}{r.grpc_url:<22}{r.http_url:<22}{r.repo}{other}")
 
 
 @click.command("logs")
@@ -298,7 +314,8 @@ def logs(target, lines) -> None:
 
     records = state.find(target)
     if not records:
-        raise ServerError(f"no tritongen server {'named ' + repr(target) if target else 'is running'}")
+        raise ServerError(f"no tritongen server {'named ' + repr(target) if target else 'of this checkout is running'}"
+                          f"{_others_note(records) if not target else ''}")
     if len(records) > 1:
         raise UsageError(f"several servers match; name one of: {', '.join(r.name for r in records)}")
     record = records[0]
