@@ -197,3 +197,60 @@ def test_test_session_temp_folder_is_removed_at_exit():
     env.pop("TRITONGEN_KEEP_TEST_TMP", None)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert not Path(out.stdout.strip()).exists()
+
+
+# -- smaller points -------------------------------------------------------------------------------------
+
+ENGINE = Path(__file__).parent / "fixtures/engines/llama3-8b-fp16-tp1"
+
+
+def _engine_repo(out: Path) -> Path:
+    from tritongen.render import write_repo
+    from tritongen.spec import load_spec
+
+    return write_repo(load_spec("llama3-8b", options={"engine.dir": ENGINE, "model.checkpoint_dir": "/m"}), out)
+
+
+def test_one_broken_config_is_one_error(tmp_path):
+    from tritongen.validate import validate_repo
+
+    repo = _engine_repo(tmp_path / "r")
+    with open(repo / "postprocessing" / "config.pbtxt", "a") as fh:
+        fh.write("garbage {\n")
+    errors = validate_repo(repo).errors
+    assert [e.field for e in errors] == ["protobuf"], [str(e) for e in errors]
+
+
+def test_a_missing_model_is_one_error_not_its_tensors_too(tmp_path):
+    import shutil
+
+    from tritongen.validate import validate_repo
+
+    repo = _engine_repo(tmp_path / "r")
+    shutil.rmtree(repo / "postprocessing")
+    errors = [e for e in validate_repo(repo).errors if "ensemble" in str(e.file)]
+    assert len(errors) == 1 and "no model 'postprocessing'" in str(errors[0]), [str(e) for e in errors]
+
+
+def test_the_lock_header_names_no_bare_repository_name(tmp_path):
+    from tritongen.render import LOCK_NAME
+
+    repo = _engine_repo(tmp_path / "llama3-8b")
+    header = [line for line in (repo / LOCK_NAME).read_text().splitlines() if line.startswith("#")]
+    assert "tritongen validate" in " ".join(header) and "validate llama3-8b" not in " ".join(header)
+    result = CliRunner().invoke(cli, ["validate", str(repo)])
+    assert result.exit_code == 0, result.output
+
+
+def test_bench_records_a_container_only_for_a_docker_server():
+    from tritongen.commands.bench import _runtime
+
+    base = dict(repo="/r", host="127.0.0.1", http_port=1, grpc_port=2, metrics_port=3, log="/dev/null")
+    docker = state.ServerRecord(name="d", runtime="docker", image="nvcr.io/nvidia/tritonserver:x", container="c",
+                                **base)
+    local_record = state.ServerRecord(name="l", runtime="local", command=["/bin/tritonserver"],
+                                      extra={"source": "nvidia-pytriton"}, **base)
+    assert _runtime(docker)["container"] == {"image": "nvcr.io/nvidia/tritonserver:x", "name": "c"}
+    assert _runtime(local_record) == {"kind": "local", "server": "l", "container": None,
+                                      "tritonserver": "nvidia-pytriton"}
+    assert _runtime(None)["container"] is None

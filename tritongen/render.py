@@ -387,11 +387,12 @@ def lock_data(spec: Spec, repo: Path) -> dict:
     }
 
 
-def write_lock(spec: Spec, repo: Path, *, name: str | None = None) -> Path:
+def write_lock(spec: Spec, repo: Path) -> Path:
     data = lock_data(spec, repo)
+    # No path in the header: the folder may be moved, and a bare name (`tritongen validate tiny`) is not a path.
     header = (
         "# Written by tritongen; it records how this repository was made. Do not edit: change the spec and run\n"
-        f"# `tritongen repo` again. `tritongen validate {name or repo.name}` checks the tree against it.\n"
+        "# `tritongen repo` again. `tritongen validate` on this folder checks the tree against it.\n"
     )
     path = repo / LOCK_NAME
     path.write_text(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100))
@@ -448,7 +449,7 @@ def write_repo(spec: Spec, out_dir: Path, *, force: bool = False, validate: bool
     tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-{out_dir.name}-", dir=out_dir.parent))
     try:
         render_into(spec, tmp)
-        write_lock(spec, tmp, name=out_dir.name)
+        write_lock(spec, tmp)
         if validate:
             from .validate import validate_repo
 
