@@ -67,6 +67,13 @@ def test_engine_list_in_a_checkout_is_the_checkouts_cache(tmp_path, monkeypatch)
 
 
 @pytest.fixture
+def own_state(tmp_path, monkeypatch):
+    """A cache (and so a server state folder) of this test's own: the session's servers are not in it."""
+    monkeypatch.setenv("TRITONGEN_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture
 def sleepers():
     """Processes standing in for servers (own session, so stop_pid's group kill only hits them)."""
     started = []
@@ -92,7 +99,7 @@ def _record(name: str, pid: int, owner: str) -> state.ServerRecord:
     return record
 
 
-def test_stop_without_a_name_never_stops_another_checkouts_server(sleepers):
+def test_stop_without_a_name_never_stops_another_checkouts_server(own_state, sleepers):
     theirs = _record("theirs", sleepers(), owner="/elsewhere/checkout/.cache")
     runner = CliRunner()
     alone = runner.invoke(cli, ["stop"])
@@ -254,3 +261,20 @@ def test_bench_records_a_container_only_for_a_docker_server():
     assert _runtime(local_record) == {"kind": "local", "server": "l", "container": None,
                                       "tritonserver": "nvidia-pytriton"}
     assert _runtime(None)["container"] is None
+
+
+def test_a_record_of_an_older_release_with_any_name_can_still_be_removed(own_state):
+    import json
+    from dataclasses import asdict
+
+    legacy = state.ServerRecord(name="my repo", repo="/r", runtime="local", host="127.0.0.1", http_port=1,
+                                grpc_port=2, metrics_port=3, log="/dev/null", pid=None)
+    data = asdict(legacy)
+    data.pop("owner")  # older releases wrote no owner
+    state.run_dir().mkdir(parents=True, exist_ok=True)
+    (state.run_dir() / "my repo.json").write_text(json.dumps(data))
+    [record] = [r for r in state.load_all() if r.name == "my repo"]
+    assert record.owner is None
+    result = CliRunner().invoke(cli, ["stop", "my repo"])
+    assert result.exit_code == 0 and "removed stale record of 'my repo'" in result.output, result.output
+    assert not (state.run_dir() / "my repo.json").exists()

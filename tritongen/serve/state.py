@@ -58,6 +58,9 @@ class ServerRecord:
 
     @property
     def path(self) -> Path:
+        loaded_from = getattr(self, "_loaded_from", None)
+        if loaded_from is not None:  # a record of an older release may have any name: keep its own file
+            return loaded_from
         check_name(self.name, "server name")
         return inside(run_dir() / f"{self.name}.json", run_dir(), "server name")
 
@@ -98,9 +101,13 @@ def load_all() -> list[ServerRecord]:
     out = []
     for path in sorted(run_dir().glob("*.json")):
         try:
-            out.append(ServerRecord(**json.loads(path.read_text())))
-        except (OSError, json.JSONDecodeError, TypeError):
+            data = json.loads(path.read_text())
+            data.setdefault("owner", None)  # written by an older release: not this process's cache by default
+            record = ServerRecord(**data)
+        except (OSError, json.JSONDecodeError, TypeError, AttributeError):
             continue
+        record._loaded_from = path
+        out.append(record)
     return out
 
 
