@@ -7,13 +7,18 @@ SHELL := /bin/bash
 PYTHON      ?= python3
 VENV        ?= .venv
 TORCH       ?= torch==2.13.0
+# PyPI's torch wheel for Linux is the CUDA build (several GB with its nvidia-* libraries); the cpu route and the
+# tests need only the CPU build (about 190 MB). `make venv` takes torch from this index when it answers, else from
+# pip's configured index (saying so). TORCH_INDEX= (empty) always uses pip's configured index.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 EXTRAS      ?= cpu,local-server,openai,bench,dev
 BIN         := $(VENV)/bin
 TRITONGEN   := $(BIN)/tritongen
 STAMP       := $(VENV)/.tritongen-installed
 
-# Everything tritongen caches (tiny model, engines, server state) stays inside the project.
-export TRITONGEN_CACHE ?= $(CURDIR)/.cache
+# Everything tritongen caches (tiny model, engines, server logs) stays inside the project: the CLI itself uses
+# ./.cache when it runs inside a checkout (tritongen.spec.cache_dir), so make and a plain `tritongen` share one
+# cache. TRITONGEN_CACHE, when set, wins for both.
 
 MODEL       ?= tiny
 NAME        ?=
@@ -36,6 +41,10 @@ PROTOCOL    ?= grpc
 HTTP_PORT   ?= 8000
 GRPC_PORT   ?= 8001
 METRICS_PORT ?= 8002
+OPENAI_PORT ?= 9000
+COMPOSE_OUT ?= $(REPO).compose.yaml
+# `make engine DRY_RUN=1` on a machine without nvidia-smi plans for this GPU (GPU= overrides).
+DRY_RUN_GPU ?= h100-sxm
 PYTEST_ARGS ?=
 DRY_RUN     ?=
 LOCAL       ?=
@@ -54,9 +63,10 @@ SPEC_ARGS = $(if $(SPEC),--spec $(SPEC)) $(if $(ROUTE),--route $(ROUTE)) $(if $(
             $(if $(GPUS),--gpus $(GPUS)) $(if $(GPU),--gpu $(GPU)) $(if $(ENGINE_DIR),--engine-dir $(ENGINE_DIR)) \
             $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT)) $(if $(NAME),--name $(NAME)) \
             $(foreach s,$(SET),--set $(s))
+DRY_RUN_GPU_ARG = $(if $(GPU),,$(if $(shell command -v nvidia-smi 2>/dev/null),,--gpu $(DRY_RUN_GPU)))
 PORT_ARGS = --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 
-.PHONY: help venv repo validate spec models plan engine engines bench test test-fast test-docker standin demo serve compose stop status infer docs lint clean
+.PHONY: help venv torch repo validate spec models plan engine engines bench test test-fast test-docker standin demo serve compose stop status infer docs lint clean
 
 help: ## Show this help (default goal)
 	@echo "tritongen - one spec -> a validated Triton repository for TensorRT-LLM, served and queried"
@@ -65,17 +75,28 @@ help: ## Show this help (default goal)
 	@echo
 	@echo "Variables (make VAR=value): MODEL=$(MODEL) ROUTE PRECISION KV_DTYPE TP PP GPUS GPU ENGINE_DIR CHECKPOINT"
 	@echo "  SPEC=file.yaml SET='limits.max_batch_size=32 serving.streaming=false' NAME REPO=$(REPO) RUNTIME=$(RUNTIME)"
-	@echo "  PROMPT MAX_TOKENS PROTOCOL=grpc|http HTTP_PORT GRPC_PORT METRICS_PORT VENV PYTHON TORCH"
-	@echo "  engine: DRY_RUN=1 (print the commands) LOCAL=1 (run on this host) FORCE=1 (rebuild)"
+	@echo "  PROMPT MAX_TOKENS PROTOCOL=grpc|http HTTP_PORT GRPC_PORT METRICS_PORT OPENAI_PORT VENV PYTHON TORCH TORCH_INDEX"
+	@echo "  engine: DRY_RUN=1 (print the commands; DRY_RUN_GPU=$(DRY_RUN_GPU) without nvidia-smi) LOCAL=1 (run on this host) FORCE=1 (rebuild)"
+	@echo "  compose: COMPOSE_OUT=$(COMPOSE_OUT)"
 	@echo "  plan: PLAN_ARGS='--gpu h100 --concurrency 64'   bench: CONCURRENCY INPUT_LEN OUTPUT_LEN REQUESTS DURATION SLO"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	@# torch first, pinned, so that no dependency can pull a multi-GB CUDA build.
-	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	@$(MAKE) --no-print-directory torch VENV=$(VENV) PYTHON=$(PYTHON)
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
 	@touch $(STAMP)
+
+torch: ## Install TORCH into VENV: the CPU build from TORCH_INDEX when it answers, else pip's configured index
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@if [ -n "$(TORCH_INDEX)" ] && $(BIN)/python -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=10)" "$(TORCH_INDEX)" 2>/dev/null; then \
+	  echo "torch: $(TORCH) from $(TORCH_INDEX)"; \
+	  $(BIN)/python -m pip install --quiet --index-url "$(TORCH_INDEX)" "$(TORCH)"; \
+	else \
+	  if [ -n "$(TORCH_INDEX)" ]; then echo "torch: $(TORCH_INDEX) cannot be reached; installing $(TORCH) from pip's configured index instead (on plain PyPI that is the CUDA build)" >&2; fi; \
+	  $(BIN)/python -m pip install --quiet "$(TORCH)"; \
+	fi
 
 venv: $(STAMP) ## Create .venv and install tritongen with everything the demo and tests need
 
@@ -89,7 +110,7 @@ plan: $(STAMP) ## Size MODEL on a GPU: memory fit, tp/pp, tok/s, settings (PLAN_
 	$(TRITONGEN) plan $(MODEL) $(SPEC_ARGS) $(PLAN_ARGS)
 
 engine: $(STAMP) ## Build MODEL's TensorRT-LLM engine in the pinned NGC container (DRY_RUN=1 prints the commands)
-	$(TRITONGEN) engine $(MODEL) $(SPEC_ARGS) $(if $(DRY_RUN),--dry-run) $(if $(LOCAL),--local) $(if $(FORCE),--force)
+	$(TRITONGEN) engine $(MODEL) $(SPEC_ARGS) $(if $(DRY_RUN),--dry-run $(DRY_RUN_GPU_ARG)) $(if $(LOCAL),--local) $(if $(FORCE),--force)
 
 engines: $(STAMP) ## List the engine cache (what is built, for which spec and GPU)
 	$(TRITONGEN) engine --list
@@ -103,8 +124,8 @@ validate: $(STAMP) ## Validate REPO (default repos/<MODEL>)
 serve: $(STAMP) ## Start Triton on REPO (RUNTIME=local|docker), bound to 127.0.0.1
 	$(TRITONGEN) serve $(REPO) $(PORT_ARGS) $(if $(filter docker,$(RUNTIME)),--docker) $(SERVE_ARGS)
 
-compose: $(STAMP) ## Write docker/compose.yaml for REPO (the same container `make serve RUNTIME=docker` runs)
-	$(TRITONGEN) serve $(REPO) --docker --compose-out docker/compose.yaml $(PORT_ARGS) $(SERVE_ARGS)
+compose: $(STAMP) ## Write COMPOSE_OUT (default REPO.compose.yaml, beside the repository) for `docker compose`
+	$(TRITONGEN) serve $(REPO) --docker --compose-out $(COMPOSE_OUT) $(PORT_ARGS) $(SERVE_ARGS)
 
 stop: $(STAMP) ## Stop the server started by `make serve`
 	$(TRITONGEN) stop $(REPO)
@@ -123,7 +144,7 @@ bench: $(STAMP) ## Load-test the served REPO: TTFT/ITL/throughput per level (CON
 	  $(if $(wildcard $(REPO)),--repo $(REPO)) --out bench-results/$(or $(NAME),$(MODEL))
 
 demo: $(STAMP) ## The whole stack on this machine: tiny model -> repo -> server -> gRPC stream + HTTP generate
-	$(TRITONGEN) demo $(if $(filter-out tiny,$(MODEL)),--model $(MODEL)) $(PORT_ARGS)
+	$(TRITONGEN) demo $(if $(filter-out tiny,$(MODEL)),--model $(MODEL)) $(PORT_ARGS) --openai-port $(OPENAI_PORT)
 
 test: $(STAMP) ## Run the test suite (unit + real tritonserver + docker when a daemon can run)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -144,4 +165,4 @@ lint: $(STAMP) ## ruff over the package, templates' Python and tests
 	$(BIN)/ruff check tritongen templates tests benchmarks docker
 
 clean: ## Remove generated repositories and caches (keeps .venv)
-	rm -rf .cache repos/*/ .pytest_cache
+	rm -rf .cache repos/*/ repos/*.compose.yaml .pytest_cache

@@ -5,7 +5,9 @@ Servers started here bind 127.0.0.1 on free ports and are stopped by pid when th
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
 import tempfile
 from pathlib import Path
@@ -13,6 +15,10 @@ from pathlib import Path
 import pytest
 
 _SESSION_ROOT = Path(tempfile.mkdtemp(prefix="tritongen-tests-"))
+if not os.environ.get("TRITONGEN_KEEP_TEST_TMP"):
+    # After pytest has stopped the session's servers (fixture teardown comes first). TRITONGEN_KEEP_TEST_TMP=1
+    # keeps the folder (logs, repositories) to look at after a failure.
+    atexit.register(shutil.rmtree, _SESSION_ROOT, ignore_errors=True)
 # Set before any tritongen import reads them (cache_dir() reads the environment at call time anyway).
 os.environ["TRITONGEN_CACHE"] = str(_SESSION_ROOT / "cache")
 os.environ["HOME"] = str(_SESSION_ROOT / "home")
@@ -36,8 +42,6 @@ def file_tree(root: Path) -> dict[str, bytes]:
 
 def check_golden_tree(out: Path, golden: Path) -> dict[str, bytes]:
     """Assert ``out`` equals the golden tree byte for byte (TRITONGEN_UPDATE_GOLDEN=1 rewrites it first)."""
-    import shutil
-
     got = file_tree(out)
     if UPDATE_GOLDEN:
         shutil.rmtree(golden, ignore_errors=True)

@@ -63,3 +63,71 @@ def test_make_engine_dry_run_prints_the_plan():
     made = make("engine", "MODEL=llama3-8b", "PRECISION=fp8", "GPU=h100", "DRY_RUN=1")
     assert made.returncode == 0, made.stderr
     assert "trtllm-build" in made.stdout and "--qformat fp8" in made.stdout
+
+
+def test_make_and_the_cli_list_the_same_engine_cache(monkeypatch):
+    monkeypatch.delenv("TRITONGEN_CACHE", raising=False)
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITONGEN_CACHE"}
+    made = subprocess.run(["make", "--no-print-directory", "-C", str(REPO_ROOT), "-o",
+                           str(VENV / ".tritongen-installed"), f"VENV={VENV}", "engines"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    cli = subprocess.run([str(VENV / "bin" / "tritongen"), "engine", "--list"], capture_output=True, text=True,
+                         timeout=120, env=env, cwd=REPO_ROOT)
+    assert made.returncode == 0 and cli.returncode == 0, made.stderr + cli.stderr
+    where = str(REPO_ROOT / ".cache" / "engines")
+    assert where in made.stdout and where in cli.stdout
+
+
+def test_make_demo_and_compose_use_their_variables():
+    dry = make("-n", "demo", "OPENAI_PORT=9123")
+    assert "--openai-port 9123" in dry.stdout
+    compose = make("-n", "compose", "REPO=repos/x")
+    assert "--compose-out repos/x.compose.yaml" in compose.stdout  # ignored by git, beside the repository
+
+
+@pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="this host has a GPU to plan for")
+def test_make_engine_dry_run_without_a_gpu_plans_for_a_default_one():
+    made = make("engine", "MODEL=llama3-8b", "PRECISION=fp8", "DRY_RUN=1")
+    assert made.returncode == 0, made.stderr
+    assert "trtllm-build" in made.stdout and "--gpu h100-sxm" in made.stdout + made.stderr
+
+
+@pytest.fixture(scope="module")
+def small_venv(tmp_path_factory):
+    """A bare venv for `make torch`, with a small package standing in for torch."""
+    return tmp_path_factory.mktemp("venv") / "v"
+
+
+def test_make_torch_falls_back_when_the_index_cannot_be_reached(small_venv):
+    port = _closed_port()
+    made = make("torch", f"VENV={small_venv}", f"PYTHON={sys.executable}", "TORCH=six",
+                f"TORCH_INDEX=http://127.0.0.1:{port}/")
+    assert made.returncode == 0, made.stderr
+    assert f"http://127.0.0.1:{port}/ cannot be reached; installing six from pip's configured index" in made.stderr
+    assert subprocess.run([str(small_venv / "bin" / "python"), "-c", "import six"]).returncode == 0
+
+
+def test_make_torch_uses_the_index_when_it_answers(small_venv, tmp_path):
+    index = tmp_path / "simple"
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(index / "iniconfig"),
+                    "iniconfig"], check=True, capture_output=True)
+    server = subprocess.Popen([sys.executable, "-m", "http.server", "0", "--bind", "127.0.0.1",
+                               "--directory", str(index)], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(server.stdout.readline().split("port ")[1].split()[0])
+        made = make("torch", f"VENV={small_venv}", "TORCH=iniconfig", f"TORCH_INDEX=http://127.0.0.1:{port}/")
+    finally:
+        server.terminate()
+        server.wait()
+    assert made.returncode == 0, made.stderr
+    assert f"torch: iniconfig from http://127.0.0.1:{port}/" in made.stdout
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -57,12 +57,21 @@ def test_unknown_fields_are_errors(tmp_path):
     with pytest.raises(SpecError) as exc:
         load_spec("llama3-8b", spec_file=f)
     text = str(exc.value)
-    assert "limits.max_batch: unknown field" in text
-    assert "surprise: unknown field" in text
+    assert "limits.max_batch: unknown field; did you mean max_batch_size?" in text
+    assert "surprise: unknown field;" in text and "surprise: unknown field; did you mean" not in text
+
+
+def test_precision_shorthand_in_yaml_and_set(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text("precision: fp8\n")
+    assert load_spec("llama3-8b", spec_file=f).precision.format.value == "fp8"
+    assert load_spec("llama3-8b", sets=["precision=int4_awq"]).precision.format.value == "int4_awq"
+    with pytest.raises(SpecError, match="precision.format"):
+        load_spec("llama3-8b", sets=["precision=fp9"])
 
 
 def test_set_rejects_unknown_keys_and_bad_syntax():
-    with pytest.raises(SpecError, match="unknown field 'limits.max_batch'; fields of limits: max_batch_size"):
+    with pytest.raises(SpecError, match="unknown field 'limits.max_batch'; did you mean max_batch_size\\? fields of limits: max_batch_size"):
         load_spec("llama3-8b", sets=["limits.max_batch=8"])
     with pytest.raises(SpecError, match="expected key=value"):
         load_spec("llama3-8b", sets=["limits.max_batch_size"])

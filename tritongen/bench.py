@@ -654,7 +654,8 @@ def collect_metadata(config: BenchConfig, *, http_url: str | None = None) -> dic
     if lock and isinstance(lock.get("spec"), dict):
         meta["spec"] = lock["spec"]
         meta["spec_source"] = f"{Path(config.repo) / 'tritongen.lock.yaml'}"
-        meta["container"] = lock.get("container")
+        # What the spec targets (the NGC image for the GPU host), not necessarily what served this run.
+        meta["spec_container"] = lock.get("container")
         model = lock["spec"].get("model") or {}
         tok = model.get("tokenizer_dir") or model.get("checkpoint_dir")
         if tok and Path(tok).is_dir():

@@ -43,6 +43,20 @@ def _print_error(exc: TritongenError) -> None:
         err(click.style("  hint: ", fg="yellow") + exc.hint)
 
 
+def _escaped_error(exc: Exception) -> TritongenError:
+    from .names import show_path
+
+    if isinstance(exc, OSError):
+        where = f"{show_path(exc.filename)}: " if exc.filename else ""
+        err = TritongenError(f"{where}{exc.strerror or exc}", hint="TRITONGEN_DEBUG=1 shows where it happened")
+        err.label = "system error"
+        return err
+    err = TritongenError(show_path(f"{type(exc).__name__}: {exc}".splitlines()[0], 500),
+                         hint="this is a tritongen bug; TRITONGEN_DEBUG=1 shows the traceback")
+    err.label = "internal error"
+    return err
+
+
 #: Commands that live in their own module, imported only when used (or listed by --help). Each module keeps
 #: its top-level imports light (click and the stdlib) and exports ``command``.
 LAZY_COMMANDS = {
@@ -89,6 +103,13 @@ class TritongenGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("tritongen: interrupted", err=True)
             ctx.exit(130)
+        except (OSError, ValueError) as exc:
+            # What escaped every command's own checks: one line, not a traceback (which can repeat a huge input
+            # several times). TRITONGEN_DEBUG=1 shows the traceback.
+            if os.environ.get("TRITONGEN_DEBUG"):
+                raise
+            _print_error(_escaped_error(exc))
+            ctx.exit(1 if isinstance(exc, OSError) else 70)
 
     def list_commands(self, ctx):
         names = list(self.commands) + list(LAZY_COMMANDS)
@@ -190,6 +211,13 @@ def resolve(model: str | None, kwargs: dict):
     return load_spec(model, spec_file=files, options=options, sets=list(kwargs.pop("sets", ()) or ()))
 
 
+def default_repo_dir(spec) -> Path:
+    """repos/<name>; the name is a safe name (spec.SafeName), and a link cannot lead it out of repos/ either."""
+    from .names import inside
+
+    return inside(Path("repos") / spec.repo_name, Path("repos"), "--name")
+
+
 def _echo_problems(problems, *, quiet_warnings: bool = False) -> None:
     for p in problems:
         if p.severity == "warning":
@@ -264,7 +292,8 @@ def spec_cmd(model, as_json, reference, **kwargs) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Repository directory (default: repos/<name>).")
 @click.option("--force", is_flag=True, help="Replace the directory even if tritongen did not create it.")
-@click.option("--no-build", is_flag=True, help="engine route: render even if the engine is not built yet.")
+@click.option("--no-build", is_flag=True, help="engine route: render even if the engine is not built yet (or "
+              "--engine-dir is not there yet).")
 def repo_cmd(model, out, force, no_build, **kwargs) -> None:
     """Render and validate the Triton model repository for MODEL into repos/<name>.
 
@@ -277,7 +306,12 @@ def repo_cmd(model, out, force, no_build, **kwargs) -> None:
 
     spec = resolve(model, kwargs)
     versions.check_route_supported(spec)
-    out_dir = out or Path("repos") / spec.repo_name
+    out_dir = out or default_repo_dir(spec)
+    if spec.route is Route.engine and spec.engine.dir is not None:
+        _check_engine_dir(Path(spec.engine.dir), no_build)
+        if spec._from_engine:
+            taken = ", ".join(f"{k}={v}" for k, v in spec._from_engine.items())
+            click.echo(f"from the engine's config.json: {taken}", err=True)
     if spec.route is Route.cpu:
         from .tiny import ensure_model
 
@@ -294,6 +328,24 @@ def repo_cmd(model, out, force, no_build, **kwargs) -> None:
     models = sorted(report.models)
     click.echo(f"wrote {out_dir} ({spec.route.value} route: {', '.join(models)})")
     click.echo(f"next: tritongen serve {out_dir}")
+
+
+def _check_engine_dir(engine_dir: Path, no_build: bool) -> None:
+    """A prebuilt engine that is not there is an error, not a repository that cannot load (unless the engine is
+    to be built later: --no-build)."""
+    from .errors import UsageError
+    from .names import show_path
+
+    if engine_dir.joinpath("config.json").is_file():
+        return
+    what = "does not exist" if not engine_dir.exists() else "has no config.json (not a trtllm-build output)"
+    if no_build:
+        click.echo(click.style(f"warning: --engine-dir {show_path(engine_dir)} {what}; rendering anyway "
+                               "(--no-build)", fg="yellow"), err=True)
+        return
+    raise UsageError(f"--engine-dir {show_path(engine_dir)} {what}",
+                     hint="point it at the folder trtllm-build wrote (config.json + rank*.engine), or pass "
+                          "--no-build to render for an engine built later")
 
 
 @cli.command("validate")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import queue
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -304,7 +305,7 @@ class LLMClient:
                 except queue.Empty:
                     raise ClientError(f"no response from {self.model} at {self.url} within {self.timeout:.0f} s") from None
                 if error is not None:
-                    raise ClientError(_message(error))
+                    raise self._unreachable() or ClientError(_message(error))
                 response = result.get_response()
                 final = response.parameters.get("triton_final_response")
                 chunk = self._grpc_chunk(result, start)
@@ -314,7 +315,7 @@ class LLMClient:
                     finished = True
                     return
         except InferenceServerException as exc:
-            raise ClientError(_message(exc)) from None
+            raise self._unreachable() or ClientError(_message(exc)) from None
         finally:
             try:
                 client.stop_stream(cancel_requests=not finished)
@@ -325,6 +326,20 @@ class LLMClient:
             client.close()
             if not finished:
                 self.stop(rid)
+
+    def _unreachable(self) -> ClientError | None:
+        """The error to report when nothing listens at the address; None when something does.
+
+        Without a server, tritonclient's gRPC stream fails with its own internal text ("stream is no longer in
+        valid state"); a plain TCP connect tells the real cause.
+        """
+        host, _, port = self.url.rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=2):
+                return None
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            return ClientError(f"cannot reach {self.url}: {reason}", hint=UNREACHABLE_HINT)
 
     def _offered_outputs(self, client) -> frozenset[str]:
         """The model's output names (empty when the server will not say). A repository carries only the
@@ -379,7 +394,9 @@ class LLMClient:
                 pass
             raise ClientError(f"HTTP {exc.code} from {path}: {detail}") from None
         except (urllib.error.URLError, OSError) as exc:
-            raise ClientError(f"cannot reach {self.url}: {getattr(exc, 'reason', exc)}") from None
+            reason = getattr(exc, "reason", exc)
+            raise ClientError(f"cannot reach {self.url}: {getattr(reason, 'strerror', None) or reason}",
+                              hint=UNREACHABLE_HINT) from None
 
     def _http_generate(self, prompt, params, rid) -> Chunk:
         start = time.perf_counter()
@@ -424,6 +441,9 @@ def _json_text(value) -> str:
     if isinstance(value, list):
         return "".join(str(v) for v in value)
     return str(value)
+
+
+UNREACHABLE_HINT = "is a server running there? `tritongen status` lists them; start one with `tritongen serve REPO`"
 
 
 def _message(exc) -> str:

@@ -169,6 +169,53 @@ def _spec_mode_name(value: Any) -> str | None:
     return _SPEC_MODES.get(text, text)
 
 
+#: spec precision.format -> the quant_algo values trtllm-build records for it (None: not quantized).
+QUANT_ALGO_BY_PRECISION = {
+    "fp16": (None,),
+    "bf16": (None,),
+    "fp8": ("FP8",),
+    "int8_wo": ("W8A16",),
+    "int4_wo": ("W4A16",),
+    "int4_awq": ("W4A16_AWQ",),
+    "int4_gptq": ("W4A16_GPTQ",),
+    "w4a8_awq": ("W4A8_AWQ",),
+    "w8a8_sq": ("W8A8_SQ_PER_CHANNEL", "W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN", "W8A8_SQ_PER_TENSOR_PLUGIN",
+                "W8A8_SQ_PER_CHANNEL_PER_TENSOR_PLUGIN", "W8A8_SQ_PER_TENSOR_PER_TOKEN_PLUGIN"),
+    "nvfp4": ("NVFP4",),
+}
+_DTYPES = {"float16": "fp16", "bfloat16": "bf16"}
+_KV_QUANT = {None: "auto", "FP8": "fp8", "INT8": "int8"}
+
+
+def spec_values(cfg: EngineConfig) -> dict[str, Any]:
+    """The spec fields a built engine fixed at build time, as dotted keys (only those config.json records).
+
+    A prebuilt engine is the ground truth for these: ``spec.load_spec`` takes them for every field the user did
+    not set, so an engine built with other limits than the catalogue's is adopted rather than refused.
+    """
+    dtype = _DTYPES.get(str(cfg.dtype))
+    values: dict[str, Any] = {
+        "limits.max_batch_size": cfg.max_batch_size,
+        "limits.max_input_len": cfg.max_input_len,
+        "limits.max_seq_len": cfg.max_seq_len,
+        "limits.max_num_tokens": cfg.max_num_tokens,
+        "limits.max_beam_width": cfg.max_beam_width,
+        "parallelism.tp": cfg.tp_size,
+        "parallelism.pp": cfg.pp_size,
+        "parallelism.ep": cfg.moe_ep_size,
+        "decoding.gather_context_logits": cfg.gather_context_logits,
+        "decoding.gather_generation_logits": cfg.gather_generation_logits,
+        "precision.dtype": dtype,
+    }
+    if cfg.quant_algo is None:
+        values["precision.format"] = dtype
+    else:
+        values["precision.format"] = next((p for p, algos in QUANT_ALGO_BY_PRECISION.items()
+                                           if cfg.quant_algo in algos), None)
+    values["precision.kv_cache_dtype"] = _KV_QUANT.get(cfg.kv_cache_quant_algo)
+    return {k: v for k, v in values.items() if v is not None}
+
+
 def engine_identity(engine_dir: Path) -> dict | None:
     """What the lock file records about an engine: where, which build, a digest of its config."""
     path = Path(engine_dir) / "config.json"

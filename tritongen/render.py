@@ -12,6 +12,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,8 @@ import jinja2
 import yaml
 
 from . import __version__, contract
-from .errors import OutputError, RepoExistsError, TritongenError, ValidationFailed
+from .errors import OutputError, RepoExistsError, TritongenError, UsageError, ValidationFailed
+from .names import inside
 from .spec import Route, Spec, SpeculativeMethod, dump_spec
 
 LOCK_NAME = "tritongen.lock.yaml"
@@ -333,7 +335,7 @@ def render_into(spec: Spec, dest: Path) -> list[Path]:
     draft_ctx = None
     prefix = spec.serving.model_prefix
     for item in plan(spec):
-        target = dest / (prefix + item.dst)  # the first component is the model's folder
+        target = inside(dest / (prefix + item.dst), dest, "repository file")  # first component: the model
         target.parent.mkdir(parents=True, exist_ok=True)
         item_ctx = ctx
         if item.role == "draft":
@@ -351,7 +353,7 @@ def render_into(spec: Spec, dest: Path) -> list[Path]:
             shutil.copyfile(root / item.src, target)
         written.append(target)
     for d in _empty_dirs(spec):
-        (dest / (prefix + d)).mkdir(parents=True, exist_ok=True)
+        inside(dest / (prefix + d), dest, "repository folder").mkdir(parents=True, exist_ok=True)
     return written
 
 
@@ -385,11 +387,12 @@ def lock_data(spec: Spec, repo: Path) -> dict:
     }
 
 
-def write_lock(spec: Spec, repo: Path, *, name: str | None = None) -> Path:
+def write_lock(spec: Spec, repo: Path) -> Path:
     data = lock_data(spec, repo)
+    # No path in the header: the folder may be moved, and a bare name (`tritongen validate tiny`) is not a path.
     header = (
         "# Written by tritongen; it records how this repository was made. Do not edit: change the spec and run\n"
-        f"# `tritongen repo` again. `tritongen validate {name or repo.name}` checks the tree against it.\n"
+        "# `tritongen repo` again. `tritongen validate` on this folder checks the tree against it.\n"
     )
     path = repo / LOCK_NAME
     path.write_text(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100))
@@ -436,14 +439,18 @@ def check_overwritable(out_dir: Path) -> None:
 def write_repo(spec: Spec, out_dir: Path, *, force: bool = False, validate: bool = True) -> Path:
     """Render, validate, then atomically put the repository at ``out_dir``. Returns ``out_dir``."""
     out_dir = Path(out_dir).absolute()
+    if out_dir.parent == out_dir:
+        raise UsageError(f"{out_dir}: a repository cannot be the file system root")
     if not force:
         check_overwritable(out_dir)
     tmp = None
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{out_dir.name}-", dir=out_dir.parent))
+        remove_stale_temp(out_dir.parent)
+        # The owner's pid is in the name, so that a later run can tell a dead run's leftovers from a live run's.
+        tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-{out_dir.name}-", dir=out_dir.parent))
         render_into(spec, tmp)
-        write_lock(spec, tmp, name=out_dir.name)
+        write_lock(spec, tmp)
         if validate:
             from .validate import validate_repo
 
@@ -463,10 +470,52 @@ def write_repo(spec: Spec, out_dir: Path, *, force: bool = False, validate: bool
     return out_dir
 
 
+def remove_stale_temp(parent: Path) -> list[Path]:
+    """Remove the temporary folders a killed ``write_repo`` left in ``parent``: those whose owning process is gone.
+
+    A folder of a live run (its pid is in the name) is never touched; one in the format of older releases (no pid)
+    counts as stale once it is an hour old, so a run of such a release still going on is spared.
+    """
+    removed = []
+    try:
+        entries = list(Path(parent).iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith((_TMP_PREFIX, _OLD_PREFIX)) or entry.is_symlink() or not entry.is_dir():
+            continue
+        rest = entry.name.removeprefix(_TMP_PREFIX).removeprefix(_OLD_PREFIX)
+        pid_text = rest.split("-", 1)[0]
+        if pid_text.isdigit():
+            if _pid_alive(int(pid_text)):
+                continue
+        else:
+            try:
+                if time.time() - entry.stat().st_mtime < 3600:
+                    continue
+            except OSError:
+                continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
 def _swap_into_place(tmp: Path, out_dir: Path) -> None:
     old = None
     if out_dir.exists() or out_dir.is_symlink():
-        old = Path(tempfile.mkdtemp(prefix=f"{_OLD_PREFIX}{out_dir.name}-", dir=out_dir.parent))
+        old = Path(tempfile.mkdtemp(prefix=f"{_OLD_PREFIX}{os.getpid()}-{out_dir.name}-", dir=out_dir.parent))
         os.rmdir(old)
         os.rename(out_dir, old)
     try:

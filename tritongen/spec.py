@@ -11,13 +11,28 @@ from __future__ import annotations
 import copy
 import enum
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import SpecError
+from .names import MAX_PATH, NAME_CHARS, name_problem, safe_name_from, shorten, show_path
 
 
 class StrictModel(BaseModel):
@@ -137,19 +152,59 @@ class TorchDtype(str, enum.Enum):
     bfloat16 = "bfloat16"
 
 
-PositiveInt = Annotated[int, Field(gt=0)]
+PositiveInt = Annotated[StrictInt, Field(gt=0)]
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"{str(value).lower()} is a boolean, not a number")
+    return value
+
+
+#: Numbers and booleans do not mix: a YAML `true` is not 1 (StrictInt, StrictBool). A float also takes an int and
+#: a numeric string, since YAML 1.1 reads `2.05e5` (no dot before the exponent sign) as a string.
+Float = Annotated[float, BeforeValidator(_not_bool)]
+#: Short identifiers (model ids, image references, GPU names, hosts).
+ShortStr = Annotated[StrictStr, Field(max_length=1024)]
+#: Free text (descriptions).
+Text = Annotated[StrictStr, Field(max_length=64 * 1024)]
+
+
+def _safe_name(value: str) -> str:
+    problem = name_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _path_value(value: Any) -> Any:
+    # Checked before pydantic makes a Path: a too long path or a NUL byte fails later as an OSError/ValueError
+    # deep in a file system call ("File name too long", "embedded null byte").
+    if isinstance(value, (str, os.PathLike)):
+        text = os.fspath(value)
+        if len(text) > MAX_PATH:
+            raise ValueError(f"{shorten(text)} is longer than {MAX_PATH} characters")
+        if "\x00" in text:
+            raise ValueError(f"{shorten(text)} holds a NUL byte")
+    return value
+
+
+#: A name that becomes a file or folder name (tritongen.names): [A-Za-z0-9._-], at most 255 characters.
+SafeName = Annotated[StrictStr, AfterValidator(_safe_name)]
+#: A file system path of at most 4096 characters.
+PathField = Annotated[Path, BeforeValidator(_path_value)]
 
 
 class ModelInfo(StrictModel):
     """What the model is and where its files are. Catalogue entries fill the shape facts."""
 
-    name: str = Field(description="Catalogue key or your own short name; default repository name.")
-    hf_id: str | None = Field(None, description="Hugging Face model id the checkpoint comes from.")
-    checkpoint_dir: Path | None = Field(
+    name: SafeName = Field(description="Catalogue key or your own short name; default repository name.")
+    hf_id: ShortStr | None = Field(None, description="Hugging Face model id the checkpoint comes from.")
+    checkpoint_dir: PathField | None = Field(
         None, description="Local Hugging Face checkpoint directory (config.json + weights). Default: "
         "<cache>/models/<name> (downloaded there by the engine build when missing).")
-    tokenizer_dir: Path | None = Field(None, description="Tokenizer directory; default: checkpoint_dir.")
-    architecture: str = Field(description="Hugging Face architecture class, e.g. LlamaForCausalLM.")
+    tokenizer_dir: PathField | None = Field(None, description="Tokenizer directory; default: checkpoint_dir.")
+    architecture: ShortStr = Field(description="Hugging Face architecture class, e.g. LlamaForCausalLM.")
     num_layers: PositiveInt = Field(description="Transformer layers (num_hidden_layers).")
     hidden_size: PositiveInt = Field(description="Model width.")
     num_heads: PositiveInt = Field(description="Attention heads.")
@@ -157,13 +212,13 @@ class ModelInfo(StrictModel):
     head_dim: PositiveInt | None = Field(None, description="Per-head width; default hidden_size / num_heads.")
     intermediate_size: PositiveInt | None = Field(None, description="MLP width (per expert for MoE).")
     vocab_size: PositiveInt = Field(description="Vocabulary size.")
-    num_params: float = Field(gt=0, description="Total parameter count (all experts for MoE).")
+    num_params: Float = Field(gt=0, description="Total parameter count (all experts for MoE).")
     context_length: PositiveInt = Field(description="Longest context the model supports (max_position_embeddings).")
-    num_experts: int = Field(0, ge=0, description="MoE experts per layer (0 = dense).")
-    experts_per_token: int = Field(0, ge=0, description="MoE experts active per token.")
-    trust_remote_code: bool = Field(False, description="Allow the checkpoint's own Python code to run when "
+    num_experts: StrictInt = Field(0, ge=0, description="MoE experts per layer (0 = dense).")
+    experts_per_token: StrictInt = Field(0, ge=0, description="MoE experts active per token.")
+    trust_remote_code: StrictBool = Field(False, description="Allow the checkpoint's own Python code to run when "
                                     "loading the tokenizer/model. Off unless asked: it executes downloaded code.")
-    description: str = Field("", description="One line shown by `tritongen models`.")
+    description: Text = Field("", description="One line shown by `tritongen models`.")
 
     @property
     def resolved_head_dim(self) -> int:
@@ -185,7 +240,7 @@ class PrecisionSpec(StrictModel):
     kv_cache_dtype: KvCacheDtype = Field(KvCacheDtype.auto, description="KV-cache element type.")
     calib_size: PositiveInt = Field(512, description="Calibration samples for quantize.py (fp8, awq, sq, nvfp4).")
     awq_block_size: PositiveInt = Field(128, description="Group size for INT4 AWQ / GPTQ.")
-    smoothquant_alpha: float = Field(0.5, ge=0, le=1, description="SmoothQuant migration strength.")
+    smoothquant_alpha: Float = Field(0.5, ge=0, le=1, description="SmoothQuant migration strength.")
 
     @property
     def resolved_dtype(self) -> ComputeDtype:
@@ -206,8 +261,8 @@ class Parallelism(StrictModel):
     tp: PositiveInt = Field(1, description="Tensor-parallel size.")
     pp: PositiveInt = Field(1, description="Pipeline-parallel size.")
     ep: PositiveInt = Field(1, description="Expert-parallel size for MoE models (divides tp).")
-    gpu_ids: list[Annotated[int, Field(ge=0)]] | None = Field(
-        None, description="GPU indices to run on; default 0..tp*pp-1. Its length must equal tp*pp.")
+    gpu_ids: list[Annotated[StrictInt, Field(ge=0)]] | None = Field(
+        None, max_length=1024, description="GPU indices to run on; default 0..tp*pp-1. Its length must equal tp*pp.")
 
     @property
     def world_size(self) -> int:
@@ -227,19 +282,19 @@ class Limits(StrictModel):
 
 
 class KvCacheSpec(StrictModel):
-    paged: bool = Field(True, description="Paged KV cache (required for in-flight batching).")
+    paged: StrictBool = Field(True, description="Paged KV cache (required for in-flight batching).")
     tokens_per_block: PositiveInt = Field(32, description="Tokens per KV-cache block (power of two).")
-    enable_reuse: bool = Field(False, description="Reuse KV blocks across requests sharing a prefix "
+    enable_reuse: StrictBool = Field(False, description="Reuse KV blocks across requests sharing a prefix "
                                "(needs paged context FMHA in the engine).")
-    free_gpu_mem_fraction: float = Field(0.9, gt=0, le=1, description="Share of free GPU memory given to the KV cache.")
+    free_gpu_mem_fraction: Float = Field(0.9, gt=0, le=1, description="Share of free GPU memory given to the KV cache.")
     max_tokens: PositiveInt | None = Field(None, description="Cap on tokens held in the paged KV cache.")
-    host_memory_bytes: int = Field(0, ge=0, description="Host memory for offloaded KV blocks (0 = none).")
+    host_memory_bytes: StrictInt = Field(0, ge=0, description="Host memory for offloaded KV blocks (0 = none).")
 
 
 class Scheduling(StrictModel):
     batch_scheduler_policy: BatchSchedulerPolicy = Field(
         BatchSchedulerPolicy.guaranteed_no_evict, description="How requests are admitted to the running batch.")
-    enable_chunked_context: bool = Field(False, description="Split long prompts into chunks across steps "
+    enable_chunked_context: StrictBool = Field(False, description="Split long prompts into chunks across steps "
                                          "(needs paged context FMHA).")
     batching_strategy: BatchingStrategy = Field(BatchingStrategy.inflight_fused_batching,
                                                 description="The tensorrt_llm model's gpt_model_type.")
@@ -253,15 +308,15 @@ class Lookahead(StrictModel):
 
 class Speculative(StrictModel):
     method: SpeculativeMethod = Field(SpeculativeMethod.none, description="Speculative decoding method.")
-    max_draft_len: int = Field(0, ge=0, description="Most draft tokens per step (0 = method default).")
-    draft_model: str | None = Field(None, description="draft_target: catalogue name of the draft model.")
-    heads_dir: Path | None = Field(None, description="medusa/eagle: checkpoint with the extra heads.")
+    max_draft_len: StrictInt = Field(0, ge=0, description="Most draft tokens per step (0 = method default).")
+    draft_model: SafeName | None = Field(None, description="draft_target: catalogue name of the draft model.")
+    heads_dir: PathField | None = Field(None, description="medusa/eagle: checkpoint with the extra heads.")
     num_medusa_heads: PositiveInt = Field(4, description="medusa: number of heads.")
-    medusa_choices: list[list[int]] | None = Field(None, description="medusa: tree of choices (default: the "
+    medusa_choices: list[list[StrictInt]] | None = Field(None, max_length=4096, description="medusa: tree of choices (default: the "
                                                    "engine's).")
-    eagle_choices: list[list[int]] | None = Field(None, description="eagle: tree of choices.")
+    eagle_choices: list[list[StrictInt]] | None = Field(None, max_length=4096, description="eagle: tree of choices.")
     lookahead: Lookahead = Field(default_factory=Lookahead, description="lookahead: (W, N, G).")
-    acceptance_threshold: float | None = Field(None, gt=0, le=1, description="draft_target: probability "
+    acceptance_threshold: Float | None = Field(None, gt=0, le=1, description="draft_target: probability "
                                                "threshold to accept a draft token (None = exact match).")
 
 
@@ -269,25 +324,25 @@ class Decoding(StrictModel):
     mode: DecodingMode = Field(DecodingMode.auto, description="decoding_mode; auto: beam_search when "
                                "max_beam_width > 1, the speculative method's mode, else top_k_top_p.")
     speculative: Speculative = Field(default_factory=Speculative, description="Speculative decoding.")
-    gather_context_logits: bool = Field(False, description="Build the engine to return context logits.")
-    gather_generation_logits: bool = Field(False, description="Build the engine to return generation logits.")
+    gather_context_logits: StrictBool = Field(False, description="Build the engine to return context logits.")
+    gather_generation_logits: StrictBool = Field(False, description="Build the engine to return generation logits.")
 
 
 class Serving(StrictModel):
-    streaming: bool = Field(True, description="Stream tokens as they are made (decoupled models).")
-    bls: bool = Field(False, description="Also add tensorrt_llm_bls: one python model doing pre -> LLM -> post "
+    streaming: StrictBool = Field(True, description="Stream tokens as they are made (decoupled models).")
+    bls: StrictBool = Field(False, description="Also add tensorrt_llm_bls: one python model doing pre -> LLM -> post "
                       "(needed for draft_target; exact streamed text for any client).")
     preprocessing_instances: PositiveInt = Field(1, description="Preprocessing model instances.")
     postprocessing_instances: PositiveInt = Field(1, description="Postprocessing model instances (1 when "
                                                   "streaming: it keeps each stream's decoder state).")
     bls_instances: PositiveInt = Field(1, description="tensorrt_llm_bls instances.")
-    max_queue_delay_us: int = Field(0, ge=0, description="Dynamic batcher: longest wait to fill a batch "
+    max_queue_delay_us: StrictInt = Field(0, ge=0, description="Dynamic batcher: longest wait to fill a batch "
                                     "(preprocessing, tensorrt_llm).")
-    postprocessing_queue_delay_us: int = Field(
+    postprocessing_queue_delay_us: StrictInt = Field(
         1000, ge=0, description="Postprocessing's dynamic batcher wait. Postprocessing runs once per streamed "
         "token; waiting up to 1 ms for more tokens gathers bigger batches and cuts the pipeline's CPU per token "
         "under load, at the cost of at most that much extra latency per token (0 for single-stream latency).")
-    max_queue_size: int = Field(0, ge=0, description="Dynamic batcher: queued requests before rejecting (0 = no cap).")
+    max_queue_size: StrictInt = Field(0, ge=0, description="Dynamic batcher: queued requests before rejecting (0 = no cap).")
     optional_outputs: OutputSet | list[OutputGroup] = Field(
         OutputSet.auto, description="Outputs the client contract carries besides text_output: `auto`, `all`, or a "
         "list of groups (log_probs, logits, indices, perf_metrics, speculative, token_counts). Triton's ensemble "
@@ -295,12 +350,12 @@ class Serving(StrictModel):
         "indices and token_counts, plus logits when the engine gathers them and speculative with speculative "
         "decoding (llmapi: all). perf_metrics (KV-cache and timing figures) is opt-in: "
         "`[log_probs, indices, token_counts, perf_metrics]` or `all`.")
-    exclude_input_in_output: bool = Field(True, description="Return only generated text, not the prompt.")
+    exclude_input_in_output: StrictBool = Field(True, description="Return only generated text, not the prompt.")
     logits_dtype: LogitsDataType = Field(LogitsDataType.TYPE_FP32, description="Dtype of returned logits.")
-    normalize_log_probs: bool = Field(True, description="Normalize returned log probabilities.")
-    skip_special_tokens: bool = Field(True, description="Drop special tokens from returned text.")
-    add_special_tokens: bool = Field(True, description="Let the tokenizer add BOS/EOS when encoding prompts.")
-    model_prefix: str = Field("", pattern=r"^[A-Za-z0-9_.-]{0,48}$", description="Prefix for every model name "
+    normalize_log_probs: StrictBool = Field(True, description="Normalize returned log probabilities.")
+    skip_special_tokens: StrictBool = Field(True, description="Drop special tokens from returned text.")
+    add_special_tokens: StrictBool = Field(True, description="Let the tokenizer add BOS/EOS when encoding prompts.")
+    model_prefix: StrictStr = Field("", pattern=rf"^[{NAME_CHARS}]{{0,48}}$", description="Prefix for every model name "
                               "(e.g. `llama-` gives llama-ensemble, llama-tensorrt_llm, ...): lets several "
                               "repositories share one server; clients then call <prefix>ensemble.")
     @field_validator("optional_outputs", mode="before")
@@ -318,27 +373,27 @@ class Serving(StrictModel):
             return value
         raise ValueError(f"{value!r} is not allowed; {allowed}")
 
-    host: str = Field("127.0.0.1", description="Address the server binds to (0.0.0.0 exposes it to the network).")
-    http_port: int = Field(8000, ge=1, le=65535, description="HTTP/REST port.")
-    grpc_port: int = Field(8001, ge=1, le=65535, description="gRPC port.")
-    metrics_port: int = Field(8002, ge=1, le=65535, description="Prometheus metrics port.")
+    host: ShortStr = Field("127.0.0.1", description="Address the server binds to (0.0.0.0 exposes it to the network).")
+    http_port: StrictInt = Field(8000, ge=1, le=65535, description="HTTP/REST port.")
+    grpc_port: StrictInt = Field(8001, ge=1, le=65535, description="gRPC port.")
+    metrics_port: StrictInt = Field(8002, ge=1, le=65535, description="Prometheus metrics port.")
 
 
 class Container(StrictModel):
-    image: str | None = Field(None, description="Serving/build image; default: the newest NGC "
+    image: ShortStr | None = Field(None, description="Serving/build image; default: the newest NGC "
                               "tritonserver:<tag>-trtllm-python-py3 that supports the route.")
-    trtllm_version: str | None = Field(None, description="TensorRT-LLM version in the image; default: from "
+    trtllm_version: ShortStr | None = Field(None, description="TensorRT-LLM version in the image; default: from "
                                        "the version matrix for the image's tag.")
 
 
 class EngineSpec(StrictModel):
-    dir: Path | None = Field(None, description="Prebuilt engine directory (config.json + rank*.engine); "
+    dir: PathField | None = Field(None, description="Prebuilt engine directory (config.json + rank*.engine); "
                              "default: the engine cache entry for this spec.")
-    gpu: str | None = Field(None, description="GPU the engine is built for (catalogue name, e.g. h100); "
+    gpu: ShortStr | None = Field(None, description="GPU the engine is built for (catalogue name, e.g. h100); "
                             "default: detected with nvidia-smi.")
-    multiple_profiles: bool | None = Field(None, description="trtllm-build --multiple_profiles (faster across "
+    multiple_profiles: StrictBool | None = Field(None, description="trtllm-build --multiple_profiles (faster across "
                                            "batch sizes, longer build); null: TensorRT-LLM's default.")
-    draft_dir: Path | None = Field(None, description="draft_target: prebuilt draft engine; default: the engine "
+    draft_dir: PathField | None = Field(None, description="draft_target: prebuilt draft engine; default: the engine "
                                    "cache entry of the draft model (`tritongen engine` builds it).")
 
 
@@ -347,8 +402,8 @@ class CpuSpec(StrictModel):
                                   "deterministic fake tokens (clearly a MOCK, for load tests).")
     device: CpuDevice = Field(CpuDevice.auto, description="Where PyTorch runs (auto: CUDA when available).")
     dtype: TorchDtype = Field(TorchDtype.auto, description="PyTorch dtype (auto: float32 on CPU, float16 on CUDA).")
-    mock_step_ms: float = Field(0.0, ge=0, description="mock: delay per decode step in milliseconds.")
-    mock_echo: bool = Field(False, description="mock: stream the prompt's own tokens back (cycling) instead of "
+    mock_step_ms: Float = Field(0.0, ge=0, description="mock: delay per decode step in milliseconds.")
+    mock_echo: StrictBool = Field(False, description="mock: stream the prompt's own tokens back (cycling) instead of "
                             "vocabulary tokens; tests streamed text on any language.")
     instances: PositiveInt = Field(1, description="Python-backend instances of the reference engine.")
     threads: PositiveInt | None = Field(None, description="torch: intra-op CPU threads (null: all cores but one, "
@@ -358,7 +413,7 @@ class CpuSpec(StrictModel):
 class Spec(StrictModel):
     """A whole deployment."""
 
-    name: str | None = Field(None, description="Repository name (repos/<name>); default: model.name.")
+    name: SafeName | None = Field(None, description="Repository name (repos/<name>); default: model.name.")
     route: Route = Field(Route.engine, description="engine | llmapi | cpu.")
     model: ModelInfo
     precision: PrecisionSpec = Field(default_factory=PrecisionSpec)
@@ -371,6 +426,14 @@ class Spec(StrictModel):
     container: Container = Field(default_factory=Container)
     engine: EngineSpec = Field(default_factory=EngineSpec)
     cpu: CpuSpec = Field(default_factory=CpuSpec)
+    #: Fields load_spec took from the prebuilt engine's config.json (dotted key -> value), for messages.
+    _from_engine: dict = PrivateAttr(default_factory=dict)
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_shorthand(cls, value):
+        # `precision: fp8` means precision.format, as --precision and --set precision=fp8 do.
+        return {"format": value} if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Spec:
@@ -555,12 +618,44 @@ def cross_check(spec: Spec) -> list[str]:
 
 
 def cache_dir() -> Path:
-    """Where tiny models, engines and server state live: $TRITONGEN_CACHE or ~/.cache/tritongen."""
+    """Where tiny models, engines and server logs live; the one rule for the CLI and Make alike:
+
+    ``$TRITONGEN_CACHE`` when set; else ``<checkout>/.cache`` when the CLI runs inside a tritongen checkout (the
+    current folder or one above it, see ``project_root``), so that ``make demo`` and a plain ``tritongen repo tiny``
+    there share one tiny model and one engine cache; else ``~/.cache/tritongen`` (``$XDG_CACHE_HOME``).
+    """
     env = os.environ.get("TRITONGEN_CACHE")
     if env:
         return Path(env).expanduser().resolve()
+    root = project_root()
+    if root is not None:
+        return root / ".cache"
+    return user_cache_dir()
+
+
+def user_cache_dir() -> Path:
+    """~/.cache/tritongen (or $XDG_CACHE_HOME/tritongen): the cache outside any checkout."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "tritongen"
+
+
+def project_root(start: Path | None = None) -> Path | None:
+    """The tritongen checkout ``start`` (default: the current folder) is in: the nearest folder at or above it
+    holding a Makefile and a pyproject.toml whose project name is tritongen. None outside a checkout."""
+    try:
+        here = Path(start or Path.cwd()).resolve()
+    except OSError:  # the current folder was removed
+        return None
+    for folder in (here, *here.parents):
+        try:
+            if not (folder / "Makefile").is_file():
+                continue
+            text = (folder / "pyproject.toml").read_text()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if re.search(r'(?m)^name\s*=\s*"tritongen"\s*$', text):
+            return folder
+    return None
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -594,6 +689,8 @@ def apply_sets(data: dict, assignments: list[str]) -> dict:
     out = copy.deepcopy(data)
     for assignment in assignments:
         path, value = parse_set(assignment)
+        if path == ["precision"] and not isinstance(value, dict):
+            path = ["precision", "format"]  # the shorthand the --precision option also is
         _check_path(path, assignment)
         node = out
         for part in path[:-1]:
@@ -610,8 +707,9 @@ def _check_path(path: list[str], assignment: str) -> None:
         fields = model.model_fields
         if part not in fields:
             where = ".".join(path[:i]) or "the spec"
-            raise SpecError([f"--set {assignment}: unknown field {'.'.join(path[: i + 1])!r}; fields of {where}: "
-                             f"{', '.join(fields)}"])
+            guess = _did_you_mean(path[: i + 1])
+            raise SpecError([f"--set {assignment}: unknown field {'.'.join(path[: i + 1])!r}"
+                             f"{guess or ';'} fields of {where}: {', '.join(fields)}"])
         annotation = fields[part].annotation
         sub = _submodel(annotation)
         if i < len(path) - 1 and sub is None:
@@ -633,17 +731,19 @@ def load_yaml_file(path: Path) -> dict:
     try:
         text = Path(path).read_text()
     except OSError as exc:
-        raise SpecError([f"{path}: cannot read spec file ({exc.strerror})"]) from exc
+        raise SpecError([f"{show_path(path)}: cannot read spec file ({exc.strerror})"]) from None
+    except ValueError as exc:  # a NUL byte in the path
+        raise SpecError([f"{show_path(path)}: cannot read spec file ({exc})"]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
-        raise SpecError([f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})"]) from exc
+        raise SpecError([f"{show_path(path)}{where}: not valid YAML ({getattr(exc, 'problem', exc)})"]) from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise SpecError([f"{path}: a spec file must be a YAML mapping, got {type(data).__name__}"])
+        raise SpecError([f"{show_path(path)}: a spec file must be a YAML mapping, got {type(data).__name__}"])
     return data
 
 
@@ -663,15 +763,36 @@ def format_validation_error(exc: ValidationError) -> list[str]:
             lines.extend(msg.split(_CROSS_MARK, 1)[1].splitlines())
             continue
         loc = "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in err.get("loc", ())).lstrip(".")
+        if err.get("type") == "extra_forbidden":
+            guess = _did_you_mean(list(err.get("loc", ())))
+            lines.append(f"{loc}: unknown field{guess or ';'} check the spelling (`tritongen spec --reference` "
+                         "lists every field)")
+            continue
         lines.append(f"{loc or 'spec'}: {_describe(err)}")
     return lines
+
+
+def _did_you_mean(loc: list) -> str:
+    """'; did you mean X?' for an unknown field, from the fields of the section it is in ('' when nothing close)."""
+    import difflib
+
+    model: type[BaseModel] | None = Spec
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part)) if model else None
+        model = _submodel(field.annotation) if field else None
+    if model is None or not loc:
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""  # the caller's next words follow
 
 
 def _describe(err: dict) -> str:
     kind = err.get("type", "")
     value = err.get("input")
     ctx = err.get("ctx") or {}
-    shown = repr(value) if not isinstance(value, dict) else "a mapping"
+    shown = shorten(value) if not isinstance(value, dict) else "a mapping"
+    if isinstance(value, bool):
+        shown = "true" if value else "false"
     if kind == "extra_forbidden":
         return "unknown field (check the spelling; `tritongen spec --reference` lists every field)"
     if kind == "missing":
@@ -682,6 +803,11 @@ def _describe(err: dict) -> str:
         op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
         bound = next(iter(ctx.values()), "?")
         return f"{shown} must be {op} {bound}"
+    if kind in ("string_too_long", "too_long"):
+        limit = ctx.get("max_length", "?")
+        return f"{shown} is longer than {limit} {'characters' if kind == 'string_too_long' else 'items'}"
+    if kind == "string_pattern_mismatch":
+        return f"{shown} does not match {ctx.get('pattern', '?')}"
     if kind.endswith("_parsing") or kind.endswith("_type"):
         expected = kind.split("_")[0]
         return f"{shown} is not a valid {expected}"
@@ -715,12 +841,23 @@ def load_spec(
     spec_file = files[-1] if files else None
     cli_data = apply_sets({}, [f"{k}={_yaml_scalar(v)}" for k, v in (options or {}).items() if v is not None])
     cli_data = apply_sets(cli_data, sets or [])
+    if model is not None and name_problem(model):
+        raise SpecError([f"model: {name_problem(model)}"], hint="see `tritongen models` for the catalogue's names")
     name = model or (file_data.get("model") or {}).get("name") or (cli_data.get("model") or {}).get("name")
     checkpoint = ((cli_data.get("model") or {}).get("checkpoint_dir")
                   or (file_data.get("model") or {}).get("checkpoint_dir"))
+    if checkpoint is not None:
+        try:
+            _path_value(checkpoint)
+        except ValueError as exc:
+            raise SpecError([f"model.checkpoint_dir: {exc}"]) from None
+    if name is not None and name_problem(name):
+        # Before the catalogue lookup and the file system see it (a 10 MB name, a path).
+        raise SpecError([f"model.name: {name_problem(name)}"])
     if not name:
         if checkpoint:
-            name = Path(str(checkpoint)).name
+            # A folder name may hold anything (spaces, '+'); the model name becomes cache folder names.
+            name = safe_name_from(Path(str(checkpoint)).name)
         else:
             raise SpecError(["model: give a catalogue model name (see `tritongen models`), a spec file with "
                              "model.name, or --checkpoint DIR"])
@@ -739,7 +876,51 @@ def load_spec(
         for key, value in facts.items():
             if key not in explicit:
                 merged["model"][key] = value
-    return build_spec(merged, source=str(spec_file) if spec_file else "catalogue + options")
+    adopted = _adopt_engine(merged, explicit=_dotted_keys(deep_merge(file_data, cli_data)))
+    spec = build_spec(merged, source=str(spec_file) if spec_file else "catalogue + options")
+    spec._from_engine = adopted
+    return spec
+
+
+def _dotted_keys(data: dict, prefix: str = "") -> set[str]:
+    """Every key of a nested mapping as a dotted path, sections included (``limits``, ``limits.max_seq_len``)."""
+    keys = set()
+    for key, value in data.items():
+        keys.add(prefix + str(key))
+        if isinstance(value, dict):
+            keys |= _dotted_keys(value, f"{prefix}{key}.")
+    return keys
+
+
+def _adopt_engine(merged: dict, *, explicit: set[str]) -> dict[str, Any]:
+    """A prebuilt engine (``engine.dir``) fixes its limits, parallelism, precision and gathered logits: take
+    them from its config.json into ``merged`` for every field the user did not set (the catalogue's values are
+    only defaults). An explicit value that disagrees is left for validation to report. Returns what was taken."""
+    engine_dir = (merged.get("engine") or {}).get("dir")
+    if not engine_dir or str(merged.get("route", Route.engine.value)) != Route.engine.value:
+        return {}
+    try:
+        if not Path(str(engine_dir), "config.json").is_file():
+            return {}  # the repo command refuses a missing engine; `spec` and `plan` may describe one to build
+    except (OSError, ValueError):
+        return {}
+    from . import engine_config
+
+    try:
+        cfg = engine_config.load(Path(str(engine_dir)))
+    except engine_config.EngineConfigError as exc:
+        raise SpecError([f"engine.dir: {exc}"], hint="point --engine-dir at a trtllm-build output") from None
+    adopted = {}
+    for key, value in engine_config.spec_values(cfg).items():
+        if key in explicit:
+            continue
+        node = merged
+        *sections, leaf = key.split(".")
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[leaf] = value
+        adopted[key] = value
+    return adopted
 
 
 def _yaml_scalar(value: Any) -> str:

@@ -62,6 +62,8 @@ class _Ctx:
         self.report = Report(repo=self.display_root)
         #: serving.model_prefix of the repository (from its lock file): models are "<prefix><role>".
         self.prefix = ""
+        #: Models whose config.pbtxt does not parse: reported once, not again by every ensemble step using them.
+        self.unparsable: set[str] = set()
 
     def name(self, role: str) -> str:
         return self.prefix + role
@@ -168,6 +170,7 @@ def _load_models(ctx: _Ctx) -> None:
         except ValueError as exc:
             ctx.add(cfg_path, "protobuf", f"Triton cannot parse it: {exc}",
                     "fix the syntax (or regenerate with `tritongen repo`)")
+            ctx.unparsable.add(sub.name)
             continue
         ctx.report.models[sub.name] = cfg
 
@@ -253,6 +256,8 @@ def _check_ensemble(ctx: _Ctx, name: str, cfg) -> None:
             ctx.add(path, f"output {out_name}", "no step produces it",
                     "add an output_map whose value is this name, or remove the output")
             continue
+        if not src.dtype:  # produced by a model that is missing or does not parse: already reported
+            continue
         if src.dtype != out.data_type:
             ctx.add(path, f"output {out_name}", f"declared {dtype_name(out.data_type)} but step "
                     f"{produced_by[out_name]} produces {dtype_name(src.dtype)}", "make the dtypes agree")
@@ -273,8 +278,10 @@ def _check_step(ctx, path, idx, step, models, tensors, consumed, produced_by) ->
     label = f"step {idx} ({step.model_name})"
     model = models.get(step.model_name)
     if model is None:
-        ctx.add(path, f"{label}.model_name", f"no model {step.model_name!r} in the repository",
-                "add the model or fix the name")
+        if step.model_name not in ctx.unparsable:
+            ctx.add(path, f"{label}.model_name", f"no model {step.model_name!r} in the repository",
+                    "add the model or fix the name")
+        # Its tensors' types are unknown (dtype 0): nothing downstream is checked against them.
         for value in step.input_map.values():
             consumed.add(value)
         for value in step.output_map.values():
@@ -546,19 +553,7 @@ def _engine_gpu_mismatch(eng, want: str | None, gpu_ids: list[str]) -> str | Non
     return None
 
 
-_QUANT_ALGO = {
-    "fp16": (None,),
-    "bf16": (None,),
-    "fp8": ("FP8",),
-    "int8_wo": ("W8A16",),
-    "int4_wo": ("W4A16",),
-    "int4_awq": ("W4A16_AWQ",),
-    "int4_gptq": ("W4A16_GPTQ",),
-    "w4a8_awq": ("W4A8_AWQ",),
-    "w8a8_sq": ("W8A8_SQ_PER_CHANNEL", "W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN", "W8A8_SQ_PER_TENSOR_PLUGIN",
-                "W8A8_SQ_PER_CHANNEL_PER_TENSOR_PLUGIN", "W8A8_SQ_PER_TENSOR_PER_TOKEN_PLUGIN"),
-    "nvfp4": ("NVFP4",),
-}
+_QUANT_ALGO = engine_config.QUANT_ALGO_BY_PRECISION
 
 
 # -- llmapi route ----------------------------------------------------------------------------------------

@@ -125,6 +125,7 @@ def command(url, server, protocol, model, concurrency, input_len, output_len, re
     config.validate()
     bench.require_ready(config)
     meta = bench.collect_metadata(config, http_url=record.http_url if record else None)
+    meta["runtime"] = _runtime(record)
     prompts, source = bench.load_prompts(config, tokenizer_dir=meta.get("tokenizer_dir"))
     meta["prompts"] = source
     if source.startswith("words"):
@@ -153,12 +154,24 @@ def command(url, server, protocol, model, concurrency, input_len, output_len, re
                                fg="yellow"), err=True)
 
 
+def _runtime(record) -> dict:
+    """How the benchmarked server runs: a container (and its image) only when tritongen started it in one."""
+    if record is None:
+        return {"kind": "unknown (not a server tritongen started)", "container": None}
+    if record.runtime == "docker":
+        return {"kind": "docker", "server": record.name, "container": {"image": record.image,
+                                                                       "name": record.container}}
+    return {"kind": record.runtime, "server": record.name, "container": None,
+            "tritonserver": record.extra.get("source") or (record.command[:1] or [None])[0]}
+
+
 def _server_record(server: str | None, url: str | None, protocol: str):
     """The tritongen server record for --server, for the --url port, or the only running one."""
     from ..errors import ServerError, UsageError
     from ..serve import state
 
-    records = state.find(server)
+    # A --url may be any checkout's server: look it up among all records.
+    records = state.find(server, everyone=bool(url) and not server)
     if server and not records:
         raise ServerError(f"no tritongen server named {server!r}", hint="see `tritongen status` or pass --url")
     if url:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from ..errors import ServerError
+
 
 def _step(n: int, total: int, text: str) -> None:
     click.echo(click.style(f"[{n}/{total}] {text}", fg="cyan", bold=True), err=True)
@@ -25,6 +27,7 @@ def _step(n: int, total: int, text: str) -> None:
 def command(model, out, http_port, grpc_port, metrics_port, openai_port, prompt, keep_running) -> None:
     """Build tiny, render and validate its repository, start a real tritonserver, stream a completion over
     gRPC, call the HTTP generate endpoint and the OpenAI API, then stop the server (also when a step fails)."""
+    from ..cli import default_repo_dir
     from ..client import GenerateParams, LLMClient
     from ..render import write_repo
     from ..serve import local, state
@@ -39,7 +42,7 @@ def command(model, out, http_port, grpc_port, metrics_port, openai_port, prompt,
                                      "serving.grpc_port": grpc_port, "serving.metrics_port": metrics_port})
     _step(2, steps, "model files (tiny is built offline once, then cached)")
     ensure_model(spec, echo=lambda m: click.echo("      " + m, err=True))
-    repo = out or Path("repos") / spec.repo_name
+    repo = out or default_repo_dir(spec)
     _step(3, steps, f"render + validate {repo}")
     write_repo(spec, repo, force=False)
     report = validate_repo(repo)
@@ -48,6 +51,9 @@ def command(model, out, http_port, grpc_port, metrics_port, openai_port, prompt,
     for stale in state.find(spec.repo_name):
         if not local.running(stale):
             stale.remove()
+        elif stale.name == spec.repo_name:  # names are shared by every checkout (serve/state.py)
+            raise ServerError(f"a server named {stale.name!r} is already running ({stale.http_url}, started from "
+                              f"{stale.owner})", hint=f"tritongen stop {stale.name}")
     _step(4, steps, f"start tritonserver on 127.0.0.1 (HTTP {http_port}, gRPC {grpc_port})")
     opts = ServeOptions(http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port)
     record = local.start(spec.repo_name, [repo], opts, echo=lambda m: click.echo(m, err=True, nl=False),

@@ -77,11 +77,13 @@ def serve(repos, name, host, http_port, grpc_port, metrics_port, docker, image, 
     `tritongen stop`. With --docker it runs in the pinned NGC container (repositories mounted read-only);
     a tp x pp > 1 engine starts one tritonserver per rank under mpirun (leader mode).
     """
+    from ..names import check_name, safe_name_from
     from ..serve import state
     from ..serve.command import ServeOptions
 
     repos = [Path(r).resolve() for r in repos]
-    name = name or repos[0].name
+    # The name becomes the state file's and the container's name.
+    name = check_name(name, "--name") if name is not None else safe_name_from(repos[0].name, "server")
     ctx = click.get_current_context()
     given = {name for name in ("memlock", "shm_size", "network")
              if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE}
@@ -238,11 +240,23 @@ def _stop_one(record) -> str:
     return "stopped" if was else "removed stale record of"
 
 
+def _others_note(records) -> str:
+    """Which servers of other checkouts/caches exist, for a message ('' when none)."""
+    from ..serve import state
+
+    others = [r for r in state.find(None, everyone=True) if not r.mine and r not in records]
+    if not others:
+        return ""
+    names = ", ".join(f"{r.name!r} (from {r.owner})" for r in others)
+    return f"; servers of other checkouts, stopped only when named: {names}"
+
+
 @click.command("stop")
 @click.argument("target", required=False)
-@click.option("--all", "stop_all", is_flag=True, help="Stop every server tritongen started.")
+@click.option("--all", "stop_all", is_flag=True, help="Stop every server this checkout (its cache) started.")
 def stop(target, stop_all) -> None:
-    """Stop the server named TARGET (or serving the repository TARGET); with no TARGET, the only one running."""
+    """Stop the server named TARGET (or serving the repository TARGET); with no TARGET, the only one this
+    checkout started. A server another checkout (another cache) started is only stopped when named."""
     from ..serve import state
 
     records = state.find(None if stop_all else target)
@@ -252,12 +266,15 @@ def stop(target, stop_all) -> None:
         names = ", ".join(r.name for r in records)
         raise UsageError(f"several servers are running ({names}); name one or pass --all")
     if not records:
-        click.echo("no tritongen server is running")
+        click.echo(f"no tritongen server of this checkout is running{_others_note(records)}")
         return
     for record in records:
         what = _stop_one(record)
         where = f"container {record.container}" if record.container else f"pid {record.pid}"
         click.echo(f"{what} {record.name!r} ({record.runtime}, {where})")
+    note = _others_note(records) if not target else ""
+    if note:
+        click.echo(note.lstrip("; "))
 
 
 @click.command("status")
@@ -272,7 +289,7 @@ def status(as_json) -> None:
 
     rows = []
     gone: dict[str, list[str]] = {}
-    for record in state.load_all():
+    for record in state.find(None, everyone=True):
         alive = _alive(record)
         is_ready = alive and ready(record.client_host, record.http_port)
         gone[record.name] = missing_stubs(record) if is_ready else []
@@ -289,7 +306,8 @@ def status(as_json) -> None:
         return
     click.echo(f"{'NAME':<16}{'STATE':<20}{'RUNTIME':<8}{'GRPC':<22}{'HTTP':<22}REPOSITORY")
     for r, s in rows:
-        click.echo(f"{r.name:<16}{s:<20}{r.runtime:<8}{r.grpc_url:<22}{r.http_url:<22}{r.repo}")
+        other = "" if r.mine else f"  (started from {r.owner}; stop it by name)"
+        click.echo(f"{r.name:<16}{s:<20}{r.runtime:<8}{r.grpc_url:<22}{r.http_url:<22}{r.repo}{other}")
     for r, _ in rows:
         if gone[r.name]:
             click.echo(f"{r.name}: the python-backend process of {', '.join(gone[r.name])} has died; Triton does "
@@ -307,7 +325,8 @@ def logs(target, lines) -> None:
 
     records = state.find(target)
     if not records:
-        raise ServerError(f"no tritongen server {'named ' + repr(target) if target else 'is running'}")
+        raise ServerError(f"no tritongen server {'named ' + repr(target) if target else 'of this checkout is running'}"
+                          f"{_others_note(records) if not target else ''}")
     if len(records) > 1:
         raise UsageError(f"several servers match; name one of: {', '.join(r.name for r in records)}")
     record = records[0]

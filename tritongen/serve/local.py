@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import socket
 import sys
@@ -24,7 +25,7 @@ from .. import proc
 from ..errors import MissingDependency, ServerError
 from ..spec import cache_dir
 from .command import ServeOptions, tritonserver_args
-from .state import ServerRecord
+from .state import ServerRecord, run_dir
 
 
 @dataclass
@@ -97,12 +98,24 @@ def check_ports(opts: ServeOptions, *, owners: list[ServerRecord]) -> None:
     """Fail clearly when a port is taken, naming the tritongen server that holds it when we know it."""
     for label, port in (("HTTP", opts.http_port), ("gRPC", opts.grpc_port), ("metrics", opts.metrics_port)):
         if port_in_use(opts.host, port):
-            owner = next((r for r in owners if port in (r.http_port, r.grpc_port, r.metrics_port)), None)
-            who = f" by tritongen server {owner.name!r} ({owner.repo})" if owner else ""
-            raise ServerError(
-                f"{label} port {port} on {opts.host} is already in use{who}",
-                hint="stop it with `tritongen stop` or choose other ports (--http-port/--grpc-port/--metrics-port)",
-            )
+            owner = next((r for r in owners if port in (r.http_port, r.grpc_port, r.metrics_port)
+                          and _record_alive(r)), None)
+            ports = "choose other ports (--http-port/--grpc-port/--metrics-port)"
+            if owner is not None:
+                raise ServerError(f"{label} port {port} on {opts.host} is already in use by tritongen server "
+                                  f"{owner.name!r} ({owner.repo})",
+                                  hint=f"stop it with `tritongen stop {owner.name}`, or {ports}")
+            raise ServerError(f"{label} port {port} on {opts.host} is already in use by another program (not a "
+                              "server tritongen started)",
+                              hint=f"`ss -ltnp 'sport = :{port}'` shows which; stop it, or {ports}")
+
+
+def _record_alive(record: ServerRecord) -> bool:
+    if record.runtime == "docker":
+        from . import docker
+
+        return docker.running(record)
+    return running(record)
 
 
 def ready(host: str, http_port: int, timeout: float = 1.0) -> bool:
@@ -111,6 +124,69 @@ def ready(host: str, http_port: int, timeout: float = 1.0) -> bool:
             return resp.status == 200
     except (urllib.error.URLError, OSError, ValueError):
         return False
+
+
+class StartupLog:
+    """What a starting server has logged since we last looked: new lines, and each model's state.
+
+    tritonserver only opens its HTTP endpoint once every model has loaded, so until then the log is the only
+    source: ``loading: M:1``, ``successfully loaded 'M'``, ``failed to load 'M'``. A log file is followed from the
+    byte it was last read to; a log that is only available as a tail (docker logs) is compared with the last tail.
+    """
+
+    _LOADING = re.compile(r"loading: ([^\s:]+):\d+")
+    _LOADED = re.compile(r"successfully loaded '([^']+)'")
+    _FAILED = re.compile(r"failed to load '([^']+)'")
+
+    def __init__(self, models: list[str], *, path: Path | None, tail: Callable[[], str]):
+        self.states = dict.fromkeys(models, "waiting")
+        self._path = path
+        self._tail = tail
+        self._offset = 0
+        self._partial = ""
+        self._last_tail: list[str] = []
+
+    def new_lines(self) -> list[str]:
+        if self._path is not None and self._path.is_file():
+            try:
+                with open(self._path, "rb") as fh:
+                    fh.seek(self._offset)
+                    data = fh.read(1 << 20)
+                    self._offset = fh.tell()
+            except OSError:
+                data = b""
+            text = self._partial + data.decode("utf-8", "replace")
+            *lines, self._partial = text.split("\n")
+        else:
+            tail = self._tail().splitlines()
+            lines = tail
+            if self._last_tail:
+                last = self._last_tail[-1]
+                hits = [i for i, line in enumerate(tail) if line == last]
+                lines = tail[hits[-1] + 1:] if hits else tail
+            self._last_tail = tail or self._last_tail
+        for line in lines:
+            for pattern, state in ((self._LOADING, "loading"), (self._LOADED, "ready"), (self._FAILED, "failed")):
+                match = pattern.search(line)
+                if match and (match.group(1) in self.states or not self.states):
+                    self.states[match.group(1)] = state
+        return [line for line in lines if line.strip()]
+
+    def summary(self) -> str:
+        if not self.states:
+            return ""
+        return ", ".join(f"{model} {state}" for model, state in self.states.items())
+
+
+def repo_models(repos: list[str]) -> list[str]:
+    """The model folders (those with a config.pbtxt) of the repositories, ensembles last as Triton loads them."""
+    names = []
+    for repo in repos:
+        try:
+            names += sorted(p.parent.name for p in Path(repo).glob("*/config.pbtxt"))
+        except OSError:
+            continue
+    return sorted(dict.fromkeys(names), key=lambda n: n.endswith("ensemble"))
 
 
 def wait_ready(
@@ -122,15 +198,20 @@ def wait_ready(
     echo: Callable[[str], None],
     tty: bool = False,
 ) -> None:
-    """Poll /v2/health/ready until the server answers; show progress; fail with the log tail."""
+    """Poll /v2/health/ready until the server answers; show each model's state and the server's new log lines
+    while it loads; fail with the log tail."""
     start = time.monotonic()
     last_note = 0.0
     spinner = "|/-\\"
     i = 0
+    log_path = Path(record.log) if record.log and not record.log.startswith("docker ") else None
+    startup = StartupLog(repo_models(record.extra.get("repos") or [record.repo]), path=log_path, tail=log_tail)
+    width = 0
+    last_states = startup.summary()
     while True:
         if ready(record.client_host, record.http_port):
             if tty:
-                echo("\r" + " " * 70 + "\r")
+                echo("\r" + " " * width + "\r")
             return
         elapsed = time.monotonic() - start
         if not alive():
@@ -139,14 +220,20 @@ def wait_ready(
         if elapsed > timeout:
             raise ServerError(f"tritonserver for {record.name!r} not ready after {timeout:.0f} s (log: {record.log})",
                               hint="raise --timeout for big models", detail=log_tail())
-        loaded = log_tail().count("successfully loaded")
-        note = f"waiting for tritonserver {record.name!r}: {elapsed:4.0f} s, {loaded} model(s) loaded"
+        lines = startup.new_lines()
+        states = startup.summary()
+        note = f"waiting for tritonserver {record.name!r}: {elapsed:4.0f} s" + (f" - {states}" if states else "")
         if tty:
-            echo(f"\r{spinner[i % 4]} {note}")
+            shown = "".join(f"  | {line[:200]}\n" for line in lines)
+            echo("\r" + " " * width + "\r" + shown + f"{spinner[i % 4]} {note}")
+            width = len(note) + 2
             i += 1
-        elif elapsed - last_note >= 5:
-            echo(note + "\n")
-            last_note = elapsed
+        else:
+            for line in lines:
+                echo(f"  | {line[:200]}\n")
+            if elapsed - last_note >= 5 or states != last_states:
+                echo(note + "\n")
+                last_note, last_states = elapsed, states
         time.sleep(0.25)
 
 
@@ -163,7 +250,7 @@ def start(
     """Start tritonserver on the given repositories and wait until it is ready."""
     install = find_installation()
     check_ports(opts, owners=owners or [])
-    log = cache_dir() / "run" / f"{name}.log"
+    log = run_dir() / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("")
     opts.shm_prefix = opts.shm_prefix or f"tritongen_{name}_{os.getpid()}_"

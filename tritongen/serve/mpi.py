@@ -336,9 +336,8 @@ def start_local(
     (each line tagged with its rank) says which one and why.
     """
     from .. import proc
-    from ..spec import cache_dir
     from . import local
-    from .state import ServerRecord
+    from .state import ServerRecord, run_dir
 
     if not shutil.which(mpirun or "mpirun"):
         raise MissingDependency(f"{plan.mode} mode needs mpirun (Open MPI) on PATH",
@@ -348,7 +347,7 @@ def start_local(
     mpirun = mpirun or "mpirun"
     install = local.find_installation()
     local.check_ports(opts, owners=owners or [])
-    log = cache_dir() / "run" / f"{name}.log"
+    log = run_dir() / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("")
     opts.shm_prefix = opts.shm_prefix or f"tritongen_{name}_{os.getpid()}_"

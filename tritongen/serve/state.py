@@ -1,5 +1,9 @@
-"""What tritongen remembers about the servers it started: one JSON record per server under <cache>/run/.
+"""What tritongen remembers about the servers it started: one JSON record per server.
 
+The records live in one folder per user, ``~/.cache/tritongen/run`` (``<cache>/run`` when ``$TRITONGEN_CACHE``
+is set), shared by every checkout: server names and ports are the machine's, so a second checkout sees who holds
+a port or a name. Each record names the cache that started it (``owner``): ``tritongen stop`` and ``logs``
+without a name only pick this cache's servers, so a checkout never stops another's server unless it is named.
 ``tritongen stop``/``status``/``logs`` read these records; a record whose process (or container) is gone is
 reported as stale and removed by ``stop``.
 """
@@ -12,11 +16,19 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..spec import cache_dir
+from ..names import check_name, inside
+from ..spec import cache_dir, user_cache_dir
 
 
 def run_dir() -> Path:
-    return cache_dir() / "run"
+    if os.environ.get("TRITONGEN_CACHE"):
+        return cache_dir() / "run"
+    return user_cache_dir() / "run"
+
+
+def this_owner() -> str:
+    """The cache this process works with: what a record's ``owner`` is compared with."""
+    return str(cache_dir())
 
 
 @dataclass
@@ -35,10 +47,22 @@ class ServerRecord:
     command: list[str] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
     extra: dict = field(default_factory=dict)
+    #: The cache (checkout) that started the server; records of older releases have none.
+    owner: str | None = field(default_factory=this_owner)
+
+    @property
+    def mine(self) -> bool:
+        """Started with this process's cache. A record without an owner was started by a release that kept its
+        state in the cache itself, ~/.cache/tritongen outside a checkout."""
+        return (self.owner or str(user_cache_dir())) == this_owner()
 
     @property
     def path(self) -> Path:
-        return run_dir() / f"{self.name}.json"
+        loaded_from = getattr(self, "_loaded_from", None)
+        if loaded_from is not None:  # a record of an older release may have any name: keep its own file
+            return loaded_from
+        check_name(self.name, "server name")
+        return inside(run_dir() / f"{self.name}.json", run_dir(), "server name")
 
     @property
     def client_host(self) -> str:
@@ -77,17 +101,22 @@ def load_all() -> list[ServerRecord]:
     out = []
     for path in sorted(run_dir().glob("*.json")):
         try:
-            out.append(ServerRecord(**json.loads(path.read_text())))
-        except (OSError, json.JSONDecodeError, TypeError):
+            data = json.loads(path.read_text())
+            data.setdefault("owner", None)  # written by an older release: not this process's cache by default
+            record = ServerRecord(**data)
+        except (OSError, json.JSONDecodeError, TypeError, AttributeError):
             continue
+        record._loaded_from = path
+        out.append(record)
     return out
 
 
-def find(name_or_repo: str | None) -> list[ServerRecord]:
-    """Records matching a server name or a repository path (all records when None)."""
+def find(name_or_repo: str | None, *, everyone: bool = False) -> list[ServerRecord]:
+    """Records matching a server name or a repository path, of any owner; with None, this cache's records
+    (every record with ``everyone``)."""
     records = load_all()
     if not name_or_repo:
-        return records
+        return records if everyone else [r for r in records if r.mine]
     wanted = str(name_or_repo)
     resolved = str(Path(wanted).expanduser().resolve())
     return [r for r in records if r.name == wanted or r.repo == resolved or Path(r.repo).name == wanted]

@@ -176,15 +176,28 @@ class TorchEngine:
         # generate() computes only the last position's logits; doing the same keeps results bit-identical.
         self.keep_arg = "logits_to_keep" if "logits_to_keep" in params else (
             "num_logits_to_keep" if "num_logits_to_keep" in params else None)
+        # transformers 5 renamed forward's past_key_values to cache (the old name warns on every call).
+        self.cache_arg = "cache" if "cache" in params else "past_key_values"
+
+    def _new_cache(self):
+        from transformers import DynamicCache
+
+        try:
+            return DynamicCache(config=self.model.config)  # sized per layer (sliding-window layers too)
+        except TypeError:  # transformers 4.x: no config argument
+            return DynamicCache()
 
     def _forward(self, ids, cache):
         torch = self.torch
-        kwargs = {"use_cache": True, "past_key_values": cache}
+        # One Cache object per sequence, updated in place by every forward: no legacy tuples, and no reading of
+        # the output's deprecated past_key_values attribute.
+        cache = cache if cache is not None else self._new_cache()
+        kwargs = {"use_cache": True, self.cache_arg: cache}
         if self.keep_arg:
             kwargs[self.keep_arg] = 1
         with torch.inference_mode():
             out = self.model(input_ids=torch.tensor([ids], device=self.device), **kwargs)
-        return out.logits[0, -1].float(), out.past_key_values
+        return out.logits[0, -1].float(), cache
 
     def prefill(self, seq: Sequence):
         seq.next_logits, seq.cache = self._forward(seq.prompt, None)
