@@ -373,6 +373,15 @@ def _contract_of(version: str, label: str, row: dict) -> LLMContract:
                        confidence=str(row.get("confidence", "")))
 
 
+def newest_names() -> dict[str, str]:
+    """Every name any known release uses for a tensorrt_llm contract tensor -> the contract's (newest) name."""
+    out = {t.name: t.name for t in LLM_INPUTS + LLM_OUTPUTS}
+    for row in _rows():
+        for new, old in (row.get("renames") or {}).items():
+            out[old] = new
+    return out
+
+
 def llm_inputs(trtllm_version: str | None = None) -> tuple[Tensor, ...]:
     return llm_contract(trtllm_version).inputs
 
