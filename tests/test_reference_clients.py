@@ -339,3 +339,23 @@ def test_bench_against_an_old_container_repository(servers, tmp_path):
     level = json.loads((out / "results.json").read_text())["levels"][0]
     assert (level["completed"], level["errors"]) == (2, 0)
     assert level["token_count_source"] != "num_output_tokens"
+
+
+def test_the_cpu_engine_takes_either_name_when_called_directly(servers, tokenizer):
+    """inflight_batcher_llm_client.py-style calls on tensorrt_llm itself, with 0.19's and 1.2's seed names."""
+    client = grpcclient.InferenceServerClient(url=servers.grpc_url)
+    ids = [tokenizer.encode("The river ran past")]
+
+    def sample(**seed):
+        inputs = [prepare_tensor("input_ids", np.array(ids, dtype=np.int32)),
+                  prepare_tensor("input_lengths", np.array([[len(ids[0])]], dtype=np.int32)),
+                  prepare_tensor("request_output_len", np.array([[10]], dtype=np.int32)),
+                  prepare_tensor("runtime_top_k", np.array([[50]], dtype=np.int32)),
+                  prepare_tensor("temperature", np.array([[2.0]], dtype=np.float32))]
+        inputs += [prepare_tensor(k, np.array([[v]], dtype=np.uint64)) for k, v in seed.items()]
+        return client.infer("tensorrt_llm", inputs).as_numpy("output_ids").reshape(-1).tolist()
+
+    assert sample(seed=3) == sample(random_seed=3) != sample(seed=4)
+    with pytest.raises(InferenceServerException, match="seed=3 and random_seed=4 differ"):
+        sample(seed=3, random_seed=4)
+    client.close()
