@@ -325,6 +325,13 @@ def tensor_contract(spec: Spec) -> dict:
     }
 
 
+def _llm_names(llm: contract.LLMContract) -> str:
+    """For tensorrt_llm_bls: "contract name=this release's name" for each input it names differently, with
+    nothing after "=" for those the release lacks ("seed=random_seed,return_num_input_tokens=")."""
+    fed = sorted(set(contract.PRE_TO_LLM.values()) | set(contract.CLIENT_TO_LLM.values()))
+    return ",".join(f"{n}={llm.name(n) or ''}" for n in fed if llm.name(n) != n)
+
+
 def context(spec: Spec) -> dict:
     """Everything a template may use. StrictUndefined turns any other name into an error."""
     sv = spec.serving
@@ -351,10 +358,7 @@ def context(spec: Spec) -> dict:
         "draft_model": spec.model_names["tensorrt_llm_draft"]
         if spec.decoding.speculative.method.value == "draft_target" else "",
         "num_draft_tokens": spec.resolved_max_draft_len,
-        # The tensorrt_llm release's own names where they differ from the contract's ("" = it lacks the tensor).
-        "llm_names": ",".join(f"{n}={tensors['llm_contract'].name(n) or ''}" for n in sorted(
-            set(contract.PRE_TO_LLM.values()) | set(contract.CLIENT_TO_LLM.values()))
-            if tensors["llm_contract"].name(n) != n) if spec.route is not Route.llmapi else "",
+        "llm_names": _llm_names(tensors["llm_contract"]) if spec.route is not Route.llmapi else "",
     }
     llm = cpu_llm_parameters(spec) if spec.route is Route.cpu else (
         llm_parameters(spec) if spec.route is Route.engine else {})
