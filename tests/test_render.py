@@ -26,6 +26,35 @@ def test_golden_llama3_8b_repository(tmp_path):
     assert (out / "ensemble" / "1").is_dir() and (out / "tensorrt_llm" / "1").is_dir()
 
 
+def test_golden_configs_for_a_trtllm_0_19_container(tmp_path):
+    """25.05 runs TensorRT-LLM 0.19: tensorrt_llm reads random_seed/min_length and has no token-count tensors,
+    so the ensemble and BLS feed those names and carry no num_*_tokens. Only the configs that follow the
+    container are golden (pre/postprocessing and the model.py files are the same for every container)."""
+    spec = load_spec("llama3-8b", options={
+        **FIXED, "container.image": "nvcr.io/nvidia/tritonserver:25.05-trtllm-python-py3", "serving.bls": True})
+    out = write_repo(spec, tmp_path / "r")
+    configs = tmp_path / "configs"
+    for model in ("ensemble", "tensorrt_llm", "tensorrt_llm_bls"):
+        (configs / model).mkdir(parents=True)
+        shutil.copyfile(out / model / "config.pbtxt", configs / model / "config.pbtxt")
+    check_golden_tree(configs, GOLDEN / "llama3-8b-trtllm-0.19")
+
+
+def test_token_counts_are_refused_where_the_backend_has_none(tmp_path):
+    """Asked for by name, token_counts on a TensorRT-LLM 0.19 container is an error naming the release; with
+    optional_outputs=auto they are left out (the golden ensemble above says so in a comment)."""
+    image = "nvcr.io/nvidia/tritonserver:25.05-trtllm-python-py3"
+    spec = load_spec("llama3-8b", options={**FIXED, "container.image": image,
+                                           "serving.optional_outputs": ["log_probs", "token_counts"]})
+    with pytest.raises(TritongenError, match=r"token_counts \(num_input_tokens, num_output_tokens\) is not "
+                       r"produced by the tensorrt_llm backend of TensorRT-LLM 0\.19\.0"):
+        write_repo(spec, tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+    newer = load_spec("llama3-8b", options={**FIXED, "serving.optional_outputs": ["log_probs", "token_counts"]})
+    ens = parse_config(write_repo(newer, tmp_path / "n") / "ensemble" / "config.pbtxt")
+    assert {"num_input_tokens", "num_output_tokens"} <= {o.name for o in ens.output}
+
+
 def test_every_config_parses_with_tritons_model_config_proto(tmp_path):
     out = write_repo(load_spec("llama3-8b", options=FIXED, sets=["serving.bls=true"]), tmp_path / "r")
     configs = sorted(out.glob("*/config.pbtxt"))

@@ -10,7 +10,7 @@ import types
 import pytest
 
 from conftest import REPO_ROOT
-from tritongen import contract
+from tritongen import contract, versions
 
 MODEL_FILES = sorted((REPO_ROOT / "templates").rglob("*.py"))
 # What the stock NGC TensorRT-LLM container provides, plus each model's sibling helper module.
@@ -60,13 +60,19 @@ def test_bls_mappings_equal_the_contract(monkeypatch):
     assert tuple(bls.PASSTHROUGH) == contract.PASSTHROUGH_OUTPUTS
 
 
-def test_contract_maps_name_real_tensors():
-    llm_in = {t.name for t in contract.LLM_INPUTS}
-    client_in = {t.name for t in contract.CLIENT_INPUTS}
+@pytest.mark.parametrize("trtllm", sorted({c.trtllm for c in versions.containers()}))
+def test_contract_maps_name_real_tensors(trtllm):
+    """For the TensorRT-LLM release of every known container, each mapping names tensors that exist."""
+    llm_in = {t.name for t in contract.llm_inputs(trtllm)}
+    client_in = {t.name for t in contract.client_inputs_for(trtllm)}
     pre_in = {t.name for t in contract.PRE_INPUTS}
     pre_out = {t.name for t in contract.PRE_OUTPUTS}
-    assert set(contract.CLIENT_TO_LLM) <= client_in and set(contract.CLIENT_TO_LLM.values()) <= llm_in
+    to_llm, pre_to_llm = contract.client_to_llm_for(trtllm), contract.pre_to_llm_for(trtllm)
+    assert set(to_llm) <= client_in and set(to_llm.values()) <= llm_in
     assert set(contract.CLIENT_TO_PRE) <= client_in and set(contract.CLIENT_TO_PRE.values()) <= pre_in
-    assert set(contract.PRE_TO_LLM) <= pre_out and set(contract.PRE_TO_LLM.values()) <= llm_in
-    # Every client input is consumed somewhere.
-    assert client_in == set(contract.CLIENT_TO_LLM) | set(contract.CLIENT_TO_PRE)
+    assert set(pre_to_llm) <= pre_out and set(pre_to_llm.values()) <= llm_in
+    # Every client input is consumed somewhere; the old names and the new reach tensorrt_llm through the same
+    # preprocessing output, in the name this release reads.
+    assert client_in == set(to_llm) | set(contract.CLIENT_TO_PRE)
+    seed = "random_seed" if contract.llm_contract(trtllm).renames.get("seed") else "seed"
+    assert pre_to_llm["OUT_SEED"] == seed and seed in llm_in and ({"seed", "random_seed"} - {seed}).isdisjoint(llm_in)

@@ -19,7 +19,7 @@ from conftest import FIXTURES
 from tritongen.cli import cli
 from tritongen.render import write_repo
 from tritongen.spec import load_spec
-from tritongen.validate import parse_config, validate_repo
+from tritongen.validate import dtype_name, parse_config, validate_repo
 
 ENGINES = FIXTURES / "engines"
 
@@ -284,6 +284,99 @@ def test_missing_engine_is_a_warning_not_an_error(tmp_path):
     report = validate_repo(out)
     assert report.errors == []
     assert any("no engine at /nowhere" in str(w) for w in report.warnings)
+
+
+# -- the tensorrt_llm contract of the container's TensorRT-LLM release ------------------------------------
+
+
+def _repo_for(tmp_path, tag: str) -> Path:
+    spec = load_spec("llama3-8b", options={"engine.dir": "/nowhere",
+                                           "container.image": f"nvcr.io/nvidia/tritonserver:{tag}-trtllm-python-py3"})
+    return write_repo(spec, tmp_path / tag)
+
+
+def _tensor(name: str, dtype: str, optional: bool = True):
+    from tritonclient.grpc import model_config_pb2 as pb
+
+    return pb.ModelInput(name=name, data_type=pb.DataType.Value(dtype), dims=[1], optional=optional)
+
+
+def test_each_container_gets_the_contract_of_its_release(tmp_path):
+    """What tensorrtllm_backend v0.19.0's config.pbtxt declares (random_seed UINT64, min_length INT32, no
+    token counts) for 25.05; TensorRT-LLM 1.2's names for 26.07. Both validate."""
+    old, new = _repo_for(tmp_path, "25.05"), _repo_for(tmp_path, "26.07")
+    assert errors(old) == [] and errors(new) == []
+    llm_old, llm_new = (parse_config(r / "tensorrt_llm" / "config.pbtxt") for r in (old, new))
+    dtypes = {t.name: dtype_name(t.data_type) for t in llm_old.input}
+    assert (dtypes["random_seed"], dtypes["min_length"]) == ("TYPE_UINT64", "TYPE_INT32")
+    assert {"seed", "min_tokens", "return_num_input_tokens", "return_num_output_tokens"}.isdisjoint(dtypes)
+    assert {"num_input_tokens", "num_output_tokens"}.isdisjoint(t.name for t in llm_old.output)
+    assert {"seed", "min_tokens", "return_num_input_tokens"} <= {t.name for t in llm_new.input}
+    assert {"random_seed", "min_length"}.isdisjoint(t.name for t in llm_new.input)
+    assert {"num_input_tokens", "num_output_tokens"} <= {t.name for t in llm_new.output}
+
+
+def test_a_name_of_the_other_generation_is_an_error_naming_the_release(tmp_path):
+    old, new = _repo_for(tmp_path, "25.05"), _repo_for(tmp_path, "26.07")
+
+    def rename(cfg, a, b):
+        next(t for t in cfg.input if t.name == a).name = b
+
+    edit_config(old, "tensorrt_llm", lambda c: rename(c, "random_seed", "seed"))
+    assert_one_error(old, "input seed", "TensorRT-LLM 0.19.0", "does not read 'seed'", "reads 'random_seed' instead")
+    edit_config(new, "tensorrt_llm", lambda c: rename(c, "min_tokens", "min_length"))
+    assert_one_error(new, "input min_length", "TensorRT-LLM 1.2.1", "reads 'min_tokens' instead")
+
+
+def test_an_input_the_release_lacks_is_an_error(tmp_path):
+    old = _repo_for(tmp_path, "25.05")
+    edit_config(old, "tensorrt_llm", lambda c: c.input.append(_tensor("return_num_input_tokens", "TYPE_BOOL")))
+    assert_one_error(old, "input return_num_input_tokens", "TensorRT-LLM 0.19.0 (nvcr.io/nvidia/tritonserver:25.05",
+                     "does not read 'return_num_input_tokens'; values sent to it are lost")
+
+
+def test_an_output_the_release_never_produces_is_an_error(tmp_path):
+    from tritonclient.grpc import model_config_pb2 as pb
+
+    old = _repo_for(tmp_path, "25.05")
+    edit_config(old, "tensorrt_llm", lambda c: c.output.append(
+        pb.ModelOutput(name="num_output_tokens", data_type=pb.TYPE_INT32, dims=[1])))
+    assert_one_error(old, "output num_output_tokens", "TensorRT-LLM 0.19.0", "does not produce 'num_output_tokens'")
+
+
+def test_a_missing_required_input_is_an_error(tmp_path):
+    new = _repo_for(tmp_path, "26.07")
+
+    def drop(cfg):
+        kept = [t for t in cfg.input if t.name != "request_output_len"]
+        del cfg.input[:]
+        cfg.input.extend(kept)
+
+    edit_config(new, "tensorrt_llm", drop)
+    assert_one_error(new, "TensorRT-LLM 1.2.1", "needs input 'request_output_len', which is not declared")
+
+
+def test_a_contract_tensor_with_another_dtype_is_an_error(tmp_path):
+    from tritonclient.grpc import model_config_pb2 as pb
+
+    old = _repo_for(tmp_path, "25.05")
+    edit_config(old, "tensorrt_llm", lambda c: setattr(
+        next(t for t in c.input if t.name == "random_seed"), "data_type", pb.TYPE_INT32))
+    assert_one_error(old, "input random_seed", "declared TYPE_INT32", "TensorRT-LLM 0.19.0", "reads TYPE_UINT64")
+
+
+def test_the_release_is_the_one_recorded_in_the_lock(tmp_path):
+    """A 26.07 repository whose lock says 25.05 is checked against 0.19's contract."""
+    import yaml
+
+    new = _repo_for(tmp_path, "26.07")
+    lock = new / "tritongen.lock.yaml"
+    data = yaml.safe_load(lock.read_text())
+    data["container"] = {"image": "nvcr.io/nvidia/tritonserver:25.05-trtllm-python-py3", "trtllm_version": "0.19.0"}
+    lock.write_text(yaml.safe_dump(data))
+    assert_one_error(new, "input seed", "TensorRT-LLM 0.19.0", "reads 'random_seed' instead")
+    assert_one_error(new, "output num_input_tokens", "does not produce")
+    assert errors(new, container_trtllm="1.2.1") == []  # --container-trtllm style override wins
 
 
 # -- the user-facing path ----------------------------------------------------------------------------------

@@ -393,9 +393,12 @@ class GrpcTransport:
         if self.config.exact_output:
             add("min_tokens", "INT32", struct.pack("<i", out_len))
         add("stream", "BOOL", b"\x01")
-        add("return_num_output_tokens", "BOOL", b"\x01")
-        add("return_num_input_tokens", "BOOL", b"\x01")
         offered = self._offered or frozenset()
+        # Containers before TensorRT-LLM 1.0 have no token counts: their ensemble refuses the flags by name.
+        if not offered or "num_output_tokens" in offered:
+            add("return_num_output_tokens", "BOOL", b"\x01")
+        if not offered or "num_input_tokens" in offered:
+            add("return_num_input_tokens", "BOOL", b"\x01")
         for name in ("text_output", "num_output_tokens", "num_input_tokens"):
             if name == "text_output" or not offered or name in offered:
                 req.outputs.add().name = name

@@ -7,12 +7,19 @@ backend. ``CLIENT_INPUTS``/``CLIENT_OUTPUTS`` are the ensemble's client contract
 clients, Triton's generate endpoint and benchmark tools send), shared by the ensemble and tensorrt_llm_bls.
 
 Multimodal, encoder-decoder and disaggregated-serving tensors are left out: tritongen serves decoder-only
-text models. ``logits`` marks tensors whose dtype follows ``serving.logits_dtype``.
+text models (``decoder_input_ids``/``decoder_input_lengths`` are declared all the same, because the reference
+clients forward preprocessing's DECODER_INPUT_ID to tensorrt_llm; a decoder-only engine ignores them).
+``logits`` marks tensors whose dtype follows ``serving.logits_dtype``.
+
+Older TensorRT-LLM backends read other names (``random_seed``, ``min_length``) and lack some tensors: the
+per-version differences are data, in ``catalog/trtllm_contract.yaml``; ``llm_contract(version)`` applies them,
+and the ``*_for(version)`` functions give the tensors and mappings a repository for that version renders.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from dataclasses import replace as dc_replace
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,8 @@ LLM_INPUTS: tuple[Tensor, ...] = (
     Tensor("request_output_len", "TYPE_INT32", (1,), scalar=True, doc="tokens to generate at most"),
     _scalar("num_return_sequences", "TYPE_INT32"),
     Tensor("draft_input_ids", "TYPE_INT32", (-1,), optional=True, ragged=True, doc="draft tokens (draft_target)"),
+    Tensor("decoder_input_ids", "TYPE_INT32", (-1,), optional=True, ragged=True, doc="encoder-decoder only"),
+    _scalar("decoder_input_lengths", "TYPE_INT32"),
     Tensor("draft_logits", "logits", (-1, -1), optional=True, ragged=True),
     _scalar("draft_acceptance_threshold", "TYPE_FP32"),
     _scalar("end_id", "TYPE_INT32", "token that ends generation"),
@@ -126,10 +135,10 @@ CLIENT_INPUTS: tuple[Tensor, ...] = (
     _client("temperature", "TYPE_FP32"),
     _client("length_penalty", "TYPE_FP32"),
     _client("repetition_penalty", "TYPE_FP32"),
-    _client("min_tokens", "TYPE_INT32"),
+    _client("min_tokens", "TYPE_INT32", doc="suppress the end id until this many tokens (alias: min_length)"),
     _client("presence_penalty", "TYPE_FP32"),
     _client("frequency_penalty", "TYPE_FP32"),
-    _client("seed", "TYPE_UINT64"),
+    _client("seed", "TYPE_UINT64", doc="sampling seed (alias: random_seed)"),
     _client("return_log_probs", "TYPE_BOOL"),
     _client("return_context_logits", "TYPE_BOOL"),
     _client("return_generation_logits", "TYPE_BOOL"),
@@ -169,15 +178,17 @@ OUTPUT_GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
-def passthrough_outputs(groups) -> tuple[str, ...]:
-    """The tensorrt_llm outputs passed to the client for these output groups, in contract order."""
+def passthrough_outputs(groups, trtllm_version: str | None = None) -> tuple[str, ...]:
+    """The tensorrt_llm outputs passed to the client for these output groups, in contract order (client
+    names), leaving out those the given TensorRT-LLM release never produces."""
     names = {name for g in groups for name in OUTPUT_GROUPS[str(getattr(g, "value", g))]}
-    return tuple(n for n in PASSTHROUGH_OUTPUTS if n in names)
+    absent = llm_contract(trtllm_version).absent if trtllm_version else frozenset()
+    return tuple(n for n in PASSTHROUGH_OUTPUTS if n in names and n not in absent)
 
 
-def client_outputs(groups) -> tuple[Tensor, ...]:
+def client_outputs(groups, trtllm_version: str | None = None) -> tuple[Tensor, ...]:
     """The client contract's outputs for these output groups: text_output first, then the groups' outputs."""
-    keep = set(passthrough_outputs(groups))
+    keep = set(passthrough_outputs(groups, trtllm_version))
     return tuple(t for t in CLIENT_OUTPUTS if t.name == "text_output" or t.name in keep)
 
 #: Client input -> tensorrt_llm input, for inputs the ensemble passes straight through.
@@ -189,10 +200,8 @@ CLIENT_TO_LLM: dict[str, str] = {
     "temperature": "temperature",
     "length_penalty": "len_penalty",
     "repetition_penalty": "repetition_penalty",
-    "min_tokens": "min_tokens",
     "presence_penalty": "presence_penalty",
     "frequency_penalty": "frequency_penalty",
-    "seed": "seed",
     "return_log_probs": "return_log_probs",
     "return_context_logits": "return_context_logits",
     "return_generation_logits": "return_generation_logits",
@@ -219,6 +228,10 @@ CLIENT_TO_PRE: dict[str, str] = {
     "end_id": "END_ID",
     "pad_id": "PAD_ID",
     "apply_chat_template": "APPLY_CHAT_TEMPLATE",
+    "seed": "SEED",
+    "random_seed": "RANDOM_SEED",
+    "min_tokens": "MIN_TOKENS",
+    "min_length": "MIN_LENGTH",
 }
 
 PRE_INPUTS: tuple[Tensor, ...] = (
@@ -231,6 +244,10 @@ PRE_INPUTS: tuple[Tensor, ...] = (
     Tensor("END_ID", "TYPE_INT32", (1,), optional=True),
     Tensor("PAD_ID", "TYPE_INT32", (1,), optional=True),
     Tensor("APPLY_CHAT_TEMPLATE", "TYPE_BOOL", (1,), optional=True),
+    Tensor("SEED", "TYPE_UINT64", (1,), optional=True),
+    Tensor("RANDOM_SEED", "TYPE_UINT64", (1,), optional=True),
+    Tensor("MIN_TOKENS", "TYPE_INT32", (1,), optional=True),
+    Tensor("MIN_LENGTH", "TYPE_INT32", (1,), optional=True),
 )
 
 PRE_OUTPUTS: tuple[Tensor, ...] = (
@@ -242,6 +259,14 @@ PRE_OUTPUTS: tuple[Tensor, ...] = (
     Tensor("EMBEDDING_BIAS", "TYPE_FP32", (-1,)),
     Tensor("OUT_END_ID", "TYPE_INT32", (1,)),
     Tensor("OUT_PAD_ID", "TYPE_INT32", (1,)),
+    # Only in responses whose request sent seed/random_seed (min_tokens/min_length): Triton's ensemble then
+    # leaves the tensorrt_llm input unset, so the engine keeps its own default.
+    Tensor("OUT_SEED", "TYPE_UINT64", (1,)),
+    Tensor("OUT_MIN_TOKENS", "TYPE_INT32", (1,)),
+    # The reference preprocessing's encoder-decoder outputs, for clients that call preprocessing themselves
+    # (tensorrtllm_backend's end_to_end_test.py); the ensemble does not map them.
+    Tensor("DECODER_INPUT_ID", "TYPE_INT32", (-1,)),
+    Tensor("REQUEST_DECODER_INPUT_LEN", "TYPE_INT32", (1,)),
 )
 
 #: Preprocessing output -> tensorrt_llm input.
@@ -254,7 +279,165 @@ PRE_TO_LLM: dict[str, str] = {
     "EMBEDDING_BIAS": "embedding_bias",
     "OUT_END_ID": "end_id",
     "OUT_PAD_ID": "pad_id",
+    "OUT_SEED": "seed",
+    "OUT_MIN_TOKENS": "min_tokens",
 }
+
+#: Older names a client may send for a client input (alias -> contract name): clients written for the
+#: tensorrtllm_backend of TensorRT-LLM <= 0.19 send these. Preprocessing reconciles each pair.
+CLIENT_ALIASES: dict[str, str] = {"random_seed": "seed", "min_length": "min_tokens"}
+
+#: The same aliases on the cpu engine's own tensorrt_llm contract (a client may address it directly).
+LLM_ALIASES: dict[str, str] = {"random_seed": "seed", "min_length": "min_tokens"}
+
+
+# -- the contract per TensorRT-LLM version (data: catalog/trtllm_contract.yaml) ------------------------------
+
+
+@dataclass(frozen=True)
+class LLMContract:
+    """The tensorrt_llm contract of one TensorRT-LLM release, in that release's names."""
+
+    version: str  #: the TensorRT-LLM version asked for (the newest row's when none was given)
+    row: str  #: the data row it falls in, e.g. "0.19" or "0.16-0.18"
+    inputs: tuple[Tensor, ...]
+    outputs: tuple[Tensor, ...]
+    #: contract (newest) name -> this release's name, for the tensors it names differently
+    renames: dict[str, str]
+    #: contract names this release lacks (inputs and outputs)
+    absent: frozenset[str]
+    source: str
+    confidence: str
+
+    def name(self, newest: str) -> str | None:
+        """This release's name for the newest contract's tensor ``newest`` (None: the release lacks it)."""
+        if newest in self.absent:
+            return None
+        return self.renames.get(newest, newest)
+
+    @property
+    def input_names(self) -> frozenset[str]:
+        return frozenset(t.name for t in self.inputs)
+
+    @property
+    def output_names(self) -> frozenset[str]:
+        return frozenset(t.name for t in self.outputs)
+
+
+def _release_key(version: str) -> tuple[int, int]:
+    import re
+
+    m = re.match(r"\s*(\d+)\.(\d+)", str(version))
+    if not m:
+        raise ValueError(f"{version!r} is not a TensorRT-LLM version")
+    return int(m.group(1)), int(m.group(2))
+
+
+def _rows() -> list[dict]:
+    from . import catalog
+
+    return catalog.load("trtllm_contract.yaml")["rows"]
+
+
+def _row_label(row: dict) -> str:
+    start, until = row["from"], row.get("until")
+    if until is None:
+        return f">={start}"
+    nxt = _release_key(start)
+    return str(start) if _release_key(until) == (nxt[0], nxt[1] + 1) else f">={start},<{until}"
+
+
+def llm_contract(trtllm_version: str | None = None) -> LLMContract:
+    """The tensorrt_llm contract of TensorRT-LLM ``trtllm_version`` ("0.19.0", "1.2.1", "1.0.3.2510"; None:
+    the newest). A version older than the data's first row is refused: tritongen supports no such container."""
+    rows = _rows()
+    version = str(trtllm_version) if trtllm_version else str(rows[-1]["from"])
+    key = _release_key(version)
+    row = next((r for r in rows if _release_key(r["from"]) <= key
+                and (r.get("until") is None or key < _release_key(r["until"]))), None)
+    if row is None:
+        raise ValueError(f"TensorRT-LLM {version} is older than any contract tritongen knows "
+                         f"(first: {rows[0]['from']}); use a container with TensorRT-LLM {rows[0]['from']} or later")
+    return _contract_of(version, _row_label(row), row)
+
+
+def _contract_of(version: str, label: str, row: dict) -> LLMContract:
+    renames = dict(row.get("renames") or {})
+    absent = frozenset(row.get("absent_inputs") or ()) | frozenset(row.get("absent_outputs") or ())
+
+    def pick(tensors):
+        return tuple(dc_replace(t, name=renames.get(t.name, t.name)) for t in tensors if t.name not in absent)
+
+    return LLMContract(version=version, row=label, inputs=pick(LLM_INPUTS), outputs=pick(LLM_OUTPUTS),
+                       renames=renames, absent=absent, source=str(row.get("source", "")),
+                       confidence=str(row.get("confidence", "")))
+
+
+def newest_names() -> dict[str, str]:
+    """Every name any known release uses for a tensorrt_llm contract tensor -> the contract's (newest) name."""
+    out = {t.name: t.name for t in LLM_INPUTS + LLM_OUTPUTS}
+    for row in _rows():
+        for new, old in (row.get("renames") or {}).items():
+            out[old] = new
+    return out
+
+
+def llm_inputs(trtllm_version: str | None = None) -> tuple[Tensor, ...]:
+    return llm_contract(trtllm_version).inputs
+
+
+def llm_outputs(trtllm_version: str | None = None) -> tuple[Tensor, ...]:
+    return llm_contract(trtllm_version).outputs
+
+
+def cpu_llm_inputs() -> tuple[Tensor, ...]:
+    """The cpu engine's inputs: the newest contract, with each old name next to its new one, so clients of
+    either generation of tensorrtllm_backend can address it directly."""
+    out: list[Tensor] = []
+    for t in LLM_INPUTS:
+        out.append(t)
+        out += [dc_replace(t, name=alias) for alias, name in LLM_ALIASES.items() if name == t.name]
+    return tuple(out)
+
+
+def client_inputs_for(trtllm_version: str | None = None) -> tuple[Tensor, ...]:
+    """The ensemble's (and tensorrt_llm_bls') inputs for this release: the contract's, without those feeding
+    a tensorrt_llm input the release lacks, with each alias next to its contract name."""
+    c = llm_contract(trtllm_version)
+    out: list[Tensor] = []
+    for t in CLIENT_INPUTS:
+        target = CLIENT_TO_LLM.get(t.name)
+        if target is not None and c.name(target) is None:
+            continue
+        out.append(t)
+        out += [dc_replace(t, name=alias, doc=f"older name of {t.name}")
+                for alias, name in CLIENT_ALIASES.items() if name == t.name]
+    return tuple(out)
+
+
+def client_to_llm_for(trtllm_version: str | None = None) -> dict[str, str]:
+    """Client input -> this release's tensorrt_llm input, for the straight pass-throughs it has."""
+    c = llm_contract(trtllm_version)
+    return {client: c.name(llm) for client, llm in CLIENT_TO_LLM.items() if c.name(llm) is not None}
+
+
+def pre_to_llm_for(trtllm_version: str | None = None) -> dict[str, str]:
+    """Preprocessing output -> this release's tensorrt_llm input."""
+    c = llm_contract(trtllm_version)
+    return {pre: c.name(llm) for pre, llm in PRE_TO_LLM.items() if c.name(llm) is not None}
+
+
+def unavailable_outputs(groups, trtllm_version: str | None = None) -> dict[str, tuple[str, ...]]:
+    """Output group -> its outputs this release's backend never produces (groups missing nothing left out)."""
+    c = llm_contract(trtllm_version)
+    out = {}
+    for g in groups:
+        name = str(getattr(g, "value", g))
+        lacking = tuple(n for n in OUTPUT_GROUPS[name] if n in c.absent)
+        if lacking:
+            out[name] = lacking
+    return out
+
 
 #: Ragged: Triton's dynamic batcher must then not compare shapes, so it no longer wakes its thread on every
 #: streamed token (see templates/common/postprocessing/config.pbtxt.j2); the python backend gets each request

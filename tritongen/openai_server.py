@@ -478,7 +478,12 @@ class TritonBackend:
         import grpc
         from tritonclient.grpc import InferResult
 
-        request = self._request(self.model, request_id, gen.tensors(), ["text_output", *await self._count_outputs()])
+        counts = await self._count_outputs()
+        tensors = gen.tensors()
+        for name in ("num_input_tokens", "num_output_tokens"):
+            if name not in counts:  # no such output (e.g. TensorRT-LLM < 1.0): the ensemble has no such flag either
+                tensors.pop("return_" + name, None)
+        request = self._request(self.model, request_id, tensors, ["text_output", *counts])
         done = asyncio.Event()
 
         async def requests():

@@ -20,7 +20,7 @@ import jinja2
 import yaml
 
 from . import __version__, contract
-from .errors import OutputError, RepoExistsError, TritongenError, UsageError, ValidationFailed
+from .errors import GatingError, OutputError, RepoExistsError, TritongenError, UsageError, ValidationFailed
 from .names import inside
 from .spec import Route, Spec, SpeculativeMethod, dump_spec
 
@@ -274,9 +274,70 @@ def _tokenizer_parameters(spec: Spec) -> dict[str, object]:
     }
 
 
+def tensor_contract(spec: Spec) -> dict:
+    """The tensors and mappings of this spec's repository, for the TensorRT-LLM release of its container.
+
+    The engine route's tensorrt_llm model declares exactly what that release's backend reads and writes; the
+    cpu engine declares the newest contract plus the old names (it is ours, and accepts both). The ensemble
+    and tensorrt_llm_bls follow the release either way, so a cpu repository pinned to an old container wires
+    its ensemble as the engine route would.
+    """
+    from . import versions
+
+    image, trtllm = (None, None)
+    if spec.route in (Route.engine, Route.cpu):
+        image, trtllm = versions.resolve_container(spec)
+    try:
+        llm = contract.llm_contract(trtllm)
+    except ValueError as exc:
+        raise GatingError(f"container.image: {image}: {exc}") from None
+    groups = spec.resolved_output_groups
+    if spec.route is Route.llmapi:
+        # The llmapi front has its own contract (tritongen.llmapi); it is not the engine backend's.
+        return {"trtllm_version": None, "llm_contract": llm, "groups": groups,
+                "client_outputs": contract.client_outputs(groups),
+                "passthrough_outputs": contract.passthrough_outputs(groups), "dropped_outputs": {}}
+    missing = contract.unavailable_outputs(groups, trtllm)
+    explicit = isinstance(spec.serving.optional_outputs, list)
+    for group, names in missing.items():
+        if explicit and set(names) == set(contract.OUTPUT_GROUPS[group]):
+            raise GatingError(
+                f"serving.optional_outputs: {group} ({', '.join(names)}) is not produced by the tensorrt_llm "
+                f"backend of TensorRT-LLM {trtllm} ({image}; contract row {llm.row})",
+                hint=f"drop {group} from serving.optional_outputs, or use a newer container.image")
+    renamed = {n: llm.name(n) for n in contract.PASSTHROUGH_OUTPUTS}
+    return {
+        "trtllm_version": trtllm,
+        "llm_contract": llm,
+        "groups": groups,
+        "llm_inputs": contract.cpu_llm_inputs() if spec.route is Route.cpu else llm.inputs,
+        "llm_outputs": contract.LLM_OUTPUTS if spec.route is Route.cpu else llm.outputs,
+        "client_inputs": contract.client_inputs_for(trtllm),
+        "client_outputs": contract.client_outputs(groups, trtllm),
+        "passthrough_outputs": contract.passthrough_outputs(groups, trtllm),
+        #: tensorrt_llm output -> client output, for the outputs passed through
+        "passthrough_map": {renamed[n]: n for n in contract.passthrough_outputs(groups, trtllm)},
+        "pre_to_llm": contract.pre_to_llm_for(trtllm),
+        "client_to_llm": contract.client_to_llm_for(trtllm),
+        "client_to_pre": {c: p for c, p in contract.CLIENT_TO_PRE.items()},
+        "llm_output_ids": llm.name("output_ids"),
+        "llm_sequence_length": llm.name("sequence_length"),
+        #: group -> outputs this release never produces, left out of the client contract
+        "dropped_outputs": missing,
+    }
+
+
+def _llm_names(llm: contract.LLMContract) -> str:
+    """For tensorrt_llm_bls: "contract name=this release's name" for each input it names differently, with
+    nothing after "=" for those the release lacks ("seed=random_seed,return_num_input_tokens=")."""
+    fed = sorted(set(contract.PRE_TO_LLM.values()) | set(contract.CLIENT_TO_LLM.values()))
+    return ",".join(f"{n}={llm.name(n) or ''}" for n in fed if llm.name(n) != n)
+
+
 def context(spec: Spec) -> dict:
     """Everything a template may use. StrictUndefined turns any other name into an error."""
     sv = spec.serving
+    tensors = tensor_contract(spec)
     pre = {
         **_tokenizer_parameters(spec),
         "add_special_tokens": sv.add_special_tokens,
@@ -299,6 +360,7 @@ def context(spec: Spec) -> dict:
         "draft_model": spec.model_names["tensorrt_llm_draft"]
         if spec.decoding.speculative.method.value == "draft_target" else "",
         "num_draft_tokens": spec.resolved_max_draft_len,
+        "llm_names": _llm_names(tensors["llm_contract"]) if spec.route is not Route.llmapi else "",
     }
     llm = cpu_llm_parameters(spec) if spec.route is Route.cpu else (
         llm_parameters(spec) if spec.route is Route.engine else {})
@@ -308,9 +370,9 @@ def context(spec: Spec) -> dict:
         "llm_name": spec.model_names["tensorrt_llm"],
         "version": __version__,
         "contract": contract,
-        # The client contract of this repository (ensemble, tensorrt_llm_bls, llmapi front): serving.optional_outputs.
-        "client_outputs": contract.client_outputs(spec.resolved_output_groups),
-        "passthrough_outputs": contract.passthrough_outputs(spec.resolved_output_groups),
+        # The client contract of this repository (ensemble, tensorrt_llm_bls, llmapi front): serving.optional_outputs,
+        # and the tensorrt_llm contract of the container's TensorRT-LLM release.
+        **tensors,
         "logits_dtype": sv.logits_dtype.value,
         "pre_params": {k: _param_value(v) for k, v in pre.items()},
         "post_params": {k: _param_value(v) for k, v in post.items()},

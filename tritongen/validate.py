@@ -381,6 +381,7 @@ def _check_llm_model(ctx: _Ctx, name: str, lock: dict | None, engine_dir: Path |
     if cfg is None or cfg.backend != "tensorrtllm":
         return
     path = ctx.repo / name / "config.pbtxt"
+    _check_llm_contract(ctx, path, cfg, lock, container_trtllm)
     params = params_of(cfg)
     spec = (lock or {}).get("spec") or {}
 
@@ -423,6 +424,52 @@ def _check_llm_model(ctx: _Ctx, name: str, lock: dict | None, engine_dir: Path |
     if name == ctx.name("tensorrt_llm"):
         ctx.report.engine = eng
     check_engine(ctx, path, cfg, params, eng, spec, lock, container_trtllm, gpu_arch)
+
+
+def _check_llm_contract(ctx: _Ctx, path: Path, cfg, lock: dict | None, container_trtllm: str | None) -> None:
+    """The tensors against those the backend of the container's TensorRT-LLM release reads and writes
+    (tritongen.contract, catalog/trtllm_contract.yaml). Names the contract does not know at all (multimodal,
+    encoder-decoder tensors of a hand-made config) are not judged."""
+    from . import contract
+
+    container = (lock or {}).get("container") or {}
+    version = container_trtllm or container.get("trtllm_version")
+    if not version:
+        return
+    where = f"TensorRT-LLM {version} ({container.get('image') or 'the container'})"
+    try:
+        c = contract.llm_contract(str(version))
+    except ValueError as exc:
+        ctx.add(ctx.repo / LOCK_NAME, "container", str(exc), "set container.image to a supported tag")
+        return
+    fix = "regenerate with `tritongen repo` for this container, or set container.image to one whose backend has it"
+    newest_of = contract.newest_names()
+    for kind, declared, have in (("input", cfg.input, c.inputs), ("output", cfg.output, c.outputs)):
+        by_name = {t.name: t for t in have}
+        verb = "read" if kind == "input" else "produce"
+        for t in declared:
+            want = by_name.get(t.name)
+            if want is None:
+                if t.name not in newest_of:
+                    continue
+                own = c.name(newest_of[t.name])
+                instead = f" (it {verb}s {own!r} instead)" if own and own != t.name else ""
+                lost = "; values sent to it are lost" if kind == "input" else ""
+                ctx.add(path, f"{kind} {t.name}", f"the tensorrt_llm backend of {where} does not {verb} "
+                        f"{t.name!r}{instead}{lost}", fix)
+                continue
+            dtype = dtype_name(t.data_type)
+            expected = want.dtype if want.dtype != "logits" else dtype
+            if dtype != expected:
+                ctx.add(path, f"{kind} {t.name}", f"declared {dtype} but the backend of {where} {verb}s "
+                        f"{expected}", f"declare it {expected}")
+        names = {t.name for t in declared}
+        for t in have:
+            required = (kind == "input" and not t.optional) or t.name in (c.name("output_ids"),
+                                                                           c.name("sequence_length"))
+            if required and t.name not in names:
+                ctx.add(path, kind, f"the backend of {where} needs {kind} {t.name!r}, which is not declared",
+                        f"declare {t.name} ({t.dtype}, dims {list(t.dims)})")
 
 
 def _truthy(value: str | None) -> bool:

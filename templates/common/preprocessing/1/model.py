@@ -147,6 +147,15 @@ class TritonPythonModel:
             pb_utils.Tensor("OUT_END_ID", np.array(ends, dtype=np.int32).reshape(batch, 1)),
             pb_utils.Tensor("OUT_PAD_ID", np.array(pads, dtype=np.int32).reshape(batch, 1)),
         ]
+        for out_name, new_name, old_name, dtype in _ALIASED:
+            values = _one_of(request, new_name, old_name, batch)
+            if values is not None:
+                tensors.append(pb_utils.Tensor(out_name, np.asarray(values, dtype=dtype).reshape(batch, 1)))
+        if _wants(request, "DECODER_INPUT_ID"):
+            # What the reference preprocessing gives a decoder-only model: one pad token of length 1, which the
+            # backend ignores unless the engine is an encoder-decoder.
+            tensors.append(pb_utils.Tensor("DECODER_INPUT_ID", np.array(pads, dtype=np.int32).reshape(batch, 1)))
+            tensors.append(pb_utils.Tensor("REQUEST_DECODER_INPUT_LEN", np.ones((batch, 1), dtype=np.int32)))
         return pb_utils.InferenceResponse(output_tensors=tensors)
 
     def _bias(self, words, weights):
@@ -160,6 +169,40 @@ class TritonPythonModel:
             for token in self.tokenizer.encode(word, add_special_tokens=False):
                 bias[token] += weight
         return bias
+
+
+#: (output, input, older name of the input, dtype): clients of TensorRT-LLM <= 0.19 send the older names. The
+#: output is left out when the request sent neither, so tensorrt_llm keeps its own default.
+_ALIASED = (
+    ("OUT_SEED", "SEED", "RANDOM_SEED", np.uint64),
+    ("OUT_MIN_TOKENS", "MIN_TOKENS", "MIN_LENGTH", np.int32),
+)
+_CLIENT_NAME = {"SEED": "seed", "RANDOM_SEED": "random_seed", "MIN_TOKENS": "min_tokens", "MIN_LENGTH": "min_length"}
+
+
+def _one_of(request, name, old_name, batch):
+    """The per-row values of ``name`` or its older name (None: neither sent); both with different values is
+    the request's error."""
+    new, old = _input(request, name), _input(request, old_name)
+    if new is None and old is None:
+        return None
+    rows = []
+    for b in range(batch):
+        a = None if new is None else scalar(new[min(b, len(new) - 1)], None)
+        o = None if old is None else scalar(old[min(b, len(old) - 1)], None)
+        if a is not None and o is not None and int(a) != int(o):
+            raise ValueError(f"{_CLIENT_NAME[name]}={int(a)} and {_CLIENT_NAME[old_name]}={int(o)} differ; send one of "
+                             f"them ({_CLIENT_NAME[old_name]} is the older name of {_CLIENT_NAME[name]})")
+        rows.append(int(a if a is not None else o))
+    return rows
+
+
+def _wants(request, name) -> bool:
+    """Whether the caller asked for output ``name`` (the ensemble asks only for what it maps)."""
+    try:
+        return name in request.requested_output_names()
+    except Exception:  # a python backend without the call: produce it
+        return True
 
 
 def _stack_word_lists(lists):

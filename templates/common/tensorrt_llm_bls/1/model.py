@@ -41,6 +41,10 @@ CLIENT_TO_PRE = {
     "end_id": "END_ID",
     "pad_id": "PAD_ID",
     "apply_chat_template": "APPLY_CHAT_TEMPLATE",
+    "seed": "SEED",
+    "random_seed": "RANDOM_SEED",
+    "min_tokens": "MIN_TOKENS",
+    "min_length": "MIN_LENGTH",
 }
 #: preprocessing output -> tensorrt_llm input (= tritongen.contract.PRE_TO_LLM).
 PRE_TO_LLM = {
@@ -52,6 +56,8 @@ PRE_TO_LLM = {
     "EMBEDDING_BIAS": "embedding_bias",
     "OUT_END_ID": "end_id",
     "OUT_PAD_ID": "pad_id",
+    "OUT_SEED": "seed",
+    "OUT_MIN_TOKENS": "min_tokens",
 }
 #: client input passed straight to tensorrt_llm (= tritongen.contract.CLIENT_TO_LLM).
 CLIENT_TO_LLM = {
@@ -62,10 +68,8 @@ CLIENT_TO_LLM = {
     "temperature": "temperature",
     "length_penalty": "len_penalty",
     "repetition_penalty": "repetition_penalty",
-    "min_tokens": "min_tokens",
     "presence_penalty": "presence_penalty",
     "frequency_penalty": "frequency_penalty",
-    "seed": "seed",
     "return_log_probs": "return_log_probs",
     "return_context_logits": "return_context_logits",
     "return_generation_logits": "return_generation_logits",
@@ -115,6 +119,11 @@ class TritonPythonModel:
         self.llm_decoupled = True  # tensorrt_llm is decoupled whenever the repository streams
         outputs = output_names(config)
         self.passthrough = tuple(name for name in PASSTHROUGH if name in outputs)
+        # tensorrt_llm's own names where its TensorRT-LLM release differs ("random_seed", or none: it lacks the
+        # tensor), rendered from tritongen's per-version contract.
+        renames = dict(item.split("=", 1) for item in str_param(config, "llm_names", "").split(",") if item)
+        self.pre_to_llm = {k: renames.get(v, v) for k, v in PRE_TO_LLM.items() if renames.get(v, v)}
+        self.client_to_llm = {k: renames.get(v, v) for k, v in CLIENT_TO_LLM.items() if renames.get(v, v)}
 
     def finalize(self):
         self.pool.shutdown()
@@ -166,17 +175,17 @@ class TritonPythonModel:
 
         pre_inputs = [pb_utils.Tensor(CLIENT_TO_PRE[k], v) for k, v in client.items() if k in CLIENT_TO_PRE]
         pre = pb_utils.InferenceRequest(model_name=self.pre_model, inputs=pre_inputs,
-                                        requested_output_names=list(PRE_TO_LLM))
+                                        requested_output_names=list(self.pre_to_llm))
         pre_resp = pre.exec()
         _raise_if_error(pre_resp, self.pre_model)
         llm_inputs = {}
-        for out_name, llm_name in PRE_TO_LLM.items():
+        for out_name, llm_name in self.pre_to_llm.items():
             tensor = pb_utils.get_output_tensor_by_name(pre_resp, out_name)
             if tensor is not None:
                 llm_inputs[llm_name] = tensor.as_numpy()
         for k, v in client.items():
-            if k in CLIENT_TO_LLM:
-                llm_inputs[CLIENT_TO_LLM[k]] = v
+            if k in self.client_to_llm:
+                llm_inputs[self.client_to_llm[k]] = v
         llm_inputs["streaming"] = np.array([[stream]], dtype=bool)
 
         if self.draft_model:

@@ -325,19 +325,23 @@ class TritonPythonModel:
         return out
 
     def _stop(self, request, sender):
-        """The TensorRT-LLM backend's `stop` input: cancel the running request with the same request id. Sent
+        """The TensorRT-LLM backend's `stop` input: end the running request with the same request id. Sent
         by clients (and tensorrt_llm_bls) when a stream is abandoned, because Triton's ensemble does not pass a
-        client's cancellation on to a step that is already running."""
+        client's cancellation on to a step that is already running.
+
+        Answered like the backend answers it: one response without outputs. A stop without a request id can
+        name no request (ending every anonymous one would end other clients' requests), so it stops nothing;
+        it is still answered that way rather than with an error, because tensorrtllm_backend's
+        inflight_batcher_llm_client.py reads a response without output_ids as the stop's acknowledgement but
+        raises on any error that is not CANCELLED - and it sends its stop with an empty id unless given one."""
         rid = _request_id(request)
-        if not rid:
-            message = "tensorrt_llm (cpu): stop needs the request id of the request to stop"
-            if self.decoupled:
-                sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(message)), flags=FINAL)
-                return None
-            return pb_utils.InferenceResponse(error=pb_utils.TritonError(message))
-        self.inbox.put(("stop", rid))
+        if rid:
+            self.inbox.put(("stop", rid))
+        else:
+            pb_utils.Logger.log_warn("tensorrt_llm (cpu): a stop request without a request id stops nothing; "
+                                     "send the id of the request to stop")
         if self.decoupled:
-            sender.send(flags=FINAL)
+            sender.send(pb_utils.InferenceResponse(output_tensors=[]), flags=FINAL)
             return None
         return pb_utils.InferenceResponse(output_tensors=[])
 
@@ -384,8 +388,8 @@ class TritonPythonModel:
             s.rep_penalty = float(_row_scalar(_get(request, "repetition_penalty"), row, 1.0))
             s.presence = float(_row_scalar(_get(request, "presence_penalty"), row, 0.0))
             s.frequency = float(_row_scalar(_get(request, "frequency_penalty"), row, 0.0))
-            s.min_tokens = int(_row_scalar(_get(request, "min_tokens"), row, 0))
-            s.seed = int(_row_scalar(_get(request, "seed"), row, 0))
+            s.min_tokens = _aliased(request, row, "min_tokens", "min_length", 0)
+            s.seed = _aliased(request, row, "seed", "random_seed", 0)
             s.streaming = bool(_row_scalar(_get(request, "streaming"), row, False)) and self.decoupled
             s.exclude_input = bool(_row_scalar(_get(request, "exclude_input_in_output"), row, self.exclude_input_default))
             s.want_logprobs = bool(_row_scalar(_get(request, "return_log_probs"), row, False))
@@ -476,6 +480,13 @@ class TritonPythonModel:
         for seq in self.active:
             group = seq.group
             if group.failed:
+                continue
+            if group.stopped:
+                # A `stop` ends the request the way TensorRT-LLM ends a cancelled one: a final response with the
+                # tokens so far (streaming: those not sent yet), not an error the client would have to parse.
+                pb_utils.Logger.log_info(f"tensorrt_llm (cpu): request {group.request_id!r} cancelled after "
+                                         f"{len(seq.generated)} tokens by a stop request")
+                self._emit(seq, final_row=True)
                 continue
             if group.cancelled():
                 # Logged so operators (and tests) can see a disconnected client stopped the work.
@@ -604,6 +615,16 @@ class TritonPythonModel:
         if final_row:
             group.pending -= 1
         group.send(pb_utils.InferenceResponse(output_tensors=tensors), final=final_row and group.pending == 0)
+
+
+def _aliased(request, row, name, old_name, default) -> int:
+    """Input ``name`` or its pre-1.0 name ``old_name`` (random_seed, min_length): clients of either
+    tensorrtllm_backend generation may address this model directly. Both with different values is an error."""
+    value = _row_scalar(_get(request, name), row, None)
+    old = _row_scalar(_get(request, old_name), row, None)
+    if value is not None and old is not None and int(value) != int(old):
+        raise ValueError(f"{name}={int(value)} and {old_name}={int(old)} differ; send one of them")
+    return int(value if value is not None else (old if old is not None else default))
 
 
 def _request_id(request) -> str:
