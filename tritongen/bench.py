@@ -389,7 +389,7 @@ class GrpcTransport:
         text = prompt.text.encode("utf-8")
         out_len = prompt.output_len or self.config.output_len
         add("text_input", "BYTES", struct.pack("<I", len(text)) + text)
-        add("max_tokens", "INT32", struct.pack("<i", out_len))
+        add("max_tokens", "INT64", struct.pack("<q", out_len))
         if self.config.exact_output:
             add("min_tokens", "INT32", struct.pack("<i", out_len))
         add("stream", "BOOL", b"\x01")

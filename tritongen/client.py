@@ -71,7 +71,7 @@ class GenerateParams:
 
     def tensors(self, stream: bool) -> dict[str, tuple[Any, str]]:
         """Client-contract inputs (name -> (value, Triton dtype)); only what is set is sent."""
-        out: dict[str, tuple[Any, str]] = {"max_tokens": (self.max_tokens, "INT32"), "stream": (stream, "BOOL")}
+        out: dict[str, tuple[Any, str]] = {"max_tokens": (self.max_tokens, "INT64"), "stream": (stream, "BOOL")}
         for name, value, dtype in (
             ("temperature", self.temperature, "FP32"),
             ("top_k", self.top_k, "INT32"),
@@ -132,7 +132,7 @@ def companion(model: str, role: str = "tensorrt_llm") -> str:
     return role
 
 
-_NP = {"INT32": np.int32, "UINT64": np.uint64, "FP32": np.float32, "BOOL": np.bool_}
+_NP = {"INT32": np.int32, "INT64": np.int64, "UINT64": np.uint64, "FP32": np.float32, "BOOL": np.bool_}
 
 
 def _np_value(value: Any, dtype: str) -> np.ndarray:

@@ -113,8 +113,12 @@ def _client(name: str, dtype: str, dims: tuple[int, ...] = (1,), doc: str = "") 
 
 #: Client contract inputs, with the tensorrt_llm input each maps to when it is a straight pass-through.
 CLIENT_INPUTS: tuple[Tensor, ...] = (
-    Tensor("text_input", "TYPE_STRING", (1,), doc="the prompt (or chat messages as JSON, see apply_chat_template)"),
-    Tensor("max_tokens", "TYPE_INT32", (1,), doc="tokens to generate at most"),
+    # text_input and max_tokens are required, but declared optional: preprocessing (or the BLS, the llmapi front)
+    # refuses a request without them by name. Triton's ensemble answers a gRPC stream that lacks a required
+    # input with an empty response and no error. max_tokens is INT64 so that a value beyond INT32 is refused as
+    # too large: Triton's HTTP generate endpoint would truncate it to INT32 (2**40 arrived as 0).
+    _client("text_input", "TYPE_STRING", doc="the prompt (or chat messages as JSON, see apply_chat_template); required"),
+    _client("max_tokens", "TYPE_INT64", doc="tokens to generate at most; required"),
     _client("num_return_sequences", "TYPE_INT32"),
     _client("bad_words", "TYPE_STRING", (-1,), "strings that must not be generated"),
     _client("stop_words", "TYPE_STRING", (-1,), "strings that end generation"),
@@ -222,8 +226,8 @@ CLIENT_TO_PRE: dict[str, str] = {
 }
 
 PRE_INPUTS: tuple[Tensor, ...] = (
-    Tensor("QUERY", "TYPE_STRING", (1,)),
-    Tensor("REQUEST_OUTPUT_LEN", "TYPE_INT32", (1,)),
+    Tensor("QUERY", "TYPE_STRING", (1,), optional=True),
+    Tensor("REQUEST_OUTPUT_LEN", "TYPE_INT64", (1,), optional=True),
     Tensor("BAD_WORDS_DICT", "TYPE_STRING", (-1,), optional=True),
     Tensor("STOP_WORDS_DICT", "TYPE_STRING", (-1,), optional=True),
     Tensor("EMBEDDING_BIAS_WORDS", "TYPE_STRING", (-1,), optional=True),
