@@ -124,7 +124,7 @@ def test_ensemble_dtypes_must_agree(repo):
     def bad(m):
         next(t for t in m.input if t.name == "max_tokens").data_type = pb.TYPE_FP32
     edit_config(repo, "ensemble", bad)
-    assert_one_error(repo, "input_map REQUEST_OUTPUT_LEN", "max_tokens is TYPE_FP32", "expects TYPE_INT32")
+    assert_one_error(repo, "input_map REQUEST_OUTPUT_LEN", "max_tokens is TYPE_FP32", "expects TYPE_INT64")
 
 
 def test_ensemble_dims_must_agree(repo):
