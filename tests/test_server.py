@@ -199,7 +199,7 @@ def _wrong_type_errors(server) -> tuple[str, str]:
     client = grpcclient.InferenceServerClient(server.grpc_url)
     text = grpcclient.InferInput("text_input", [1, 1], "BYTES")
     text.set_data_from_numpy(np.array([[b"hello"]], dtype=object))
-    max_tokens = grpcclient.InferInput("max_tokens", [1, 1], "FP32")  # the contract says INT32
+    max_tokens = grpcclient.InferInput("max_tokens", [1, 1], "FP32")  # the contract says INT64
     max_tokens.set_data_from_numpy(np.array([[4.0]], np.float32))
     results: queue.Queue = queue.Queue()
     client.start_stream(callback=lambda result, error: results.put(error))
@@ -228,7 +228,7 @@ def test_bad_requests_fail_clearly_and_the_server_keeps_serving(grpc_client, tin
             grpc_client.generate(prompt, params)
         assert grpc_client.generate("The river", good).text  # still serving
     grpc_error, http_error = _wrong_type_errors(tiny_server)
-    assert "input 'max_tokens' data-type is 'FP32', but model 'ensemble' expects 'INT32'" in grpc_error
+    assert "input 'max_tokens' data-type is 'FP32', but model 'ensemble' expects 'INT64'" in grpc_error
     assert "Unable to parse" in http_error and "signed-integer" in http_error  # Triton's own wording
     assert grpc_client.generate("The river", good).text
 
@@ -546,8 +546,8 @@ def test_optional_outputs_are_what_the_spec_asks_for(multi_server):
     results: queue.Queue = queue.Queue()
     inp = grpcclient.InferInput("text_input", [1, 1], "BYTES")
     inp.set_data_from_numpy(np.array([[b"Hello there"]], dtype=object))
-    n = grpcclient.InferInput("max_tokens", [1, 1], "INT32")
-    n.set_data_from_numpy(np.array([[4]], dtype=np.int32))
+    n = grpcclient.InferInput("max_tokens", [1, 1], "INT64")
+    n.set_data_from_numpy(np.array([[4]], dtype=np.int64))
     meta.start_stream(callback=lambda result, error: results.put(error))
     meta.async_stream_infer("a-ensemble", [inp, n], outputs=[grpcclient.InferRequestedOutput("kv_cache_reused_blocks")])
     error = results.get(timeout=30)

@@ -3,9 +3,10 @@
 Rendered by tritongen; runs in Triton's python backend (NGC TensorRT-LLM container or a local tritonserver)
 with only numpy and transformers. Settings come from config.pbtxt ``parameters``.
 
-Per batch: all prompts are tokenized in one call of the fast tokenizer. A bad request (empty or over-long
-prompt, max_tokens < 1, prompt + max_tokens beyond max_seq_len, chat template missing) gets its own error
-response; the other requests of the batch are answered normally.
+Per batch: all prompts are tokenized in one call of the fast tokenizer. A bad request (missing, empty or
+over-long prompt, max_tokens < 1 or beyond INT32, prompt + max_tokens beyond max_seq_len, chat template missing,
+over-long word lists) gets its own error response; the other requests of the batch are answered normally. A
+prompt over max_prompt_bytes is refused from its byte length, before it is decoded or tokenized.
 """
 
 from __future__ import annotations

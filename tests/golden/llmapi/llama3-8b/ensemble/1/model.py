@@ -21,7 +21,8 @@ What it does itself:
   finish_reason "length", else the generated text re-tokenized, which can differ from the engine's own count by
   a token at a word boundary.
 - limits: a prompt longer than max_input_len, or prompt + max_tokens beyond max_seq_len, is refused with the
-  engine route's messages.
+  engine route's messages; a prompt over max_prompt_bytes is refused before it is tokenized, and sampling inputs
+  are checked against TensorRT-LLM's ranges (textcodec.check_sampling).
 - cancellation: when the client cancels (a dropped gRPC stream, for example), the llmapi request is cancelled
   (the response iterator's cancel(), where the python backend has it) and stopped by request id through the
   llmapi model's `stop` input, so the LLM API aborts it instead of generating up to max_tokens.
