@@ -172,6 +172,7 @@ def main() -> None:
     ap.add_argument("--engine", default="mock", choices=["mock", "torch"])
     ap.add_argument("--step-ms", type=float, default=5.0, help="mock engine: ms per decode step")
     ap.add_argument("--settle", type=float, default=4.0, help="seconds of side load measured before/after")
+    ap.add_argument("--repeat", type=int, default=5, help="hostile prompts sent again at the end (memory kept)")
     args = ap.parse_args()
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -197,6 +198,7 @@ def main() -> None:
     try:
         side.start()
         time.sleep(args.settle)  # warm up
+        start_mem = memory_mb(record.pid)
         for protocol, model in (("http", "ensemble"), ("grpc", "ensemble"), ("http", "tensorrt_llm_bls"),
                                 ("grpc", "tensorrt_llm_bls")):
             before_t = time.monotonic()
@@ -235,6 +237,13 @@ def main() -> None:
                 print(f"  latency change: median {(statistics.median(during) - statistics.median(baseline)) * 1000:+.0f}"
                       f" ms, max {(max(during) - max(baseline)) * 1000:+.0f} ms")
             print(f"  /v2/health/ready: {health}", flush=True)
+        for _ in range(args.repeat):
+            for protocol, model in (("http", "ensemble"), ("grpc", "tensorrt_llm_bls")):
+                (send_http if protocol == "http" else send_grpc)(
+                    record.http_url if protocol == "http" else record.grpc_url, model, prompt)
+        end_mem = memory_mb(record.pid)
+        print(f"\nafter {4 + 2 * args.repeat} hostile prompts in all: server RSS +{end_mem['rss'] - start_mem['rss']:.0f} MB, "
+              f"PSS +{end_mem['pss'] - start_mem['pss']:.0f} MB since the first one")
         if side.errors:
             print(f"\nside request errors: {len(side.errors)} (first: {side.errors[0][:200]})")
     finally:

@@ -32,9 +32,8 @@ def server(tiny_dir, session_root, server_factory):
 
 @pytest.fixture(scope="module")
 def prompt_limit(tiny_dir):
-    from transformers import AutoTokenizer
-
     from test_textcodec import textcodec
+    from transformers import AutoTokenizer
 
     return 1024 * textcodec.max_token_bytes(AutoTokenizer.from_pretrained(tiny_dir))  # tiny: max_input_len 1024
 

@@ -305,6 +305,9 @@ class DaemonPool:
                 future.set_result(fn(*args))
             except BaseException as exc:  # the caller's future carries it
                 future.set_exception(exc)
+            # Drop the finished item now: held until the next one arrives, each idle worker kept its last
+            # request alive, inputs included (a 50 MB prompt stayed resident per worker, twice: heap and shm).
+            future = fn = args = None
 
 
 class StreamTable:
