@@ -62,6 +62,7 @@ def test_llmapi_repository_validates_and_follows_upstreams_contract(tmp_path):
     assert params_of(front) == {
         "tokenizer_dir": "/models/llama3-8b", "trust_remote_code": "false", "llm_model": "tensorrt_llm",
         "llm_decoupled": "true", "exclude_input_in_output": "true", "max_input_len": "4096", "max_seq_len": "8192",
+        "max_prompt_bytes": "0",
     }
     data = _yaml(repo)
     assert data["triton_config"] == {"max_batch_size": 0, "decoupled": True}

@@ -153,6 +153,46 @@ def test_models_and_openai_error_shapes():
         assert r.status_code == 503 and _shape(r.json())["code"] == "triton_unavailable"
 
 
+@pytest.mark.parametrize("body, param", [
+    (b'{"model": "tiny", "prompt": "x", "temperature": NaN}', "temperature"),
+    (b'{"model": "tiny", "prompt": "x", "temperature": Infinity}', "temperature"),
+    (b'{"model": "tiny", "prompt": "x", "presence_penalty": -Infinity}', "presence_penalty"),
+    (b'{"model": "tiny", "prompt": "x", "top_p": NaN}', "top_p"),
+    (b'{"model": "tiny", "prompt": "x", "top_k": 1099511627776}', "top_k"),
+    (b'{"model": "tiny", "prompt": "x", "max_tokens": 1099511627776}', "max_tokens"),
+    (b'{"model": "tiny", "prompt": "x", "seed": -1}', "seed"),
+    (b'{"model": "tiny", "messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 4294967296}',
+     "max_completion_tokens"),
+])
+def test_sampling_values_out_of_range_are_openai_400s(body, param):
+    """Python's json reads NaN and Infinity; they and numbers beyond the engine's INT32 are refused by name."""
+    path = "/v1/chat/completions" if b"messages" in body else "/v1/completions"
+    with _client() as c:
+        r = c.post(path, content=body, headers={"content-type": "application/json"})
+    err = _shape(r.json())
+    assert r.status_code == 400 and err["param"] == param and err["type"] == "invalid_request_error", err
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_parsed():
+    cfg = ServerConfig(triton_url="grpc://127.0.0.1:9", model_name="tiny", timeout=5, max_body_bytes=1000)
+    big = b'{"model": "tiny", "prompt": "' + b"x" * 5000 + b'"}'
+    with TestClient(create_app(cfg)) as c:
+        r = c.post("/v1/completions", content=big, headers={"content-type": "application/json"})
+        err = _shape(r.json())
+        assert r.status_code == 413 and err["code"] == "request_too_large"
+        assert f"{len(big)} bytes" in err["message"] and "1000 bytes" in err["message"]
+
+        def chunks():  # no Content-Length: counted while it is read
+            yield big[:3000]
+            yield big[3000:]
+
+        r = c.post("/v1/completions", content=chunks(), headers={"content-type": "application/json"})
+        assert r.status_code == 413 and _shape(r.json())["code"] == "request_too_large"
+        # A body under the limit still reaches the routes (here: refused for its content, not its size).
+        r = c.post("/v1/completions", json={"model": "tiny", "prompt": "x", "max_tokens": 0})
+        assert r.status_code == 400 and _shape(r.json())["param"] == "max_tokens"
+
+
 def test_api_key_is_checked_on_every_request():
     with _client(api_key="s3cret") as c:
         for method, path in (("get", "/v1/models"), ("get", "/health"), ("post", "/v1/chat/completions")):

@@ -207,3 +207,74 @@ def test_chat_prompt(tiny_tok, deepseek):
     assert "system" in convo and "Be brief." in convo
     with pytest.raises(ValueError, match="no chat template"):
         textcodec.chat_prompt(deepseek, "Hi")
+
+
+# -- request limits -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["deepseek", "tiny_tok", "sentencepiece_style"])
+def test_no_token_stands_for_more_bytes_than_max_token_bytes(request, which):
+    """The prompt byte bound is safe: a text of more than n * max_token_bytes bytes has more than n tokens, so
+    refusing it untokenized never refuses a prompt that fits max_input_len."""
+    tok = request.getfixturevalue(which)
+    per_token = textcodec.max_token_bytes(tok)
+    rng = random.Random(7)
+    texts = SAMPLES + ["=" * 400, " " * 300, "\n" * 200, "aaaa" * 300, tok.eos_token * 20,
+                       "".join(rng.choice(SAMPLES) for _ in range(30))]
+    for text in texts:
+        n = len(tok(text, add_special_tokens=False)["input_ids"])
+        assert len(text.encode("utf-8")) <= n * per_token, (which, text[:40], n, per_token)
+    limit = textcodec.prompt_byte_limit(100, per_token, 0)
+    assert limit == 100 * per_token
+    assert textcodec.prompt_byte_limit(100, per_token, 500) == min(500, limit)  # a lower explicit value wins
+    assert textcodec.prompt_byte_limit(0, per_token, 0) == 0  # nothing known: no bound
+    with pytest.raises(ValueError, match=rf"text_input is {limit + 1} bytes, more than the {limit} bytes .*"
+                                         r"max_input_len=100 tokens"):
+        textcodec.check_prompt_size(limit + 1, limit, 100)
+    textcodec.check_prompt_size(limit, limit, 100)
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("temperature", float("nan"), "temperature=nan is not allowed: it must be a finite number >= 0"),
+    ("temperature", float("inf"), "temperature=inf is not allowed: it must be a finite number >= 0"),
+    ("temperature", -0.5, "temperature=-0.5 is not allowed"),
+    ("top_p", 1.5, r"top_p=1.5 is not allowed: it must be a finite number in \[0, 1\]"),
+    ("top_p", float("nan"), "top_p=nan is not allowed"),
+    ("top_k", -1, r"top_k=-1 is not allowed: it must be an integer in \[0, 2147483647\]"),
+    ("repetition_penalty", 0.0, "repetition_penalty=0 is not allowed: it must be a finite number > 0"),
+    ("presence_penalty", float("-inf"), "presence_penalty=-inf is not allowed: it must be a finite number"),
+    ("frequency_penalty", float("nan"), "frequency_penalty=nan is not allowed"),
+    ("length_penalty", float("inf"), "length_penalty=inf is not allowed"),
+    ("min_tokens", -1, r"min_tokens=-1 is not allowed: it must be an integer in \[0, 2147483647\]"),
+    ("beam_width", 0, r"beam_width=0 is not allowed: it must be an integer in \[1, 2147483647\]"),
+    ("num_return_sequences", 0, "num_return_sequences=0 is not allowed"),
+    ("seed", -1, r"seed=-1 is not allowed: it must be an integer in \[0, 18446744073709551615\]"),
+    ("max_tokens", 2**40, r"max_tokens=1099511627776 is too large \(at most 2147483647\)"),
+])
+def test_sampling_values_out_of_range_are_named_with_their_range(name, value, message):
+    with pytest.raises(ValueError, match=message):
+        textcodec.check_value(name, value)
+
+
+def test_in_range_values_pass_and_tensors_are_checked_by_either_name():
+    import numpy as np
+
+    textcodec.check_sampling({"temperature": np.array([[0.0]], dtype=np.float32), "top_p": np.array([[1.0]]),
+                              "top_k": np.array([[0]], dtype=np.int32), "seed": np.array([[2**64 - 1]], dtype=np.uint64),
+                              "repetition_penalty": np.array([[0.01]]), "presence_penalty": np.array([[-2.0]]),
+                              "stream": np.array([[True]]), "end_id": None, "min_tokens": np.zeros((1, 0))})
+    with pytest.raises(ValueError, match=r"top_k/runtime_top_k=-2 is not allowed"):
+        textcodec.check_sampling({"runtime_top_k": np.array([[-2]], dtype=np.int32)},
+                                 {"runtime_top_k": "top_k/runtime_top_k"})
+    with pytest.raises(ValueError, match="top_p=1.1 is not allowed"):  # float32 shown as sent, not 1.100000023
+        textcodec.check_sampling({"runtime_top_p": np.array([[1.1]], dtype=np.float32)})
+
+
+def test_word_lists_are_bounded_before_they_are_decoded():
+    import numpy as np
+
+    textcodec.check_words("stop_words", np.array([b"a"] * textcodec.MAX_WORDS, dtype=object))
+    with pytest.raises(ValueError, match=r"stop_words has 257 entries .* at most 256 entries"):
+        textcodec.check_words("stop_words", np.array([b"a"] * 257, dtype=object))
+    with pytest.raises(ValueError, match=r"bad_words has 1 entries and 20000 bytes"):
+        textcodec.check_words("bad_words", np.array([b"x" * 20000], dtype=object))

@@ -133,7 +133,7 @@ def companion(model: str, role: str = "tensorrt_llm") -> str:
     return role
 
 
-_NP = {"INT32": np.int32, "UINT64": np.uint64, "FP32": np.float32, "BOOL": np.bool_}
+_NP = {"INT32": np.int32, "INT64": np.int64, "UINT64": np.uint64, "FP32": np.float32, "BOOL": np.bool_}
 
 
 def _np_value(value: Any, dtype: str) -> np.ndarray:

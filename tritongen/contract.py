@@ -122,8 +122,14 @@ def _client(name: str, dtype: str, dims: tuple[int, ...] = (1,), doc: str = "") 
 
 #: Client contract inputs, with the tensorrt_llm input each maps to when it is a straight pass-through.
 CLIENT_INPUTS: tuple[Tensor, ...] = (
-    Tensor("text_input", "TYPE_STRING", (1,), doc="the prompt (or chat messages as JSON, see apply_chat_template)"),
-    Tensor("max_tokens", "TYPE_INT32", (1,), doc="tokens to generate at most"),
+    # text_input and max_tokens are required, but declared optional: preprocessing (or the BLS, the llmapi front)
+    # refuses a request without them by name. Triton's ensemble answers a gRPC stream that lacks a required
+    # input with an empty response and no error. max_tokens stays INT32, the reference's dtype: Triton checks
+    # dtypes strictly, so INT64 here would refuse every request of tensorrtllm_backend's own clients. The cost:
+    # over HTTP generate, Triton cuts a JSON number beyond INT32 to 32 bits before any model sees it, so the
+    # models' message for a value below 1 says so (textcodec.max_tokens_problem).
+    _client("text_input", "TYPE_STRING", doc="the prompt (or chat messages as JSON, see apply_chat_template); required"),
+    _client("max_tokens", "TYPE_INT32", doc="tokens to generate at most; required"),
     _client("num_return_sequences", "TYPE_INT32"),
     _client("bad_words", "TYPE_STRING", (-1,), "strings that must not be generated"),
     _client("stop_words", "TYPE_STRING", (-1,), "strings that end generation"),
@@ -235,8 +241,8 @@ CLIENT_TO_PRE: dict[str, str] = {
 }
 
 PRE_INPUTS: tuple[Tensor, ...] = (
-    Tensor("QUERY", "TYPE_STRING", (1,)),
-    Tensor("REQUEST_OUTPUT_LEN", "TYPE_INT32", (1,)),
+    Tensor("QUERY", "TYPE_STRING", (1,), optional=True),
+    Tensor("REQUEST_OUTPUT_LEN", "TYPE_INT32", (1,), optional=True),
     Tensor("BAD_WORDS_DICT", "TYPE_STRING", (-1,), optional=True),
     Tensor("STOP_WORDS_DICT", "TYPE_STRING", (-1,), optional=True),
     Tensor("EMBEDDING_BIAS_WORDS", "TYPE_STRING", (-1,), optional=True),

@@ -86,7 +86,6 @@ LLMAPI_OUTPUTS: tuple[Tensor, ...] = (
 
 #: Client-contract input -> llmapi input the front passes it to (kept equal to the front's copy by a test).
 CLIENT_TO_LLMAPI: dict[str, str] = {
-    "max_tokens": "sampling_param_max_tokens",
     "stream": "streaming",
     "stop_words": "sampling_param_stop",
     "temperature": "sampling_param_temperature",
@@ -99,7 +98,7 @@ CLIENT_TO_LLMAPI: dict[str, str] = {
 }
 #: Client inputs the front handles itself (not forwarded one to one).
 FRONT_HANDLED: tuple[str, ...] = (
-    "text_input", "apply_chat_template", "exclude_input_in_output", "return_num_input_tokens",
+    "text_input", "max_tokens", "apply_chat_template", "exclude_input_in_output", "return_num_input_tokens",
     "return_num_output_tokens", "num_return_sequences", "beam_width",
 )
 #: Client inputs the llmapi model has no input for: the front refuses a request that sets them.
@@ -344,6 +343,7 @@ def front_parameters(spec: Spec) -> dict[str, str]:
         "exclude_input_in_output": sv.exclude_input_in_output,
         "max_input_len": spec.limits.max_input_len,
         "max_seq_len": spec.limits.max_seq_len,
+        "max_prompt_bytes": sv.max_prompt_bytes,
     }
     return {k: _param(v) for k, v in params.items()}
 

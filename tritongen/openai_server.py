@@ -56,14 +56,19 @@ log = logging.getLogger("tritongen.openai")
 
 API_KEY_ENV = "TRITONGEN_OPENAI_API_KEY"
 DEFAULT_PORT = 9000
+#: Largest request body accepted (--max-body-bytes); a bigger one is refused before it is read or parsed.
+DEFAULT_MAX_BODY_BYTES = 8 * 2**20
+#: The client contract's integers: max_tokens and top_k go to INT32 tensors (the engine's sizes).
+INT32_MAX = 2**31 - 1
 
 
 # -- request / response schema (OpenAI's) ----------------------------------------------------------------
 
 
 class _Request(BaseModel):
-    # strict: "5" is not an int and true is not a number, as with OpenAI. Unknown fields are ignored.
-    model_config = ConfigDict(extra="ignore", strict=True)
+    # strict: "5" is not an int and true is not a number, as with OpenAI. Unknown fields are ignored. NaN and
+    # infinity (Python's json reads them) are no numbers here: the engine would turn them into NaN logits.
+    model_config = ConfigDict(extra="ignore", strict=True, allow_inf_nan=False)
 
 
 class StreamOptions(_Request):
@@ -74,7 +79,7 @@ class _Sampling(_Request):
     model: str
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
-    top_k: int | None = Field(None, ge=0, description="Extension: sample from the k most likely tokens.")
+    top_k: int | None = Field(None, ge=0, le=INT32_MAX, description="Extension: sample from the k most likely tokens.")
     n: int = Field(1, ge=1, le=128)
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -88,7 +93,7 @@ class _Sampling(_Request):
 
 class CompletionRequest(_Sampling):
     prompt: str | list[str]
-    max_tokens: int | None = Field(16, ge=1)
+    max_tokens: int | None = Field(16, ge=1, le=INT32_MAX)
     echo: bool = False
     logprobs: int | None = None
     best_of: int | None = None
@@ -108,8 +113,8 @@ class ChatMessage(_Request):
 
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=1, le=INT32_MAX)
+    max_completion_tokens: int | None = Field(None, ge=1, le=INT32_MAX)
     logprobs: bool | None = None
     top_logprobs: int | None = None
     tools: list[dict[str, Any]] | None = None
@@ -384,8 +389,10 @@ def _classify(message: str) -> OpenAIError:
     if "max_seq_len" in low or "max_input_len" in low or "longer than" in low:
         return OpenAIError(400, text, param="max_tokens" if "max_tokens" in low else None,
                            code="context_length_exceeded")
+    if "text_input is" in low and "bytes" in low:
+        return OpenAIError(400, text, param="prompt", code="context_length_exceeded")
     if any(k in low for k in ("is empty", "not supported", "apply_chat_template", "must be", "must not",
-                              "chat template")):
+                              "chat template", "is not allowed", "too large", "is required")):
         return OpenAIError(400, text, code="invalid_value")
     if "unknown model" in low or "is not found" in low:
         return OpenAIError(503, text, type_="server_error", code="model_unavailable")
@@ -607,6 +614,7 @@ class ServerConfig:
     api_key: str | None = None
     default_max_tokens: int = 256
     timeout: float = 300.0
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     created: int = field(default_factory=lambda: int(time.time()))
 
 
@@ -884,7 +892,8 @@ def create_app(cfg: ServerConfig):
 
             await _until_disconnect(produce(), receive)
 
-    return _ApiKeyGate(app, cfg.api_key) if cfg.api_key else app
+    limited = _BodyLimit(app, cfg.max_body_bytes)
+    return _ApiKeyGate(limited, cfg.api_key) if cfg.api_key else limited
 
 
 async def _until_disconnect(work, receive) -> None:
@@ -906,6 +915,53 @@ async def _until_disconnect(work, receive) -> None:
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError, OSError, Exception):
             await task
+
+
+class _BodyLimit:
+    """ASGI middleware: a request body over ``limit`` bytes gets OpenAI's error shape with 413, before it is parsed
+    (FastAPI would read all of it and build its JSON in memory). The declared Content-Length is refused at once; a
+    chunked body is read up to the limit and then refused."""
+
+    def __init__(self, app, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def _refuse(self, send, size: str) -> None:
+        status, body = error_json(413, f"the request body is {size} bytes, more than the {self.limit} bytes this "
+                                  "server accepts (tritongen openai --max-body-bytes)", code="request_too_large")
+        data = json.dumps(body).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": data})
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or self.limit <= 0:
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await self._refuse(send, declared.decode())
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                chunks = None  # disconnected: let the app see it
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                return await self._refuse(send, f"over {size}")
+            if not message.get("more_body", False):
+                break
+        replay = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}] if chunks is not None else []
+
+        async def replayed():
+            return replay.pop() if replay else await receive()
+
+        await self.app(scope, replayed, send)
+
+    def __getattr__(self, name):  # app.state etc. for tests
+        return getattr(self.app, name)
 
 
 class _ApiKeyGate:

@@ -129,6 +129,7 @@ def plan(spec: Spec) -> list[Item]:
             items += [
                 Item("cpu/tensorrt_llm/config.pbtxt.j2", "tensorrt_llm/config.pbtxt"),
                 Item("cpu/tensorrt_llm/1/model.py", "tensorrt_llm/1/model.py"),
+                Item(_PY_MODEL_LIB, "tensorrt_llm/1/textcodec.py"),  # the sampling ranges it checks
             ]
         if spec.decoding.speculative.method is SpeculativeMethod.draft_target:
             if spec.route is Route.engine:
@@ -137,6 +138,7 @@ def plan(spec: Spec) -> list[Item]:
                 items += [
                     Item("cpu/tensorrt_llm/config.pbtxt.j2", "tensorrt_llm_draft/config.pbtxt", "draft"),
                     Item("cpu/tensorrt_llm/1/model.py", "tensorrt_llm_draft/1/model.py", "draft"),
+                    Item(_PY_MODEL_LIB, "tensorrt_llm_draft/1/textcodec.py", "draft"),
                 ]
         if spec.serving.bls:
             items += [
@@ -343,6 +345,7 @@ def context(spec: Spec) -> dict:
         "add_special_tokens": sv.add_special_tokens,
         "max_input_len": spec.limits.max_input_len,
         "max_seq_len": spec.limits.max_seq_len,
+        "max_prompt_bytes": sv.max_prompt_bytes,
     }
     post = {
         **_tokenizer_parameters(spec),
@@ -355,6 +358,7 @@ def context(spec: Spec) -> dict:
         "skip_special_tokens": sv.skip_special_tokens,
         "max_input_len": spec.limits.max_input_len,
         "max_seq_len": spec.limits.max_seq_len,
+        "max_prompt_bytes": sv.max_prompt_bytes,
         "preprocessing_model": spec.model_names["preprocessing"],
         "llm_model": spec.model_names["tensorrt_llm"],
         "draft_model": spec.model_names["tensorrt_llm_draft"]

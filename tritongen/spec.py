@@ -13,7 +13,7 @@ import enum
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -350,6 +350,10 @@ class Serving(StrictModel):
         "indices and token_counts, plus logits when the engine gathers them and speculative with speculative "
         "decoding (llmapi: all). perf_metrics (KV-cache and timing figures) is opt-in: "
         "`[log_probs, indices, token_counts, perf_metrics]` or `all`.")
+    max_prompt_bytes: StrictInt | Literal["auto"] = Field(
+        0, description="Largest prompt (text_input, in bytes) a request may send; a longer one is refused before "
+        "it is tokenized. 0 or `auto`: derived, max_input_len x the most bytes one token of the tokenizer stands "
+        "for (plus the chat template's own text with apply_chat_template); an explicit value lower than that wins.")
     exclude_input_in_output: StrictBool = Field(True, description="Return only generated text, not the prompt.")
     logits_dtype: LogitsDataType = Field(LogitsDataType.TYPE_FP32, description="Dtype of returned logits.")
     normalize_log_probs: StrictBool = Field(True, description="Normalize returned log probabilities.")
@@ -358,6 +362,15 @@ class Serving(StrictModel):
     model_prefix: StrictStr = Field("", pattern=rf"^[{NAME_CHARS}]{{0,48}}$", description="Prefix for every model name "
                               "(e.g. `llama-` gives llama-ensemble, llama-tensorrt_llm, ...): lets several "
                               "repositories share one server; clients then call <prefix>ensemble.")
+    @field_validator("max_prompt_bytes")
+    @classmethod
+    def _prompt_bytes(cls, value):
+        if value == "auto":
+            return 0
+        if value < 0:
+            raise ValueError(f"{value} is not allowed; use 0 or auto (derived) or a positive number of bytes")
+        return value
+
     @field_validator("optional_outputs", mode="before")
     @classmethod
     def _one_line_output_error(cls, value):

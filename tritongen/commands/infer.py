@@ -38,7 +38,8 @@ def _first(value):
 @click.option("--protocol", type=click.Choice(["grpc", "http"]), default="grpc", show_default=True,
               help="grpc: stream_infer; http: the generate / generate_stream endpoints.")
 @click.option("--model", help="ensemble (default; with the served repository's model prefix), tensorrt_llm_bls, ...")
-@click.option("--max-tokens", type=int, default=64, show_default=True)
+@click.option("--max-tokens", type=click.IntRange(1, 2**31 - 1), default=64, show_default=True,
+              help="Tokens to generate at most (the contract's INT32).")
 @click.option("--temperature", type=float, help="Sampling temperature (needs --top-k or --top-p to sample).")
 @click.option("--top-k", type=int, help="Sample from the k most likely tokens (1 = greedy).")
 @click.option("--top-p", type=float, help="Nucleus sampling threshold.")

@@ -44,10 +44,12 @@ def _resolve(triton_url: str | None, server: str | None):
               help="max_tokens for chat requests that do not set it.")
 @click.option("--timeout", type=float, default=300.0, show_default=True,
               help="Seconds to wait for each response from Triton.")
+@click.option("--max-body-bytes", type=int, default=8 * 2**20, show_default=True,
+              help="Largest request body accepted; a bigger one gets a 413 error before it is parsed (0: no limit).")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
               show_default=True)
 def command(triton_url, server, triton_model, model_name, stop_model, host, port, api_key, default_max_tokens,
-            timeout, log_level) -> None:
+            timeout, max_body_bytes, log_level) -> None:
     """Serve an OpenAI-compatible API backed by Triton (any route, any launch mode).
 
     \b
@@ -68,7 +70,8 @@ def command(triton_url, server, triton_model, model_name, stop_model, host, port
     from ..openai_server import ServerConfig, serve
 
     cfg = ServerConfig(triton_url=url, model_name=name, triton_model=triton_model, stop_model=stop_model or None,
-                       api_key=api_key or None, default_max_tokens=default_max_tokens, timeout=timeout)
+                       api_key=api_key or None, default_max_tokens=default_max_tokens, timeout=timeout,
+                       max_body_bytes=max_body_bytes)
     click.echo(f"OpenAI API on http://{host}:{port}/v1 (model {name!r}) -> Triton {url} model {triton_model!r}"
                f"{', API key required' if api_key else ''}", err=True)
     serve(cfg, host=host, port=port, log_level=log_level)

@@ -3,9 +3,10 @@
 Rendered by tritongen; runs in Triton's python backend (NGC TensorRT-LLM container or a local tritonserver)
 with only numpy and transformers. Settings come from config.pbtxt ``parameters``.
 
-Per batch: all prompts are tokenized in one call of the fast tokenizer. A bad request (empty or over-long
-prompt, max_tokens < 1, prompt + max_tokens beyond max_seq_len, chat template missing) gets its own error
-response; the other requests of the batch are answered normally.
+Per batch: all prompts are tokenized in one call of the fast tokenizer. A bad request (missing, empty or
+over-long prompt, max_tokens < 1 or beyond INT32, prompt + max_tokens beyond max_seq_len, chat template missing,
+over-long word lists) gets its own error response; the other requests of the batch are answered normally. A
+prompt over max_prompt_bytes is refused from its byte length, before it is decoded or tokenized.
 """
 
 from __future__ import annotations
@@ -17,9 +18,16 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 from textcodec import (
     bool_param,
+    byte_size,
     chat_prompt,
+    chat_template_bytes,
+    check_prompt_size,
+    check_words,
     int_param,
     load_tokenizer,
+    max_token_bytes,
+    max_tokens_problem,
+    prompt_byte_limit,
     scalar,
     str_param,
     strings,
@@ -46,6 +54,11 @@ class TritonPythonModel:
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else self.end_id
         self.vocab = len(tok)
         self.empty_words = np.array([[0], [-1]], dtype=np.int32)
+        # A prompt longer than this surely has more than max_input_len tokens: refused before it is decoded or
+        # tokenized (tokenizing 50 MB took 7 GB and minutes of CPU).
+        self.prompt_bytes = prompt_byte_limit(self.max_input_len, max_token_bytes(tok),
+                                              int_param(config, "max_prompt_bytes", 0))
+        self.chat_bytes = chat_template_bytes(tok)
         # Everything loaded so far (tokenizer, model) lives as long as the process: keep it out of the garbage
         # collector's full passes, which otherwise stall every request in flight (a TTFT tail).
         gc.freeze()
@@ -57,11 +70,20 @@ class TritonPythonModel:
         for r_idx, request in enumerate(requests):
             query = _input(request, "QUERY")
             chat_flags = _input(request, "APPLY_CHAT_TEMPLATE")
-            batch = query.shape[0] if query is not None and query.ndim else 1
+            if query is None:  # optional in the ensemble, so a stream without it gets this error, not silence
+                errors[r_idx] = "text_input is required: send the prompt as text_input"
+                continue
+            batch = query.shape[0] if query.ndim else 1
             for b in range(batch):
-                texts = strings(query[b]) if query is not None else []
-                text = texts[0] if texts else ""
                 chat = bool(scalar(chat_flags[b] if chat_flags is not None else None, False))
+                try:
+                    check_prompt_size(byte_size(query[b]), self.prompt_bytes, self.max_input_len,
+                                      self.chat_bytes if chat else 0)
+                except ValueError as exc:
+                    errors[r_idx] = str(exc)
+                    break
+                texts = strings(query[b])
+                text = texts[0] if texts else ""
                 if not text.strip():
                     errors[r_idx] = "text_input is empty; send a non-empty prompt"
                 elif chat:
@@ -106,7 +128,9 @@ class TritonPythonModel:
         bad_in = _input(request, "BAD_WORDS_DICT")
         bias_words = _input(request, "EMBEDDING_BIAS_WORDS")
         bias_weights = _input(request, "EMBEDDING_BIAS_WEIGHTS")
-        batch = out_len.shape[0] if out_len is not None else 1
+        if out_len is None:
+            raise ValueError("max_tokens is required: send the number of tokens to generate at most")
+        batch = out_len.shape[0]
 
         ids_rows, lens, out_lens, ends, pads, stops, bads, biases = [], [], [], [], [], [], [], []
         for b in range(batch):
@@ -115,17 +139,20 @@ class TritonPythonModel:
             if self.max_input_len and n > self.max_input_len:
                 raise ValueError(f"prompt is {n} tokens, longer than max_input_len={self.max_input_len}; "
                                  "shorten it (or raise limits.max_input_len and rebuild)")
-            max_tokens = int(scalar(out_len[b] if out_len is not None else None, 0))
-            if max_tokens < 1:
-                raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
+            max_tokens = int(scalar(out_len[b], 0))
+            problem = max_tokens_problem(max_tokens)
+            if problem:
+                raise ValueError(problem)
             if self.max_seq_len and n + max_tokens > self.max_seq_len:
                 raise ValueError(f"prompt ({n} tokens) + max_tokens ({max_tokens}) exceeds max_seq_len="
                                  f"{self.max_seq_len}; ask for at most {max(self.max_seq_len - n, 0)} tokens")
             ids_rows.append(ids)
             lens.append(n)
             out_lens.append(max_tokens)
-            ends.append(int(scalar(end_in[b] if end_in is not None else None, self.end_id)))
-            pads.append(int(scalar(pad_in[b] if pad_in is not None else None, self.pad_id)))
+            for name, words in (("stop_words", stop_in), ("bad_words", bad_in), ("embedding_bias_words", bias_words)):
+                check_words(name, words[b] if words is not None else None)
+            ends.append(self._token_id("end_id", end_in, b, self.end_id))
+            pads.append(self._token_id("pad_id", pad_in, b, self.pad_id))
             stops.append(to_word_list(self.tokenizer, strings(stop_in[b])) if stop_in is not None else self.empty_words)
             bads.append(to_word_list(self.tokenizer, strings(bad_in[b])) if bad_in is not None else self.empty_words)
             biases.append(self._bias(
@@ -158,12 +185,20 @@ class TritonPythonModel:
             tensors.append(pb_utils.Tensor("REQUEST_DECODER_INPUT_LEN", np.ones((batch, 1), dtype=np.int32)))
         return pb_utils.InferenceResponse(output_tensors=tensors)
 
+    def _token_id(self, name, array, row, default) -> int:
+        value = int(scalar(array[row] if array is not None else None, default))
+        if not -1 <= value < self.vocab:  # -1: no end id (the backend's convention)
+            raise ValueError(f"{name}={value} is not a token id of this model: it must be in [-1, {self.vocab - 1}]")
+        return value
+
     def _bias(self, words, weights):
         if not words:
             return np.zeros((0,), dtype=np.float32)
         weights = np.asarray(weights, dtype=np.float32).reshape(-1) if weights is not None else None
         if weights is None or weights.size < len(words):
             raise ValueError("embedding_bias_weights needs one weight per embedding_bias_words entry")
+        if not np.isfinite(weights[: len(words)]).all():
+            raise ValueError("embedding_bias_weights must be finite numbers (no NaN or inf)")
         bias = np.zeros((self.vocab,), dtype=np.float32)
         for word, weight in zip(words, weights):
             for token in self.tokenizer.encode(word, add_special_tokens=False):

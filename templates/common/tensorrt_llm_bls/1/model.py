@@ -21,10 +21,18 @@ from textcodec import (
     DaemonPool,
     IncrementalDecoder,
     bool_param,
+    byte_size,
+    chat_template_bytes,
+    check_prompt_size,
+    check_sampling,
+    check_words,
     decode,
     int_param,
     load_tokenizer,
+    max_token_bytes,
+    max_tokens_problem,
     output_names,
+    prompt_byte_limit,
     str_param,
 )
 
@@ -124,6 +132,11 @@ class TritonPythonModel:
         renames = dict(item.split("=", 1) for item in str_param(config, "llm_names", "").split(",") if item)
         self.pre_to_llm = {k: renames.get(v, v) for k, v in PRE_TO_LLM.items() if renames.get(v, v)}
         self.client_to_llm = {k: renames.get(v, v) for k, v in CLIENT_TO_LLM.items() if renames.get(v, v)}
+        self.max_input_len = int_param(config, "max_input_len", 0)
+        # Checked here too, so an over-long prompt is not copied on to preprocessing before it is refused.
+        self.prompt_bytes = prompt_byte_limit(self.max_input_len, max_token_bytes(self.tokenizer),
+                                              int_param(config, "max_prompt_bytes", 0))
+        self.chat_bytes = chat_template_bytes(self.tokenizer)
 
     def finalize(self):
         self.pool.shutdown()
@@ -172,6 +185,7 @@ class TritonPythonModel:
             if tensor is not None:
                 client[name] = tensor.as_numpy()
         stream = bool(np.asarray(client.get("stream", [[False]])).reshape(-1)[0]) and not force_final_text
+        self._check(client)
 
         pre_inputs = [pb_utils.Tensor(CLIENT_TO_PRE[k], v) for k, v in client.items() if k in CLIENT_TO_PRE]
         pre = pb_utils.InferenceRequest(model_name=self.pre_model, inputs=pre_inputs,
@@ -215,6 +229,29 @@ class TritonPythonModel:
         else:
             text = decode(self.tokenizer, all_ids, self.skip_special)
             sender.send(self._response(text, last), flags=FINAL)
+
+    def _check(self, client):
+        """Refuse what the client got wrong by the names it sent, before anything reaches preprocessing (whose
+        own errors would name its QUERY / REQUEST_OUTPUT_LEN inputs)."""
+        for name, what in (("text_input", "the prompt"), ("max_tokens", "the number of tokens to generate at most")):
+            if name not in client:
+                raise RequestError(f"{name} is required: send {what} as {name}")
+        chat = bool(np.asarray(client.get("apply_chat_template", [[False]])).reshape(-1)[0])
+        try:
+            for value in np.asarray(client["max_tokens"]).reshape(-1).tolist():
+                problem = max_tokens_problem(value)
+                if problem:
+                    raise ValueError(problem)
+            for row in np.asarray(client["text_input"], dtype=object).reshape(len(client["text_input"]), -1):
+                check_prompt_size(byte_size(row), self.prompt_bytes, self.max_input_len,
+                                  self.chat_bytes if chat else 0)
+            check_sampling({k: v for k, v in client.items() if k != "max_tokens"})
+            for name in ("stop_words", "bad_words", "embedding_bias_words"):
+                if name in client:
+                    for row in np.asarray(client[name], dtype=object).reshape(len(client[name]), -1):
+                        check_words(name, row)
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
 
     def _stream(self, model, inputs, rid):
         tensors = [pb_utils.Tensor(k, v) for k, v in inputs.items()]

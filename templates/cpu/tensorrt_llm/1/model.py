@@ -31,6 +31,7 @@ import traceback
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
+from textcodec import LLM_TO_CLIENT, SAMPLING_RANGES, check_sampling
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 MOCK_NICE = 10
@@ -85,6 +86,12 @@ def _word_sequences(array, row) -> list[list[int]]:
             seqs.append(ids[start:end])
         start = end
     return seqs
+
+
+#: tensorrt_llm inputs with a range to check, and how an error names them.
+SAMPLING_INPUTS = tuple(n for n in SAMPLING_RANGES if n != "max_tokens" and n not in LLM_TO_CLIENT.values()) + tuple(
+    n for n in LLM_TO_CLIENT if n != "request_output_len")
+SAMPLING_LABELS = {llm: f"{client}/{llm}" for llm, client in LLM_TO_CLIENT.items()}
 
 
 class Sequence:
@@ -353,6 +360,9 @@ class TritonPythonModel:
         if ids.ndim == 1:
             ids = ids[None]
         rows = ids.shape[0]
+        # The same ranges as TensorRT-LLM's own checks (textcodec.SAMPLING_RANGES), named both ways: a client of
+        # the ensemble sent top_k, a client of this model runtime_top_k.
+        check_sampling({name: _get(request, name) for name in SAMPLING_INPUTS}, SAMPLING_LABELS)
         lengths = _get(request, "input_lengths")
         out_len = _get(request, "request_output_len")
         group = Group(request, sender, rows, self.decoupled)
@@ -383,8 +393,6 @@ class TritonPythonModel:
             s.temperature = float(_row_scalar(_get(request, "temperature"), row, 1.0))
             s.top_k = int(_row_scalar(_get(request, "runtime_top_k"), row, 0))
             s.top_p = float(_row_scalar(_get(request, "runtime_top_p"), row, 0.0))
-            if s.temperature < 0 or s.top_k < 0 or not 0.0 <= s.top_p <= 1.0:
-                raise ValueError("temperature and top_k must be >= 0 and top_p in [0, 1]")
             s.rep_penalty = float(_row_scalar(_get(request, "repetition_penalty"), row, 1.0))
             s.presence = float(_row_scalar(_get(request, "presence_penalty"), row, 0.0))
             s.frequency = float(_row_scalar(_get(request, "frequency_penalty"), row, 0.0))

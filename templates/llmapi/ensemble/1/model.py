@@ -21,7 +21,8 @@ What it does itself:
   finish_reason "length", else the generated text re-tokenized, which can differ from the engine's own count by
   a token at a word boundary.
 - limits: a prompt longer than max_input_len, or prompt + max_tokens beyond max_seq_len, is refused with the
-  engine route's messages.
+  engine route's messages; a prompt over max_prompt_bytes is refused before it is tokenized, and sampling inputs
+  are checked against TensorRT-LLM's ranges (textcodec.check_sampling).
 - cancellation: when the client cancels (a dropped gRPC stream, for example), the llmapi request is cancelled
   (the response iterator's cancel(), where the python backend has it) and stopped by request id through the
   llmapi model's `stop` input, so the LLM API aborts it instead of generating up to max_tokens.
@@ -41,10 +42,18 @@ import triton_python_backend_utils as pb_utils
 from textcodec import (
     DaemonPool,
     bool_param,
+    byte_size,
     chat_prompt,
+    chat_template_bytes,
+    check_prompt_size,
+    check_sampling,
+    check_words,
     int_param,
     load_tokenizer,
+    max_token_bytes,
+    max_tokens_problem,
     output_names,
+    prompt_byte_limit,
     scalar,
     str_param,
     strings,
@@ -54,7 +63,6 @@ FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
 #: client input -> llmapi input (kept equal to tritongen.llmapi.CLIENT_TO_LLMAPI by a test).
 CLIENT_TO_LLMAPI = {
-    "max_tokens": "sampling_param_max_tokens",
     "stream": "streaming",
     "stop_words": "sampling_param_stop",
     "temperature": "sampling_param_temperature",
@@ -108,7 +116,7 @@ PASSTHROUGH = {
     "total_accepted_draft_tokens": np.int32,
     "total_draft_tokens": np.int32,
 }
-CLIENT_INPUT_NAMES = ("text_input", "apply_chat_template", "exclude_input_in_output", "return_num_input_tokens",
+CLIENT_INPUT_NAMES = ("text_input", "max_tokens", "apply_chat_template", "exclude_input_in_output", "return_num_input_tokens",
                       "return_num_output_tokens", "num_return_sequences", "beam_width", *CLIENT_TO_LLMAPI,
                       *UNSUPPORTED)
 
@@ -182,6 +190,10 @@ class TritonPythonModel:
         probe = tok("a", add_special_tokens=True)["input_ids"]
         adds_bos = tok.bos_token_id is not None and bool(probe) and probe[0] == tok.bos_token_id
         self.bos_text = tok.bos_token if adds_bos and tok.bos_token else ""
+        # Refused before tokenizing: a prompt this long surely has more than max_input_len tokens.
+        self.prompt_bytes = prompt_byte_limit(self.max_input_len, max_token_bytes(tok),
+                                              int_param(config, "max_prompt_bytes", 0))
+        self.chat_bytes = chat_template_bytes(tok)
         self.outputs = output_names(config)
         workers = max(4, int(config.get("max_batch_size", 0) or 0))
         self.pool = DaemonPool(workers, "llmapi-front")
@@ -233,14 +245,27 @@ class TritonPythonModel:
         if used:
             raise RequestError(f"{', '.join(used)}: not supported by the llmapi route (TensorRT-LLM's LLM-API Triton "
                                "model has no input for it); leave it unset or use the engine route")
+        try:
+            check_sampling({k: v for k, v in found.items() if k != "max_tokens"})
+            check_words("stop_words", found.get("stop_words"))
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
         return found
 
     def _prompt(self, found) -> tuple[str, int]:
+        if found.get("text_input") is None:
+            raise RequestError("text_input is required: send the prompt as text_input")
+        chat = bool(scalar(found.get("apply_chat_template"), False))
+        try:
+            check_prompt_size(byte_size(found["text_input"]), self.prompt_bytes, self.max_input_len,
+                              self.chat_bytes if chat else 0)
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
         texts = strings(found.get("text_input"))
         prompt = texts[0] if texts else ""
         if not prompt.strip():
             raise RequestError("text_input is empty; send a non-empty prompt")
-        if bool(scalar(found.get("apply_chat_template"), False)):
+        if chat:
             try:
                 prompt = chat_prompt(self.tokenizer, prompt)
             except Exception as exc:  # a broken template or message list is the request's error
@@ -278,9 +303,12 @@ class TritonPythonModel:
     def _generate(self, request, sender, final_only):
         found = self._inputs(request)
         prompt, n_in = self._prompt(found)
+        if found.get("max_tokens") is None:
+            raise RequestError("max_tokens is required: send the number of tokens to generate at most")
         max_tokens = int(scalar(found.get("max_tokens"), 0))
-        if max_tokens < 1:
-            raise RequestError(f"max_tokens must be at least 1, got {max_tokens}")
+        problem = max_tokens_problem(max_tokens)
+        if problem:
+            raise RequestError(problem)
         if self.max_seq_len and n_in + max_tokens > self.max_seq_len:
             raise RequestError(f"prompt ({n_in} tokens) + max_tokens ({max_tokens}) exceeds max_seq_len="
                                f"{self.max_seq_len}; ask for at most {max(self.max_seq_len - n_in, 0)} tokens")

@@ -346,6 +346,9 @@ class DaemonPool:
                 future.set_result(fn(*args))
             except BaseException as exc:  # the caller's future carries it
                 future.set_exception(exc)
+            # Drop the finished item now: held until the next one arrives, each idle worker kept its last
+            # request alive, inputs included (a 50 MB prompt stayed resident per worker, twice: heap and shm).
+            future = fn = args = None
 
 
 class StreamTable:
@@ -389,3 +392,169 @@ class StreamTable:
                 del self._streams[key]
             else:
                 break
+
+
+# -- request limits: sampling ranges, prompt and word-list sizes -------------------------------------------
+
+INT32_MAX = 2**31 - 1
+UINT64_MAX = 2**64 - 1
+
+#: What TensorRT-LLM accepts for each sampling input, by client-contract name: (low, low_inclusive, high,
+#: high_inclusive, integer). Source: tensorrt_llm executor SamplingConfig::check* (samplingConfig.cpp):
+#: beamWidth > 0, topK >= 0, 0 < topP <= 1, 0 <= topPMin <= 1, topPResetIds >= 0, 0 < topPDecay <= 1,
+#: temperature >= 0, minTokens >= 0, repetitionPenalty > 0, beamSearchDiversityRate >= 0,
+#: numReturnSequences > 0; presence/frequency/length penalties are unchecked there (any finite value here).
+#: top_p = 0 is allowed: the Triton backend treats top_p <= 0 as "not set". Integers also fit the contract's
+#: dtype (INT32, seed UINT64); every float must be finite (NaN fails every comparison in the C++ checks, and
+#: inf makes logits NaN).
+SAMPLING_RANGES: dict[str, tuple] = {
+    "max_tokens": (1, True, INT32_MAX, True, True),
+    "temperature": (0.0, True, None, False, False),
+    "top_p": (0.0, True, 1.0, True, False),
+    "top_k": (0, True, INT32_MAX, True, True),
+    "min_tokens": (0, True, INT32_MAX, True, True),
+    "repetition_penalty": (0.0, False, None, False, False),
+    "presence_penalty": (None, False, None, False, False),
+    "frequency_penalty": (None, False, None, False, False),
+    "length_penalty": (None, False, None, False, False),
+    "beam_width": (1, True, INT32_MAX, True, True),
+    "num_return_sequences": (1, True, INT32_MAX, True, True),
+    "seed": (0, True, UINT64_MAX, True, True),
+    "beam_search_diversity_rate": (0.0, True, None, False, False),
+    "runtime_top_p_min": (0.0, True, 1.0, True, False),
+    "runtime_top_p_decay": (0.0, False, 1.0, True, False),
+    "runtime_top_p_reset_ids": (0, True, INT32_MAX, True, True),
+}
+#: tensorrt_llm input name -> client-contract name, for the inputs whose names differ.
+LLM_TO_CLIENT = {"runtime_top_k": "top_k", "runtime_top_p": "top_p", "len_penalty": "length_penalty",
+                 "request_output_len": "max_tokens"}
+
+
+def _num(x) -> str:
+    return str(x) if isinstance(x, int) else f"{x:.7g}"  # float32 inputs: 7 digits, not 0.10000000149
+
+
+def allowed_range(name: str) -> str:
+    """The allowed range of a sampling input in words, e.g. ``a finite number in [0, 1]``."""
+    low, low_in, high, high_in, integer = SAMPLING_RANGES[name]
+    kind = "an integer" if integer else "a finite number"
+    if low is not None and high is not None:
+        return f"{kind} in {'[' if low_in else '('}{_num(low)}, {_num(high)}{']' if high_in else ')'}"
+    if low is not None:
+        return f"{kind} {'>=' if low_in else '>'} {_num(low)}"
+    return kind
+
+
+def max_tokens_problem(value) -> str | None:
+    """The error for a max_tokens value, or None when it is fine. max_tokens is INT32 (the reference's dtype),
+    and Triton's HTTP generate endpoint cuts a JSON number beyond INT32 to 32 bits before any model sees it
+    (2**40 arrives as 0, 2**32 + 5 as 5): a value below 1 may be such a number, so the message says so."""
+    value = int(value)
+    if value > INT32_MAX:
+        return f"max_tokens={value} is too large (at most {INT32_MAX})"
+    if value < 1:
+        return (f"max_tokens must be between 1 and {INT32_MAX}, got {value}; over HTTP generate a number beyond "
+                f"{INT32_MAX} reaches the server cut to 32 bits, so a too-large value shows up as this")
+    return None
+
+
+def check_value(name: str, value, shown: str | None = None) -> None:
+    """Raise ValueError naming the input (``shown``, default its contract name) and its allowed range when
+    ``value`` is outside SAMPLING_RANGES[name]."""
+    import math
+
+    low, low_in, high, high_in, integer = SAMPLING_RANGES[name]
+    label = shown or name
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        ok = False
+    elif integer:
+        ok = isinstance(value, int) or (math.isfinite(value) and value.is_integer())
+    else:
+        ok = math.isfinite(value)
+    if ok and high is not None and integer and value > high:
+        raise ValueError(f"{label}={_num(value)} is too large (at most {_num(high)})")
+    if ok and low is not None:
+        ok = value >= low if low_in else value > low
+    if ok and high is not None:
+        ok = value <= high if high_in else value < high
+    if not ok:
+        shown_value = _num(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else repr(value)
+        raise ValueError(f"{label}={shown_value} is not allowed: it must be {allowed_range(name)}")
+
+
+def check_sampling(values: dict, names: dict | None = None) -> None:
+    """Check every sampling input present in ``values`` (name -> tensor, array or Python number; None or an
+    empty tensor is absent). Names are client-contract names or tensorrt_llm names (LLM_TO_CLIENT);
+    ``names`` maps a name to the label shown in the error. Raises ValueError on the first bad value."""
+    for key, raw in values.items():
+        name = LLM_TO_CLIENT.get(key, key)
+        if name not in SAMPLING_RANGES or raw is None:
+            continue
+        arr = np.asarray(raw)
+        if arr.size == 0:
+            continue
+        if arr.dtype == object or arr.dtype.kind in "SUb":
+            raise ValueError(f"{(names or {}).get(key, key)} must be a number, got {arr.reshape(-1)[0]!r}")
+        for item in arr.reshape(-1).tolist():
+            check_value(name, item, (names or {}).get(key, key))
+
+
+def max_token_bytes(tokenizer) -> int:
+    """The most bytes of prompt text one token can stand for, from the vocabulary (computed once per model).
+
+    Byte-level BPE is lossless and unnormalized, so a token covers exactly its bytes; added tokens match their
+    own text. Other tokenizers (SentencePiece, WordPiece) may normalize the text first, so their bound gets a
+    margin of 4x (Unicode normalization shortens text by less than that)."""
+    table = byte_level_table(tokenizer)
+    added = [len(str(getattr(t, "content", t)).encode("utf-8"))
+             for t in getattr(tokenizer, "added_tokens_decoder", {}).values()]
+    if table is not None:
+        return max([len(p) for p in table[0]] + added + [1])
+    tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    longest = max([len(t.encode("utf-8")) for t in tokens if t] + added + [1])
+    return 4 * longest
+
+
+def prompt_byte_limit(max_input_len: int, token_bytes: int, configured: int) -> int:
+    """The prompt size in bytes beyond which a prompt surely has more than max_input_len tokens: refused before
+    tokenizing. ``configured`` (serving.max_prompt_bytes, 0 = derived) wins when it is lower. 0: no bound."""
+    derived = max_input_len * token_bytes if max_input_len > 0 else 0
+    if configured > 0:
+        return min(configured, derived) if derived else configured
+    return derived
+
+
+def chat_template_bytes(tokenizer) -> int:
+    """Bytes a chat template adds around the messages (its own source length bounds any one rendering of it)."""
+    template = getattr(tokenizer, "chat_template", None)
+    return len(template.encode("utf-8")) if isinstance(template, str) else 0
+
+
+#: Word lists (stop_words, bad_words, embedding_bias_words): at most this many entries and bytes per request.
+MAX_WORDS = 256
+MAX_WORDS_BYTES = 16384
+
+
+def byte_size(array) -> int:
+    """Bytes of text in a BYTES tensor (or one row of it), counted without decoding it."""
+    if array is None:
+        return 0
+    return sum(len(x) if isinstance(x, (bytes, str)) else 0 for x in np.asarray(array, dtype=object).reshape(-1))
+
+
+def check_words(name: str, array) -> None:
+    """Refuse an over-long word list (one request row) before it is decoded or tokenized."""
+    if array is None:
+        return
+    count = int(np.asarray(array, dtype=object).size)
+    size = byte_size(array)
+    if count > MAX_WORDS or size > MAX_WORDS_BYTES:
+        raise ValueError(f"{name} has {count} entries and {size} bytes; at most {MAX_WORDS} entries and "
+                         f"{MAX_WORDS_BYTES} bytes are allowed")
+
+
+def check_prompt_size(size: int, limit: int, max_input_len: int, chat_extra: int = 0) -> None:
+    """Refuse a prompt of ``size`` bytes beyond ``limit`` (+ the chat template's own text) without tokenizing."""
+    if limit and size > limit + chat_extra:
+        raise ValueError(f"text_input is {size} bytes, more than the {limit + chat_extra} bytes a prompt of at most "
+                         f"max_input_len={max_input_len} tokens can have (serving.max_prompt_bytes); shorten it")
