@@ -220,7 +220,7 @@ def test_bad_requests_fail_clearly_and_the_server_keeps_serving(grpc_client, tin
         ("word " * 1500, GenerateParams(max_tokens=4), "longer than max_input_len=1024"),
         ("", good, "text_input is empty"),
         ("   ", good, "text_input is empty"),
-        ("Hello", GenerateParams(max_tokens=-3), "max_tokens must be at least 1, got -3"),
+        ("Hello", GenerateParams(max_tokens=-3), "max_tokens must be between 1 and 2147483647, got -3"),
         ("Hello", GenerateParams(max_tokens=4000), "exceeds max_seq_len=2048"),
     ]
     for prompt, params, message in cases:
