@@ -67,6 +67,22 @@ def group_rss_mb(pgid: int) -> float:
     return total / 1024
 
 
+def rss_by_process(pgid: int) -> dict[str, float]:
+    """MB resident per process of the server's group: tritonserver and each python-backend stub by model."""
+    out: dict[str, float] = {}
+    for pid in proc.group_members(pgid):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                       if line.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            continue
+        name = Path(argv[1].decode()).parent.parent.name if argv[0].endswith(b"_stub") and len(argv) > 1 else (
+            Path(argv[0].decode()).name)
+        out[name] = out.get(name, 0.0) + rss / 1024
+    return out
+
+
 def slope_per_minute(samples: list[tuple[float, float]]) -> float:
     """Least-squares slope of (seconds, MB) samples, in MB per minute."""
     if len(samples) < 2:
@@ -141,16 +157,17 @@ class Streams:
                     if out.name == "text_output" and i < len(ir.raw_output_contents):
                         chunks.extend(_bytes_elements(ir.raw_output_contents[i]))
                 param = ir.parameters.get("triton_final_response")
-                if param is not None and param.bool_param:
+                # Read on to the end of the call rather than breaking off: the server ends it after the final
+                # response (the request side is already half-closed).
+                if (param is not None and param.bool_param) or not stream:
                     final = True
-                    break
-                if not stream:
-                    final = True
-                    break
         except Exception as exc:  # grpc.aio.AioRpcError: counted, the soak goes on
             error = f"{type(exc).__name__}: {str(exc)[:200]}"
         finally:
-            call.cancel()
+            if not final or error is not None:
+                # Cancel only a stream the server has not ended: after the final response the request side is
+                # half-closed and the server closes the call itself (tritongen's bench does the same).
+                call.cancel()
         if error is None and not final and stream:
             error = "stream ended before the final response"
         return b"".join(chunks).decode("utf-8", errors="replace"), error, responses
@@ -193,11 +210,13 @@ async def soak(url: str, pgid: int, streams: int, minutes: float, max_tokens: in
                     first_mismatch.append((expected[prompt], text))
 
     samples: list[tuple[float, float]] = []
+    per_process: list[tuple[float, dict[str, float]]] = []
     t0 = time.monotonic()
 
     async def sampler() -> None:
         while time.monotonic() < deadline:
             samples.append((time.monotonic() - t0, group_rss_mb(pgid)))
+            per_process.append((samples[-1][0], rss_by_process(pgid)))
             print(f"  {samples[-1][0]:6.0f} s  server RSS {samples[-1][1]:7.1f} MB  requests {counts['requests']}"
                   f"  errors {counts['errors']}  mismatches {counts['mismatches']}", flush=True)
             await asyncio.sleep(sample_s)
@@ -208,7 +227,12 @@ async def soak(url: str, pgid: int, streams: int, minutes: float, max_tokens: in
     cpu = proc.group_cpu_seconds(pgid) - cpu0
     samples.append((elapsed, group_rss_mb(pgid)))
     await client.close()
+    per_process.append((elapsed, rss_by_process(pgid)))
     steady = [s for s in samples if s[0] >= 60] or samples
+    slopes = {}
+    for name in per_process[-1][1]:
+        series = [(t, d.get(name, 0.0)) for t, d in per_process if t >= 60] or [(t, d.get(name, 0.0)) for t, d in per_process]
+        slopes[name] = round(slope_per_minute(series), 2)
     return {
         "streams": streams, "minutes": round(elapsed / 60, 2), **counts,
         "responses_per_s": round(counts["responses"] / elapsed, 1),
@@ -216,6 +240,8 @@ async def soak(url: str, pgid: int, streams: int, minutes: float, max_tokens: in
         "rss_start_mb": round(samples[0][1], 1), "rss_end_mb": round(samples[-1][1], 1),
         "rss_max_mb": round(max(v for _, v in samples), 1),
         "rss_slope_mb_per_min_after_1min": round(slope_per_minute(steady), 2),
+        "rss_end_mb_by_process": {k: round(v, 1) for k, v in per_process[-1][1].items()},
+        "rss_slope_mb_per_min_by_process": slopes,
         "first_errors": first_errors, "first_mismatches": first_mismatch,
     }
 
