@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import statistics
 import struct
 import sys
@@ -30,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tritongen import proc  # noqa: E402
+from tritongen.serve.local import free_ports  # noqa: E402
 
 PROMPTS = [
     "L'élève a répondu: «déjà vu», puis il a souri.",
@@ -42,15 +42,6 @@ PROMPTS = [
     "Смешанный текст: мельница, река и мост 🌉.",
 ]
 
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def group_rss_mb(pgid: int) -> float:
