@@ -458,6 +458,17 @@ def max_tokens_problem(value) -> str | None:
     return None
 
 
+def one_of(name: str, value, old_name: str, old_value):
+    """The value of an input sent under its name or its pre-1.0 name (seed/random_seed, min_tokens/min_length:
+    clients of either tensorrtllm_backend generation), as an int; None when neither was sent. Both with
+    different values is the request's error."""
+    if value is not None and old_value is not None and int(value) != int(old_value):
+        raise ValueError(f"{name}={int(value)} and {old_name}={int(old_value)} differ; send one of them "
+                         f"({old_name} is the older name of {name})")
+    chosen = value if value is not None else old_value
+    return None if chosen is None else int(chosen)
+
+
 def check_value(name: str, value, shown: str | None = None) -> None:
     """Raise ValueError naming the input (``shown``, default its contract name) and its allowed range when
     ``value`` is outside SAMPLING_RANGES[name]."""

@@ -31,7 +31,7 @@ import traceback
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
-from textcodec import LLM_TO_CLIENT, SAMPLING_RANGES, check_sampling
+from textcodec import LLM_TO_CLIENT, SAMPLING_RANGES, check_sampling, one_of
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 MOCK_NICE = 10
@@ -628,11 +628,9 @@ class TritonPythonModel:
 def _aliased(request, row, name, old_name, default) -> int:
     """Input ``name`` or its pre-1.0 name ``old_name`` (random_seed, min_length): clients of either
     tensorrtllm_backend generation may address this model directly. Both with different values is an error."""
-    value = _row_scalar(_get(request, name), row, None)
-    old = _row_scalar(_get(request, old_name), row, None)
-    if value is not None and old is not None and int(value) != int(old):
-        raise ValueError(f"{name}={int(value)} and {old_name}={int(old)} differ; send one of them")
-    return int(value if value is not None else (old if old is not None else default))
+    value = one_of(name, _row_scalar(_get(request, name), row, None),
+                   old_name, _row_scalar(_get(request, old_name), row, None))
+    return default if value is None else value
 
 
 def _request_id(request) -> str:

@@ -27,6 +27,7 @@ from textcodec import (
     load_tokenizer,
     max_token_bytes,
     max_tokens_problem,
+    one_of,
     prompt_byte_limit,
     scalar,
     str_param,
@@ -221,15 +222,9 @@ def _one_of(request, name, old_name, batch):
     new, old = _input(request, name), _input(request, old_name)
     if new is None and old is None:
         return None
-    rows = []
-    for b in range(batch):
-        a = None if new is None else scalar(new[min(b, len(new) - 1)], None)
-        o = None if old is None else scalar(old[min(b, len(old) - 1)], None)
-        if a is not None and o is not None and int(a) != int(o):
-            raise ValueError(f"{_CLIENT_NAME[name]}={int(a)} and {_CLIENT_NAME[old_name]}={int(o)} differ; send one of "
-                             f"them ({_CLIENT_NAME[old_name]} is the older name of {_CLIENT_NAME[name]})")
-        rows.append(int(a if a is not None else o))
-    return rows
+    return [one_of(_CLIENT_NAME[name], None if new is None else scalar(new[min(b, len(new) - 1)], None),
+                   _CLIENT_NAME[old_name], None if old is None else scalar(old[min(b, len(old) - 1)], None))
+            for b in range(batch)]
 
 
 def _wants(request, name) -> bool:
