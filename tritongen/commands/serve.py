@@ -211,13 +211,9 @@ def _print_local_plan(repos, opts, plan) -> None:
 
 
 def _alive(record) -> bool:
-    if record.runtime == "docker":
-        from ..serve import docker as docker_runtime
+    from ..serve.local import record_alive
 
-        return docker_runtime.running(record)
-    from ..serve import local
-
-    return local.running(record)
+    return record_alive(record)
 
 
 def _stop_one(record) -> str:

@@ -111,7 +111,7 @@ def check_ports(opts: ServeOptions, *, owners: list[ServerRecord]) -> None:
     for label, port in (("HTTP", opts.http_port), ("gRPC", opts.grpc_port), ("metrics", opts.metrics_port)):
         if port_in_use(opts.host, port):
             owner = next((r for r in owners if port in (r.http_port, r.grpc_port, r.metrics_port)
-                          and _record_alive(r)), None)
+                          and record_alive(r)), None)
             ports = "choose other ports (--http-port/--grpc-port/--metrics-port)"
             if owner is not None:
                 raise ServerError(f"{label} port {port} on {opts.host} is already in use by tritongen server "
@@ -122,7 +122,8 @@ def check_ports(opts: ServeOptions, *, owners: list[ServerRecord]) -> None:
                               hint=f"`ss -ltnp 'sport = :{port}'` shows which; stop it, or {ports}")
 
 
-def _record_alive(record: ServerRecord) -> bool:
+def record_alive(record: ServerRecord) -> bool:
+    """Whether the server a record describes is still running, whichever runtime started it."""
     if record.runtime == "docker":
         from . import docker
 
