@@ -1,0 +1,87 @@
+"""The one place this package reaches into modules that the layout change (issue 12) is moving.
+
+Everything else under ``tritongen.deploy.k8s`` imports only ``tritongen.spec``, ``catalog``, ``versions``,
+``errors``, ``names``, ``gpus`` and ``sizing``. When render.py becomes render/ + routes/, serve/ becomes
+runtime/ and the engine planner settles, only the imports inside these functions change:
+
+* :func:`render_repository`: the model repository for a spec, rendered into a folder (render.render_into +
+  the lock file, which records the spec the manifests were made from);
+* :func:`serving_launch`: the serving command exactly as ``tritongen serve --docker`` builds it
+  (serve.mpi.inspect_repo -> serve.docker.container_plan), for a repository mounted at ``repo_path``;
+* :func:`engine_build`: the engine cache entry name, its key material and the download / convert / quantize /
+  trtllm-build argument lists inside the pinned image (engine.plan.plan_build with the docker runner, whose
+  container paths are /checkpoint and /work).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Launch:
+    command: list[str]
+    env: dict[str, str]
+    mode: str  #: single | leader | orchestrator
+    ranks: int
+    trtllm_models: list[str]
+
+
+@dataclass
+class BuildStep:
+    name: str  #: download | convert | quantize | build ...
+    title: str
+    argv: list[str]
+    uses_gpus: bool
+
+
+@dataclass
+class EngineBuild:
+    entry: str  #: cache entry folder name (model-precision-tpNppM-<key>)
+    material: dict
+    image: str
+    trtllm_version: str
+    steps: list[BuildStep]
+    checkpoint_mount: str  #: where the steps expect the Hugging Face checkpoint
+    work_mount: str  #: where the steps write (tllm_checkpoint/, engine/)
+    engine_subdir: str  #: the built engine, under work_mount
+
+
+def render_repository(spec, dest: Path) -> None:
+    """Render the spec's model repository (and its lock file) into the existing folder ``dest``."""
+    from ...render import render_into, write_lock
+
+    render_into(spec, dest)
+    write_lock(spec, dest)
+
+
+def serving_launch(repo_dir: Path, repo_path: str, *, image: str, http_port: int, grpc_port: int,
+                   metrics_port: int) -> Launch:
+    """The command ``tritongen serve --docker`` runs for the repository in ``repo_dir``, as if it were mounted
+    at ``repo_path`` inside the container, listening on the container's addresses (a pod's own network)."""
+    from ...serve import docker
+    from ...serve.command import ServeOptions
+    from ...serve.mpi import inspect_repo
+
+    info = inspect_repo(repo_dir)
+    info.path = Path(repo_path)
+    info.referenced_paths = []  # they live on the cache volume, not on this machine
+    opts = ServeOptions(host="0.0.0.0", http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port)
+    plan = docker.container_plan("k8s", [info], opts, image=image, mounts=[], missing_ok=True)
+    return Launch(command=list(plan.command), env=dict(plan.env), mode=plan.launch.mode, ranks=plan.launch.ranks,
+                  trtllm_models=list(plan.launch.trtllm_models))
+
+
+def engine_build(spec, gpu: str) -> EngineBuild:
+    """What ``tritongen engine`` would run for ``spec`` on ``gpu`` (a catalogue GPU name), in the image."""
+    from ...engine import gating
+    from ...engine import plan as engine_plan
+
+    target = gating._target_from_name(gpu, source="given")
+    bplan = engine_plan.plan_build(spec, gpu=target, runner="docker")
+    ep = bplan.target
+    steps = [BuildStep(s.name, s.title, s.tool_argv(), s.gpus) for s in ep.steps]
+    return EngineBuild(entry=ep.entry.name, material=dict(ep.material), image=ep.image,
+                       trtllm_version=ep.trtllm_version, steps=steps, checkpoint_mount=engine_plan.C_CHECKPOINT,
+                       work_mount=engine_plan.C_WORK, engine_subdir=engine_plan.ENGINE_SUBDIR)

@@ -1,0 +1,202 @@
+"""Lay the objects out as a kustomize tree, and write it (atomically, never outside the chosen folder).
+
+```
+<out>/                          default deploy/<name>/k8s
+  kustomization.yaml            = overlays/prod (so `kubectl apply -k <out>` is the production setup)
+  base/kustomization.yaml       every object + one generated ConfigMap per model folder
+  base/*.yaml                   cache-pvc, engine-job | checkpoint-job, deployment | leaderworkerset, service,
+                                pdb, networkpolicy, servicemonitor, hpa, [openai], [namespace]
+  base/repository/              the rendered model repository (the ConfigMaps' content; its lock file records
+                                the spec, for `tritongen k8s --check`, and is not mounted)
+  overlays/dev/                 one replica, no HPA
+  overlays/prod/                --replicas, the HPA, replicas spread over nodes
+  monitoring/prometheus-adapter-rules.yaml   the custom-metrics rule the HPA needs
+```
+
+Only kustomize features of kustomize 4.x and newer are used (``resources``, ``configMapGenerator`` with
+``generatorOptions``, ``patches`` with ``path`` + ``target``): ``kubectl kustomize`` from kubectl 1.21 on builds
+the tree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from ...errors import OutputError, RepoExistsError
+from ...names import inside, show_path
+from . import model, yamlout
+from .model import Plan
+
+MARKER = ".tritongen-k8s.json"
+HEADER = ("Written by `tritongen k8s`. `# spec: FIELD` names the spec field a value comes from; change the spec\n"
+          "and run `tritongen k8s` again rather than editing (an edited tree is not overwritten without --force).")
+
+
+def _doc(obj: dict, note: str = "") -> str:
+    return yamlout.dump(obj, HEADER + (f"\n{note}" if note else ""))
+
+
+def _kustomization(**fields) -> dict:
+    return {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", **fields}
+
+
+def objects(plan: Plan) -> dict[str, dict]:
+    """base/<file> -> object (with ``From`` wrappers), in apply order."""
+    out: dict[str, dict] = {}
+    if plan.opts.namespace != "default":
+        out["namespace.yaml"] = model.namespace(plan)
+    out["cache-pvc.yaml"] = model.pvc(plan)
+    job = model.job(plan)
+    if job is not None:
+        out[f"{'engine' if plan.build else 'checkpoint'}-job.yaml"] = job
+    if plan.needs.multi_node:
+        out["leaderworkerset.yaml"] = model.leaderworkerset(plan)
+    else:
+        out["deployment.yaml"] = model.deployment(plan)
+    out["service.yaml"] = model.service(plan)
+    out["pdb.yaml"] = model.pdb(plan)
+    out["networkpolicy.yaml"] = model.network_policy(plan)
+    out["servicemonitor.yaml"] = model.service_monitor(plan)
+    out["hpa.yaml"] = model.hpa(plan)
+    if plan.opts.openai:
+        for obj in model.openai_objects(plan):
+            out[f"openai-{obj['kind'].lower()}.yaml"] = obj
+    return out
+
+
+def files(plan: Plan) -> dict[str, bytes]:
+    """Every file of the tree, path relative to the output folder -> content."""
+    out: dict[str, bytes] = {}
+    objs = objects(plan)
+    for name, obj in objs.items():
+        out[f"base/{name}"] = _doc(obj).encode()
+    generators = [{"name": cm, "files": [f"{key}=repository/{rel}" for key, rel in keys.items()]}
+                  for cm, keys in plan.config_maps().items()]
+    base = _kustomization(
+        namespace=yamlout.From(plan.opts.namespace, "--namespace"),
+        resources=list(objs),
+        configMapGenerator=generators,
+        # Names stay fixed so that the pod templates (a LeaderWorkerSet's too) find them; a change of the
+        # repository still rolls the pods, through the repository-sha256 annotation of their template.
+        generatorOptions={"disableNameSuffixHash": True, "labels": plan.labels("repository")},
+    )
+    out["base/kustomization.yaml"] = _doc(base).encode()
+    for rel, content in plan.repo_files.items():
+        out[f"base/repository/{rel}"] = content
+    out[f"base/repository/{model.LOCK_NAME}"] = plan.lock
+    kind = plan.workload_kind
+    api = "leaderworkerset.x-k8s.io" if plan.needs.multi_node else "apps"
+    out["overlays/dev/replicas.yaml"] = _doc(
+        {"apiVersion": f"{api}/v1", "kind": kind, "metadata": {"name": plan.name}, "spec": {"replicas": 1}},
+        "dev: one replica").encode()
+    out["overlays/dev/no-hpa.yaml"] = _doc(
+        {"$patch": "delete", "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+         "metadata": {"name": plan.name}}, "dev: no autoscaling").encode()
+    out["overlays/dev/kustomization.yaml"] = _doc(_kustomization(
+        resources=["../../base"],
+        patches=[{"path": "replicas.yaml", "target": {"kind": kind, "name": plan.name}},
+                 {"path": "no-hpa.yaml"}]), "dev: one replica, no HPA").encode()
+    prod = _kustomization(resources=["../../base"])
+    if not plan.needs.multi_node:
+        out["overlays/prod/spread.yaml"] = _doc(
+            {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": plan.name},
+             "spec": {"template": {"spec": {"topologySpreadConstraints": [
+                 {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
+                  "labelSelector": {"matchLabels": plan.selector("server")}}]}}}},
+            "prod: replicas on different nodes where possible").encode()
+        prod["patches"] = [{"path": "spread.yaml", "target": {"kind": "Deployment", "name": plan.name}}]
+    out["overlays/prod/kustomization.yaml"] = _doc(prod, "prod: --replicas, the HPA on queue time").encode()
+    out["kustomization.yaml"] = _doc(_kustomization(resources=["overlays/prod"]),
+                                     "`kubectl apply -k` on this folder applies overlays/prod").encode()
+    out["monitoring/prometheus-adapter-rules.yaml"] = _doc(
+        model.adapter_rules(plan),
+        "Helm values for prometheus-community/prometheus-adapter: serves the per-pod metric the HPA scales on\n"
+        f"({model.QUEUE_METRIC}: microseconds a request waited in the queue, last minute). Apply with\n"
+        "  helm upgrade --install prometheus-adapter prometheus-community/prometheus-adapter -n monitoring \\\n"
+        "    -f monitoring/prometheus-adapter-rules.yaml").encode()
+    return out
+
+
+def dry_run_text(tree: dict[str, bytes]) -> str:
+    """The tree as one printable text: YAML in full, the repository's copied files by name and size."""
+    parts = []
+    for rel in sorted(tree):
+        content = tree[rel]
+        if rel.startswith("base/repository/") and not rel.endswith((".pbtxt", ".yaml", ".yml")):
+            parts.append(f"# --- {rel} ({len(content)} bytes, sha256 {hashlib.sha256(content).hexdigest()[:16]})\n")
+            continue
+        parts.append(f"# --- {rel}\n{content.decode()}")
+    return "".join(parts)
+
+
+def _hashes(tree: dict[str, bytes]) -> dict[str, str]:
+    return {rel: hashlib.sha256(content).hexdigest() for rel, content in sorted(tree.items())}
+
+
+def _current(out_dir: Path) -> dict[str, str]:
+    found = {}
+    for path in sorted(out_dir.rglob("*")):
+        if path.is_file() and path.name != MARKER:
+            found[path.relative_to(out_dir).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+def check_overwritable(out_dir: Path) -> None:
+    """Refuse to replace a folder tritongen k8s did not write, or one edited since."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise RepoExistsError(f"{show_path(out_dir)} exists and is not a directory", hint="choose another --out")
+    if not any(out_dir.iterdir()):
+        return
+    try:
+        recorded = json.loads((out_dir / MARKER).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise RepoExistsError(f"{show_path(out_dir)} exists and was not written by tritongen k8s (no {MARKER})",
+                              hint="choose another --out, or pass --force to replace it") from None
+    current = _current(out_dir)
+    changed = sorted(p for p in recorded if current.get(p) != recorded[p])
+    added = sorted(p for p in current if p not in recorded)
+    if changed or added:
+        what = ", ".join([*(f"{p} changed" for p in changed), *(f"{p} added" for p in added)][:5])
+        raise RepoExistsError(f"{show_path(out_dir)} was edited after tritongen k8s wrote it ({what})",
+                              hint="move the edits into the spec or an overlay of your own, or pass --force")
+
+
+def write(tree: dict[str, bytes], out_dir: Path, *, force: bool = False) -> Path:
+    """Write ``tree`` to ``out_dir``: into a temporary sibling first, then swapped into place."""
+    out_dir = Path(os.path.abspath(out_dir))
+    if out_dir.parent == out_dir:
+        raise OutputError(f"{out_dir}: not the file system root")
+    if not force:
+        check_overwritable(out_dir)
+    tmp = None
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+        for rel, content in tree.items():
+            target = inside(tmp / rel, tmp, "k8s file")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+        (tmp / MARKER).write_text(json.dumps({"generated_by": "tritongen k8s", "files": _hashes(tree)},
+                                             indent=1, sort_keys=True) + "\n")
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+            os.replace(out_dir, old)
+            os.replace(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+        tmp = None
+    except OSError as exc:
+        raise OutputError(f"cannot write {show_path(out_dir)}: {exc.strerror or exc}",
+                          hint="nothing was changed; free space or pick another --out") from None
+    finally:
+        if tmp is not None and tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
