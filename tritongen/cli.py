@@ -71,6 +71,7 @@ LAZY_COMMANDS = {
     "plan": "tritongen.commands.plan",
     "bench": "tritongen.commands.bench",
     "openai": "tritongen.commands.openai",
+    "k8s": "tritongen.commands.k8s",
 }
 
 

@@ -5,17 +5,18 @@
   kustomization.yaml            = overlays/prod (so `kubectl apply -k <out>` is the production setup)
   base/kustomization.yaml       every object + one generated ConfigMap per model folder
   base/*.yaml                   cache-pvc, engine-job | checkpoint-job, deployment | leaderworkerset, service,
-                                pdb, networkpolicy, servicemonitor, hpa, [openai], [namespace]
+                                pdb, networkpolicy, servicemonitor, [openai-*], [namespace]
   base/repository/              the rendered model repository (the ConfigMaps' content; its lock file records
                                 the spec, for `tritongen k8s --check`, and is not mounted)
   overlays/dev/                 one replica, no HPA
-  overlays/prod/                --replicas, the HPA, replicas spread over nodes
+  overlays/prod/                --replicas, the HPA (hpa.yaml), replicas spread over nodes
   monitoring/prometheus-adapter-rules.yaml   the custom-metrics rule the HPA needs
 ```
 
-Only kustomize features of kustomize 4.x and newer are used (``resources``, ``configMapGenerator`` with
-``generatorOptions``, ``patches`` with ``path`` + ``target``): ``kubectl kustomize`` from kubectl 1.21 on builds
-the tree.
+Kustomize features used: ``resources`` naming folders, ``configMapGenerator`` with ``generatorOptions``, and
+``patches`` with ``path`` + ``target`` (kustomize 4 and newer: ``kubectl kustomize`` of kubectl 1.21 on, tested
+with kubectl 1.32 / kustomize 5.5). Debian 12's ``kubernetes-client`` (kubectl 1.20, kustomize 2.0.3) predates
+folders in ``resources`` and ``patches``; use a kubectl of 1.21 or newer.
 """
 
 from __future__ import annotations
@@ -46,26 +47,27 @@ def _kustomization(**fields) -> dict:
 
 
 def objects(plan: Plan) -> dict[str, dict]:
-    """base/<file> -> object (with ``From`` wrappers), in apply order."""
+    """<file under the output folder> -> object (with ``From`` wrappers), in apply order. The HPA lives in the
+    prod overlay (dev has none); everything else in the base."""
     out: dict[str, dict] = {}
     if plan.opts.namespace != "default":
-        out["namespace.yaml"] = model.namespace(plan)
-    out["cache-pvc.yaml"] = model.pvc(plan)
+        out["base/namespace.yaml"] = model.namespace(plan)
+    out["base/cache-pvc.yaml"] = model.pvc(plan)
     job = model.job(plan)
     if job is not None:
-        out[f"{'engine' if plan.build else 'checkpoint'}-job.yaml"] = job
+        out[f"base/{'engine' if plan.build else 'checkpoint'}-job.yaml"] = job
     if plan.needs.multi_node:
-        out["leaderworkerset.yaml"] = model.leaderworkerset(plan)
+        out["base/leaderworkerset.yaml"] = model.leaderworkerset(plan)
     else:
-        out["deployment.yaml"] = model.deployment(plan)
-    out["service.yaml"] = model.service(plan)
-    out["pdb.yaml"] = model.pdb(plan)
-    out["networkpolicy.yaml"] = model.network_policy(plan)
-    out["servicemonitor.yaml"] = model.service_monitor(plan)
-    out["hpa.yaml"] = model.hpa(plan)
+        out["base/deployment.yaml"] = model.deployment(plan)
+    out["base/service.yaml"] = model.service(plan)
+    out["base/pdb.yaml"] = model.pdb(plan)
+    out["base/networkpolicy.yaml"] = model.network_policy(plan)
+    out["base/servicemonitor.yaml"] = model.service_monitor(plan)
     if plan.opts.openai:
         for obj in model.openai_objects(plan):
-            out[f"openai-{obj['kind'].lower()}.yaml"] = obj
+            out[f"base/openai-{obj['kind'].lower()}.yaml"] = obj
+    out["overlays/prod/hpa.yaml"] = model.hpa(plan)
     return out
 
 
@@ -73,13 +75,14 @@ def files(plan: Plan) -> dict[str, bytes]:
     """Every file of the tree, path relative to the output folder -> content."""
     out: dict[str, bytes] = {}
     objs = objects(plan)
-    for name, obj in objs.items():
-        out[f"base/{name}"] = _doc(obj).encode()
+    for rel, obj in objs.items():
+        out[rel] = _doc(obj).encode()
     generators = [{"name": cm, "files": [f"{key}=repository/{rel}" for key, rel in keys.items()]}
                   for cm, keys in plan.config_maps().items()]
+    namespace = yamlout.From(plan.opts.namespace, "--namespace")
     base = _kustomization(
-        namespace=yamlout.From(plan.opts.namespace, "--namespace"),
-        resources=list(objs),
+        namespace=namespace,
+        resources=[rel.removeprefix("base/") for rel in objs if rel.startswith("base/")],
         configMapGenerator=generators,
         # Names stay fixed so that the pod templates (a LeaderWorkerSet's too) find them; a change of the
         # repository still rolls the pods, through the repository-sha256 annotation of their template.
@@ -94,14 +97,11 @@ def files(plan: Plan) -> dict[str, bytes]:
     out["overlays/dev/replicas.yaml"] = _doc(
         {"apiVersion": f"{api}/v1", "kind": kind, "metadata": {"name": plan.name}, "spec": {"replicas": 1}},
         "dev: one replica").encode()
-    out["overlays/dev/no-hpa.yaml"] = _doc(
-        {"$patch": "delete", "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-         "metadata": {"name": plan.name}}, "dev: no autoscaling").encode()
     out["overlays/dev/kustomization.yaml"] = _doc(_kustomization(
         resources=["../../base"],
-        patches=[{"path": "replicas.yaml", "target": {"kind": kind, "name": plan.name}},
-                 {"path": "no-hpa.yaml"}]), "dev: one replica, no HPA").encode()
-    prod = _kustomization(resources=["../../base"])
+        patches=[{"path": "replicas.yaml", "target": {"kind": kind, "name": plan.name}}]),
+        "dev: one replica, no HPA").encode()
+    prod = _kustomization(namespace=namespace, resources=["../../base", "hpa.yaml"])
     if not plan.needs.multi_node:
         out["overlays/prod/spread.yaml"] = _doc(
             {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": plan.name},
