@@ -654,8 +654,8 @@ def openai_objects(plan: Plan) -> list[dict]:
         "securityContext": _container_security(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
-    pod = {"automountServiceAccountToken": False, "enableServiceLinks": False, "securityContext": _pod_security(),
-           "containers": [container], "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]}
+    pod = {"automountServiceAccountToken": False, "enableServiceLinks": False, "hostNetwork": False,
+           "hostPID": False, "hostIPC": False, "securityContext": _pod_security(), "containers": [container], "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]}
     deploy = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "labels": labels},
               "spec": {"replicas": 2, "selector": {"matchLabels": plan.selector("openai")},
                        "template": {"metadata": {"labels": labels}, "spec": pod}}}

@@ -97,10 +97,16 @@ def files(plan: Plan) -> dict[str, bytes]:
     out["overlays/dev/replicas.yaml"] = _doc(
         {"apiVersion": f"{api}/v1", "kind": kind, "metadata": {"name": plan.name}, "spec": {"replicas": 1}},
         "dev: one replica").encode()
-    out["overlays/dev/kustomization.yaml"] = _doc(_kustomization(
-        resources=["../../base"],
-        patches=[{"path": "replicas.yaml", "target": {"kind": kind, "name": plan.name}}]),
-        "dev: one replica, no HPA").encode()
+    dev_patches = [{"path": "replicas.yaml", "target": {"kind": kind, "name": plan.name}}]
+    if not plan.needs.multi_node:
+        # One pod on one node: any storage class will do (a laptop cluster has no ReadWriteMany).
+        out["overlays/dev/cache-pvc.yaml"] = _doc(
+            {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": f"{plan.name}-cache"},
+             "spec": {"accessModes": ["ReadWriteOnce"]}}, "dev: one pod, so ReadWriteOnce is enough").encode()
+        dev_patches.append({"path": "cache-pvc.yaml",
+                            "target": {"kind": "PersistentVolumeClaim", "name": f"{plan.name}-cache"}})
+    out["overlays/dev/kustomization.yaml"] = _doc(_kustomization(resources=["../../base"], patches=dev_patches),
+                                                  "dev: one replica, no HPA").encode()
     prod = _kustomization(namespace=namespace, resources=["../../base", "hpa.yaml"])
     if not plan.needs.multi_node:
         out["overlays/prod/spread.yaml"] = _doc(
