@@ -57,6 +57,7 @@ DURATION    ?=
 SLO         ?=
 PLAN_ARGS   ?=
 SERVE_ARGS  ?=
+K8S_ARGS    ?=
 
 SPEC_ARGS = $(if $(SPEC),--spec $(SPEC)) $(if $(ROUTE),--route $(ROUTE)) $(if $(PRECISION),--precision $(PRECISION)) \
             $(if $(KV_DTYPE),--kv-dtype $(KV_DTYPE)) $(if $(TP),--tp $(TP)) $(if $(PP),--pp $(PP)) \
@@ -66,12 +67,12 @@ SPEC_ARGS = $(if $(SPEC),--spec $(SPEC)) $(if $(ROUTE),--route $(ROUTE)) $(if $(
 DRY_RUN_GPU_ARG = $(if $(GPU),,$(if $(shell command -v nvidia-smi 2>/dev/null),,--gpu $(DRY_RUN_GPU)))
 PORT_ARGS = --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 
-.PHONY: help venv torch repo validate spec models plan engine engines bench test test-fast test-docker standin demo serve compose stop status infer docs lint clean
+.PHONY: help venv torch repo validate spec models plan engine engines bench test test-fast test-docker standin demo serve k8s compose stop status infer docs lint clean
 
 help: ## Show this help (default goal)
 	@echo "tritongen - one spec -> a validated Triton repository for TensorRT-LLM, served and queried"
 	@echo
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo
 	@echo "Variables (make VAR=value): MODEL=$(MODEL) ROUTE PRECISION KV_DTYPE TP PP GPUS GPU ENGINE_DIR CHECKPOINT"
 	@echo "  SPEC=file.yaml SET='limits.max_batch_size=32 serving.streaming=false' NAME REPO=$(REPO) RUNTIME=$(RUNTIME)"
@@ -123,6 +124,9 @@ validate: $(STAMP) ## Validate REPO (default repos/<MODEL>)
 
 serve: $(STAMP) ## Start Triton on REPO (RUNTIME=local|docker), bound to 127.0.0.1
 	$(TRITONGEN) serve $(REPO) $(PORT_ARGS) $(if $(filter docker,$(RUNTIME)),--docker) $(SERVE_ARGS)
+
+k8s: $(STAMP) ## Write deploy/<MODEL>/k8s: kustomize base + dev/prod overlays (K8S_ARGS='--replicas 2 --dry-run')
+	$(TRITONGEN) k8s $(MODEL) $(SPEC_ARGS) $(K8S_ARGS)
 
 compose: $(STAMP) ## Write COMPOSE_OUT (default REPO.compose.yaml, beside the repository) for `docker compose`
 	$(TRITONGEN) serve $(REPO) --docker --compose-out $(COMPOSE_OUT) $(PORT_ARGS) $(SERVE_ARGS)

@@ -488,6 +488,16 @@ def test_errors_are_one_line(args, code, message, tmp_path):
     assert "Traceback" not in result.output and not (tmp_path / "o").exists()
 
 
+def test_make_k8s_calls_the_command():
+    from test_make import VENV, make
+
+    if shutil.which("make") is None or not (VENV / "bin" / "tritongen").exists():
+        pytest.skip("needs make and the tritongen console script in the test venv")
+    made = make("k8s", "MODEL=llama3-70b", "GPU=h100", "TP=8", "PP=2", "K8S_ARGS=--dry-run --replicas 2")
+    assert made.returncode == 0, made.stderr
+    assert "# --- base/leaderworkerset.yaml" in made.stdout and "replicas: 2  # spec: --replicas" in made.stdout
+
+
 # -- the pod's main container, for real (docker) ---------------------------------------------------------------
 
 from test_docker_e2e import _docker, dockerd, standin_image  # noqa: E402,F401 - fixtures, used by name
