@@ -186,7 +186,7 @@ def test_kustomize_builds_base_and_overlays(rendered, case):
             assert schemas.validate(obj) == [], (sub, obj["kind"], schemas.validate(obj))
         built[sub] = objs
     ns = "llm" if case == "llama3-70b-tp4" else "default"
-    for sub, objs in built.items():
+    for objs in built.values():
         assert all(o["metadata"].get("namespace", ns) == ns for o in objs if o["kind"] != "Namespace")
     dev, prod = built["overlays/dev"], built["overlays/prod"]
     assert not [o for o in dev if o["kind"] == "HorizontalPodAutoscaler"]

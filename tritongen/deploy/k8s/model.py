@@ -405,7 +405,7 @@ def leaderworkerset(plan: Plan) -> dict:
     leader_script = _LEADER_SCRIPT.format(last=n.world - 1, nodes=n.nodes, per=n.gpus_per_pod, world=n.world,
                                           ssh=SSH_PORT, exports=exports)
     worker_script = _WORKER_SCRIPT.format(ssh=SSH_PORT, secret=_mpi_secret(plan))
-    ssh_volume = {"name": "mpi-ssh", "secret": {"secretName": _mpi_secret(plan), "defaultMode": 0o400}}
+    ssh_volume = {"name": "mpi-ssh", "secret": {"secretName": _mpi_secret(plan), "defaultMode": 0o440}}
     ssh_mount = {"name": "mpi-ssh", "mountPath": "/etc/tritongen-mpi", "readOnly": True}
     leader = _server_container(plan, command=["/bin/bash", "-c", leader_script, "--"], args=_launch_args(plan))
     leader["volumeMounts"] = [*leader["volumeMounts"], ssh_mount]
