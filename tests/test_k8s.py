@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -500,7 +499,7 @@ def test_make_k8s_calls_the_command():
 
 # -- the pod's main container, for real (docker) ---------------------------------------------------------------
 
-from test_docker_e2e import _docker, dockerd, standin_image  # noqa: E402,F401 - fixtures, used by name
+from test_docker_e2e import _docker, _tritongen, dockerd, standin_image  # noqa: E402,F401 - fixtures, used by name
 
 
 def _materialize(tree: Path, dest: Path) -> tuple[dict, Path]:
@@ -574,7 +573,7 @@ def test_rendered_pod_runs_in_the_standin_image(dockerd, standin_image, tiny_dir
         assert answers(main["readinessProbe"]) and answers(main["livenessProbe"])
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5) as resp:
             assert b"nv_inference" in resp.read()
-        with socket.create_connection(("127.0.0.1", grpc), timeout=5):
-            pass  # the gRPC port of the manifest listens
+        rc, text = _tritongen(dockerd, "infer", "Hello", "--url", f"127.0.0.1:{grpc}", "--max-tokens", "8")
+        assert rc == 0 and text.strip(), text  # a streamed answer through the manifest's gRPC port
     finally:
         _docker(dockerd, "rm", "-f", name)

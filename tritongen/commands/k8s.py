@@ -58,6 +58,8 @@ def command(model, replicas, max_replicas, namespace, gpus_per_node, queue_time_
     if check_dir is not None:
         if model:
             raise UsageError("--check DIR checks a rendered tree; give no MODEL with it")
+        if gpus_per_node < 1:
+            raise UsageError(f"--gpus-per-node {gpus_per_node}: a node has at least one GPU")
         from ..deploy.k8s.check import check
 
         report = check(check_dir, gpus_per_node=gpus_per_node)

@@ -73,12 +73,13 @@ def serving_launch(repo_dir: Path, repo_path: str, *, image: str, http_port: int
                   trtllm_models=list(plan.launch.trtllm_models))
 
 
-def engine_build(spec, gpu: str) -> EngineBuild:
-    """What ``tritongen engine`` would run for ``spec`` on ``gpu`` (a catalogue GPU name), in the image."""
+def engine_build(spec) -> EngineBuild:
+    """What ``tritongen engine --gpu <engine.gpu>`` would run for ``spec`` in the image (no GPU detection:
+    the GPU is the one the spec names, since the build runs on the cluster's nodes, not here)."""
     from ...engine import gating
     from ...engine import plan as engine_plan
 
-    target = gating._target_from_name(gpu, source="given")
+    target = gating.resolve(spec, detect_gpus=False)
     bplan = engine_plan.plan_build(spec, gpu=target, runner="docker")
     ep = bplan.target
     steps = [BuildStep(s.name, s.title, s.tool_argv(), s.gpus) for s in ep.steps]

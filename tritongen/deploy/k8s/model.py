@@ -158,7 +158,7 @@ def build(spec, opts: K8sOptions) -> Plan:
     build_info = None
     if spec.route is Route.engine:
         base = _pod_spec(spec, None)
-        build_info = adapters.engine_build(base, gpu_key)
+        build_info = adapters.engine_build(base)
     pod = _pod_spec(spec, build_info.entry if build_info else None)
     with tempfile.TemporaryDirectory(prefix="tritongen-k8s-") as tmp:
         adapters.render_repository(pod, Path(tmp))
