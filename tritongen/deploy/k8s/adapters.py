@@ -34,6 +34,7 @@ class BuildStep:
     title: str
     argv: list[str]
     uses_gpus: bool
+    sources: list[tuple[str, str]]  #: (flag, the spec field(s) its value comes from)
 
 
 @dataclass
@@ -82,7 +83,8 @@ def engine_build(spec) -> EngineBuild:
     target = gating.resolve(spec, detect_gpus=False)
     bplan = engine_plan.plan_build(spec, gpu=target, runner="docker")
     ep = bplan.target
-    steps = [BuildStep(s.name, s.title, s.tool_argv(), s.gpus) for s in ep.steps]
+    steps = [BuildStep(s.name, s.title, s.tool_argv(), s.gpus, [(a.flag, a.source) for a in s.args])
+             for s in ep.steps]
     return EngineBuild(entry=ep.entry.name, material=dict(ep.material), image=ep.image,
                        trtllm_version=ep.trtllm_version, steps=steps, checkpoint_mount=engine_plan.C_CHECKPOINT,
                        work_mount=engine_plan.C_WORK, engine_subdir=engine_plan.ENGINE_SUBDIR)

@@ -471,6 +471,13 @@ def _download_lines(plan: Plan) -> list[str]:
             "fi"]
 
 
+def _wrap(comment: str, width: int = 110) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(comment, width=width, subsequent_indent="#   ", break_on_hyphens=False,
+                         break_long_words=False)
+
+
 def _job_script(plan: Plan) -> str:
     b = plan.build
     lines = ["set -eu"]
@@ -488,7 +495,9 @@ def _job_script(plan: Plan) -> str:
         for step in b.steps:
             if step.name == "download":
                 continue
-            lines += [f"# {step.name}: {step.title}", shlex.join(step.argv)]
+            lines.append(f"# {step.name}: {step.title}")
+            lines += _wrap("# spec: " + ", ".join(f"{flag} {src}" for flag, src in step.sources if src))
+            lines.append(shlex.join(step.argv))
         record = json.dumps({"key_material": b.material, "image": b.image, "trtllm_version": b.trtllm_version,
                              "spec_name": plan.spec.repo_name, "built_by": "tritongen k8s engine Job"},
                             sort_keys=True)
