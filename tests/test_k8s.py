@@ -479,6 +479,7 @@ def test_default_out_and_overwrite_rules(tmp_path):
     (["tiny", "--openai"], 2, "--openai needs --openai-image"),
     (["tiny", "--replicas", "0"], 3, "--replicas"),
     (["llama3-8b", "--gpu", "h100", "--engine-dir", "/engines/x"], 2, "engine.dir names an engine on this machine"),
+    (["llama3-8b", "--gpu", "h100", "--checkpoint", "/data/llama"], 2, "model.checkpoint_dir names a folder on this"),
 ])
 def test_errors_are_one_line(args, code, message, tmp_path):
     result = _run("k8s", *args, "--out", str(tmp_path / "o"))

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ... import gpus, versions
@@ -57,7 +57,6 @@ class Plan:
     engine_dir: str | None
     checkpoint_dir: str
     lock: bytes = b""  #: the repository's lock file (records the spec)
-    warnings: list[str] = field(default_factory=list)
 
     @property
     def route(self) -> Route:
@@ -140,6 +139,13 @@ def build(spec, opts: K8sOptions) -> Plan:
     if spec.engine.dir is not None:
         raise UsageError("engine.dir names an engine on this machine; in the cluster the engine is built onto "
                          "the cache volume by the engine Job", hint="drop --engine-dir")
+    for fld, value in (("model.checkpoint_dir", spec.model.checkpoint_dir), ("model.tokenizer_dir",
+                                                                             spec.model.tokenizer_dir)):
+        if value is not None:
+            raise UsageError(f"{fld} names a folder on this machine; in the cluster the checkpoint (and its "
+                             f"tokenizer) live on the cache volume at {CACHE_PATH}/checkpoints/{spec.model.name}",
+                             hint="drop --checkpoint/--tokenizer: the Job downloads model.hf_id there (or copy "
+                                  "the folder onto the volume, README \"Kubernetes\")")
     versions.check_route_supported(spec)
     image, trtllm_version = versions.resolve_container(spec)
     image_field = "container.image" if spec.container.image else "container.image (default: the version matrix)"
