@@ -520,6 +520,72 @@ def _materialize(tree: Path, dest: Path) -> tuple[dict, Path]:
     return deploy, repo
 
 
+def _docker_run_argv(deploy: dict, repo: Path, cache: Path, image: str, name: str) -> list[str]:
+    """`docker run` for the Deployment's main container: its command, args, env, user, read-only root, dropped
+    capabilities and /dev/shm size, with /models and /cache mapped to local folders (host network: the test
+    daemon has no bridge)."""
+    pod = deploy["spec"]["template"]["spec"]
+    main = pod["containers"][0]
+    shm = next(v for v in pod["volumes"] if v["name"] == "dshm")["emptyDir"]["sizeLimit"]
+    mounts = {m["mountPath"]: m for m in main["volumeMounts"]}
+    assert set(mounts) == {"/models", "/cache", "/dev/shm", "/tmp"}
+    assert mounts["/models"]["readOnly"] and mounts["/cache"]["readOnly"]
+    sc, psc = main["securityContext"], pod["securityContext"]
+    argv = ["run", "-d", "--name", name, "--network", "host", "--entrypoint", main["command"][0],
+            "--user", f"{psc['runAsUser']}:{psc['runAsGroup']}", "--security-opt", "no-new-privileges",
+            "--shm-size", shm.replace("Gi", "g"), "-v", f"{repo}:/models:ro", "-v", f"{cache}:/cache:ro",
+            "--tmpfs", "/tmp:rw,exec,mode=1777"]
+    if sc["capabilities"] == {"drop": ["ALL"]}:
+        argv += ["--cap-drop", "ALL"]
+    if sc["readOnlyRootFilesystem"]:
+        argv.append("--read-only")
+    for env in main["env"]:
+        argv += ["-e", f"{env['name']}={env['value']}"]
+    return [*argv, image, *main["command"][1:], *main["args"]]
+
+
+def test_docker_run_maps_the_pod(rendered, tmp_path):
+    """What the docker test runs is the manifest's container (checked here without a daemon)."""
+    deploy = _docs(rendered["tiny-cpu"] / "base/deployment.yaml")[0]
+    argv = _docker_run_argv(deploy, tmp_path / "models", tmp_path / "cache", "standin:x", "n")
+    image_at = argv.index("standin:x")
+    assert argv[image_at + 1:image_at + 4] == ["-c", model_wrapper(), "--"]
+    tail = argv[image_at + 4:]
+    assert tail[0] == "/opt/tritonserver/bin/tritonserver" and "--model-repository=/models" in tail
+    assert {"--read-only", "--cap-drop"} <= set(argv) and argv[argv.index("--user") + 1] == "1000:1000"
+    assert argv[argv.index("--shm-size") + 1] == "2g"
+    assert "HF_HUB_OFFLINE=1" in argv and "HOME=/tmp" in argv
+
+
+def model_wrapper() -> str:
+    from tritongen.deploy.k8s.model import _STACK_WRAPPER
+
+    return _STACK_WRAPPER
+
+
+def test_the_command_wrapper_execs_the_launch_unchanged(rendered):
+    """`sh -c WRAPPER -- ARGS...` raises the stack limit and runs ARGS exactly (quotes, colons and all)."""
+    main = _docs(rendered["llama3-70b-tp4"] / "base/deployment.yaml")[0]["spec"]["template"]["spec"]["containers"][0]
+    assert main["command"][:2] == ["/bin/sh", "-c"] and main["command"][3] == "--"
+    probe = ["python3", "-c", "import json, resource, sys; print(json.dumps([resource.getrlimit("
+             "resource.RLIMIT_STACK)[0], sys.argv[1:]]))", *main["args"]]
+    done = subprocess.run([*main["command"], *probe], capture_output=True, text=True, check=True)
+    stack, args = json.loads(done.stdout)
+    assert args == main["args"]
+    assert stack in (64 * 2**20, -1) or "could not raise the stack limit" in done.stderr
+
+
+def test_check_refuses_a_configmap_over_1mib(rendered, tmp_path):
+    _needs_kubectl()
+    tree = tmp_path / "big"
+    shutil.copytree(rendered["tiny-cpu"], tree)
+    model_py = tree / "base/repository/preprocessing/1/model.py"
+    model_py.write_text(model_py.read_text() + "#" * (2**20) + "\n")
+    result = _run("k8s", "--check", str(tree))
+    assert result.exit_code == 4
+    assert re.search(r"ConfigMap/tiny-repo-preprocessing: holds \d+ bytes; the API server refuses", result.output)
+
+
 @pytest.mark.docker
 def test_rendered_pod_runs_in_the_standin_image(dockerd, standin_image, tiny_dir, tmp_path):  # noqa: F811
     _needs_kubectl()
@@ -536,20 +602,8 @@ def test_rendered_pod_runs_in_the_standin_image(dockerd, standin_image, tiny_dir
     shutil.copytree(tiny_dir, cache / "checkpoints" / "tiny")
     for path in [tmp_path, *tmp_path.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
-    shm = next(v for v in pod["volumes"] if v["name"] == "dshm")["emptyDir"]["sizeLimit"]
-    mounts = {m["mountPath"]: m for m in main["volumeMounts"]}
-    assert set(mounts) == {"/models", "/cache", "/dev/shm", "/tmp"}
-    sc, psc = main["securityContext"], pod["securityContext"]
     name = f"tritongen-k8s-test-{os.getpid()}"
-    argv = ["run", "-d", "--name", name, "--network", "host", "--entrypoint", main["command"][0],
-            "--user", f"{psc['runAsUser']}:{psc['runAsGroup']}", "--cap-drop", "ALL",
-            "--security-opt", "no-new-privileges", "--shm-size", shm.replace("Gi", "g"),
-            "-v", f"{repo}:/models:ro", "-v", f"{cache}:/cache:ro", "--tmpfs", "/tmp:rw,exec,mode=1777"]
-    if sc["readOnlyRootFilesystem"]:
-        argv.append("--read-only")
-    for env in main["env"]:
-        argv += ["-e", f"{env['name']}={env['value']}"]
-    argv += [standin_image, *main["command"][1:], *main["args"]]
+    argv = _docker_run_argv(deploy, repo, cache, standin_image, name)
     rc, text = _docker(dockerd, *argv)
     assert rc == 0, text
     try:

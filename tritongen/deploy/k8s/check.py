@@ -8,6 +8,7 @@ the base. The spec comes from the repository's lock file in ``base/repository/``
 * GPUs per node: a pod asking for more ``nvidia.com/gpu`` than ``--gpus-per-node`` can never be scheduled, and
   the pods of one replica together must hold tp x pp GPUs;
 * /dev/shm: a memory-backed emptyDir at /dev/shm of at least what the model needs (:func:`.needs.shm_needed`);
+* ConfigMaps over the API server's 1 MiB limit;
 * the probe budget: the startup probe (or, without one, the liveness probe) must allow at least the load-time
   estimate (:func:`.needs.load_estimate`), or the kubelet restarts the server while it is still loading.
 """
@@ -24,7 +25,7 @@ import yaml
 from ...errors import UsageError
 from ...names import show_path
 from . import needs, schemas
-from .model import GPU_RESOURCE, LOCK_NAME
+from .model import CONFIGMAP_LIMIT, GPU_RESOURCE, LOCK_NAME
 
 
 @dataclass
@@ -127,6 +128,11 @@ def check(root: Path, *, gpus_per_node: int = 8) -> Report:
     for obj in docs:
         name = f"{obj.get('kind')}/{(obj.get('metadata') or {}).get('name')}"
         problems += [f"{name}: {p}" for p in schemas.validate(obj)]
+        if obj.get("kind") == "ConfigMap":
+            size = sum(len(str(v).encode()) for v in (obj.get("data") or {}).values()) + sum(
+                len(str(v)) * 3 // 4 for v in (obj.get("binaryData") or {}).values())
+            if size > CONFIGMAP_LIMIT:
+                problems.append(f"{name}: holds {size} bytes; the API server refuses a ConfigMap over 1 MiB")
         serving = obj.get("kind") in ("Deployment", "LeaderWorkerSet") and \
             (obj.get("metadata") or {}).get("labels", {}).get("app.kubernetes.io/component") == "server"
         pods = _templates(obj)

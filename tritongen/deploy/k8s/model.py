@@ -36,6 +36,8 @@ UID = 1000  #: the NGC tritonserver image's triton-server user
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 SSH_PORT = 2222
+#: The API server refuses a ConfigMap whose data exceeds 1 MiB.
+CONFIGMAP_LIMIT = 2**20
 LABEL_PREFIX = "tritongen.dev"
 MANAGED = {"app.kubernetes.io/managed-by": "tritongen"}
 
@@ -86,12 +88,16 @@ class Plan:
 
     def config_maps(self) -> dict[str, dict[str, str]]:
         """ConfigMap name -> {key: repository-relative path} for each model folder."""
-        out: dict[str, dict[str, str]] = {}
-        for rel in sorted(self.repo_files):
-            model, _, inner = rel.partition("/")
-            cm = f"{self.name}-repo-{k8s_name(model, 200)}"
-            out.setdefault(cm, {})[inner.replace("/", "__")] = rel
-        return out
+        return _config_map_keys(self.spec.repo_name, self.repo_files)
+
+
+def _config_map_keys(repo_name: str, files: dict[str, bytes]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for rel in sorted(files):
+        model, _, inner = rel.partition("/")
+        cm = f"{k8s_name(repo_name)}-repo-{k8s_name(model, 200)}"
+        out.setdefault(cm, {})[inner.replace("/", "__")] = rel
+    return out
 
 
 LOCK_NAME = "tritongen.lock.yaml"
@@ -175,6 +181,11 @@ def build(spec, opts: K8sOptions) -> Plan:
     if n.multi_node:
         llm = f"{spec.model_names['tensorrt_llm']}/config.pbtxt"
         files[llm] = _drop_gpu_ids(files[llm])
+    for cm, keys in _config_map_keys(spec.repo_name, files).items():
+        size = sum(len(files[rel]) for rel in keys.values())
+        if size > CONFIGMAP_LIMIT:
+            raise GatingError(f"ConfigMap {cm} would hold {size} bytes; the API server refuses more than "
+                              f"{CONFIGMAP_LIMIT} (1 MiB)", hint="keep large files on the cache volume")
     plan = Plan(spec=spec, opts=opts, name=k8s_name(spec.repo_name), image=image, image_field=image_field,
                 trtllm_version=trtllm_version, needs=n, gpu_key=gpu_key, product_labels=labels, launch=launch,
                 build=build_info, repo_files=files,
