@@ -203,10 +203,14 @@ def test_kustomize_builds_base_and_overlays(rendered, case):
     templates = ([w["spec"]["template"]] if w["kind"] == "Deployment" else
                  [w["spec"]["leaderWorkerTemplate"]["leaderTemplate"], w["spec"]["leaderWorkerTemplate"]["workerTemplate"]])
     for t in templates:
-        repo = next(v for v in t["spec"]["volumes"] if v["name"] == "repository")
-        for src in repo["projected"]["sources"]:
-            cm = cms[src["configMap"]["name"]]
-            assert {i["key"] for i in src["configMap"]["items"]} == set(cm["data"])
+        mounted = {m["name"]: m["mountPath"] for m in t["spec"]["containers"][0]["volumeMounts"]}
+        repo = [v for v in t["spec"]["volumes"] if "configMap" in v]
+        assert {v["configMap"]["name"] for v in repo} == set(cms)
+        for vol in repo:
+            cm = cms[vol["configMap"]["name"]]
+            assert {i["key"] for i in vol["configMap"]["items"]} == set(cm["data"])
+            # One model folder per mount, below /models (never /models itself: see model._repo_parts).
+            assert re.fullmatch(r"/models/[A-Za-z0-9._-]+", mounted[vol["name"]])
 
 
 # -- what each case renders ------------------------------------------------------------------------------------
@@ -377,14 +381,15 @@ def test_secure_by_default(rendered, case):
                     if env["name"] in ("HF_TOKEN", "TRITONGEN_OPENAI_API_KEY"):
                         assert "value" not in env and "secretKeyRef" in env["valueFrom"]
             for vol in pod["volumes"]:
-                assert set(vol) - {"name"} <= {"projected", "persistentVolumeClaim", "emptyDir", "secret"}
+                assert set(vol) - {"name"} <= {"configMap", "persistentVolumeClaim", "emptyDir", "secret"}
     w = _workload(tree)
     args = _pods(w)[0]["containers"][0]["args"]
     assert "--model-control-mode=none" in args
-    repo = next(v for v in _pods(w)[0]["volumes"] if v["name"] == "repository")
-    assert repo["projected"]["defaultMode"] == 0o444
+    repo = [v for v in _pods(w)[0]["volumes"] if "configMap" in v]
+    assert repo and all(v["configMap"]["defaultMode"] == 0o444 for v in repo)
     mounts = {m["mountPath"]: m for m in _pods(w)[0]["containers"][0]["volumeMounts"]}
-    assert mounts["/models"]["readOnly"] is True and mounts["/cache"]["readOnly"] is True
+    assert "/models" not in mounts and mounts["/cache"]["readOnly"] is True
+    assert all(m["readOnly"] is True for path, m in mounts.items() if path.startswith("/models/"))
     netpol = _docs(tree / "base/networkpolicy.yaml")[0]
     rules = netpol["spec"]["ingress"]
     assert rules[0]["from"][0] == {"podSelector": {"matchLabels": {"tritongen.dev/client": w["metadata"]["name"]}}}
@@ -503,38 +508,48 @@ def test_make_k8s_calls_the_command():
 from test_docker_e2e import _docker, _tritongen, dockerd, standin_image  # noqa: E402,F401 - fixtures, used by name
 
 
-def _materialize(tree: Path, dest: Path) -> tuple[dict, Path]:
-    """The Deployment of the built base, and its /models folder made from the generated ConfigMaps exactly as
-    the projected volume lays them out."""
+def _materialize(tree: Path, dest: Path) -> tuple[dict, dict[str, Path]]:
+    """The Deployment of the built base, and a local folder per ConfigMap volume, laid out as the kubelet writes
+    one (the files under ``..<timestamp>/``, ``..data`` linking to it, and a link per top-level entry), so that
+    Triton sees exactly what it sees in a pod."""
     objs = _kustomize(tree / "base")
     deploy = next(o for o in objs if o["kind"] == "Deployment")
     cms = {o["metadata"]["name"]: o["data"] for o in objs if o["kind"] == "ConfigMap"}
-    repo = dest / "models"
     pod = deploy["spec"]["template"]["spec"]
-    volume = next(v for v in pod["volumes"] if v["name"] == "repository")
-    for src in volume["projected"]["sources"]:
-        for item in src["configMap"]["items"]:
-            target = repo / item["path"]
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    local: dict[str, Path] = {}
+    for vol in pod["volumes"]:
+        if "configMap" not in vol:
+            continue
+        folder = dest / "volumes" / vol["name"]
+        stamp = folder / "..2026_01_01_00_00_00.000000000"
+        for item in vol["configMap"]["items"]:
+            target = stamp / item["path"]
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(cms[src["configMap"]["name"]][item["key"]])
-    return deploy, repo
+            target.write_text(cms[vol["configMap"]["name"]][item["key"]])
+        (folder / "..data").symlink_to(stamp.name)
+        for top in sorted({item["path"].split("/", 1)[0] for item in vol["configMap"]["items"]}):
+            (folder / top).symlink_to(f"..data/{top}")
+        local[mounts[vol["name"]]] = folder
+    return deploy, local
 
 
-def _docker_run_argv(deploy: dict, repo: Path, cache: Path, image: str, name: str) -> list[str]:
+def _docker_run_argv(deploy: dict, volumes: dict[str, Path], cache: Path, image: str, name: str) -> list[str]:
     """`docker run` for the Deployment's main container: its command, args, env, user, read-only root, dropped
-    capabilities and /dev/shm size, with /models and /cache mapped to local folders (host network: the test
-    daemon has no bridge)."""
+    capabilities and /dev/shm size, each ConfigMap volume and /cache mapped to local folders at the manifest's
+    mount paths (host network: the test daemon has no bridge)."""
     pod = deploy["spec"]["template"]["spec"]
     main = pod["containers"][0]
     shm = next(v for v in pod["volumes"] if v["name"] == "dshm")["emptyDir"]["sizeLimit"]
     mounts = {m["mountPath"]: m for m in main["volumeMounts"]}
-    assert set(mounts) == {"/models", "/cache", "/dev/shm", "/tmp"}
-    assert mounts["/models"]["readOnly"] and mounts["/cache"]["readOnly"]
+    assert set(mounts) == {*volumes, "/cache", "/dev/shm", "/tmp"}
     sc, psc = main["securityContext"], pod["securityContext"]
     argv = ["run", "-d", "--name", name, "--network", "host", "--entrypoint", main["command"][0],
             "--user", f"{psc['runAsUser']}:{psc['runAsGroup']}", "--security-opt", "no-new-privileges",
-            "--shm-size", shm.replace("Gi", "g"), "-v", f"{repo}:/models:ro", "-v", f"{cache}:/cache:ro",
-            "--tmpfs", "/tmp:rw,exec,mode=1777"]
+            "--shm-size", shm.replace("Gi", "g"), "-v", f"{cache}:/cache:ro", "--tmpfs", "/tmp:rw,exec,mode=1777"]
+    for path, folder in sorted(volumes.items()):
+        assert mounts[path]["readOnly"] is True
+        argv += ["-v", f"{folder}:{path}:ro"]
     if sc["capabilities"] == {"drop": ["ALL"]}:
         argv += ["--cap-drop", "ALL"]
     if sc["readOnlyRootFilesystem"]:
@@ -546,8 +561,15 @@ def _docker_run_argv(deploy: dict, repo: Path, cache: Path, image: str, name: st
 
 def test_docker_run_maps_the_pod(rendered, tmp_path):
     """What the docker test runs is the manifest's container (checked here without a daemon)."""
-    deploy = _docs(rendered["tiny-cpu"] / "base/deployment.yaml")[0]
-    argv = _docker_run_argv(deploy, tmp_path / "models", tmp_path / "cache", "standin:x", "n")
+    _needs_kubectl()
+    deploy, volumes = _materialize(rendered["tiny-cpu"], tmp_path)
+    assert set(volumes) == {"/models/ensemble", "/models/preprocessing", "/models/postprocessing",
+                            "/models/tensorrt_llm"}
+    model_py = volumes["/models/preprocessing"] / "1" / "model.py"
+    assert model_py.read_bytes() == (rendered["tiny-cpu"] / "base/repository/preprocessing/1/model.py").read_bytes()
+    assert (volumes["/models/ensemble"] / "1" / ".keep").is_file()  # the empty version folder exists
+    argv = _docker_run_argv(deploy, volumes, tmp_path / "cache", "standin:x", "n")
+    assert f"{volumes['/models/ensemble']}:/models/ensemble:ro" in argv
     image_at = argv.index("standin:x")
     assert argv[image_at + 1:image_at + 4] == ["-c", model_wrapper(), "--"]
     tail = argv[image_at + 4:]
@@ -594,16 +616,16 @@ def test_rendered_pod_runs_in_the_standin_image(dockerd, standin_image, tiny_dir
     result = _run("k8s", "tiny", "--out", str(out), "--set", f"serving.http_port={http}",
                   "--set", f"serving.grpc_port={grpc}", "--set", f"serving.metrics_port={metrics}")
     assert result.exit_code == 0, result.output
-    deploy, repo = _materialize(out, tmp_path)
-    pod = deploy["spec"]["template"]["spec"]
-    main = pod["containers"][0]
+    deploy, volumes = _materialize(out, tmp_path)
+    main = deploy["spec"]["template"]["spec"]["containers"][0]
     cache = tmp_path / "cache"
     (cache / "checkpoints").mkdir(parents=True)
     shutil.copytree(tiny_dir, cache / "checkpoints" / "tiny")
     for path in [tmp_path, *tmp_path.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
+        if not path.is_symlink():
+            path.chmod(0o755 if path.is_dir() else 0o644)
     name = f"tritongen-k8s-test-{os.getpid()}"
-    argv = _docker_run_argv(deploy, repo, cache, standin_image, name)
+    argv = _docker_run_argv(deploy, volumes, cache, standin_image, name)
     rc, text = _docker(dockerd, *argv)
     assert rc == 0, text
     try:
