@@ -608,6 +608,27 @@ def test_check_refuses_a_configmap_over_1mib(rendered, tmp_path):
     assert re.search(r"ConfigMap/tiny-repo-preprocessing: holds \d+ bytes; the API server refuses", result.output)
 
 
+@pytest.mark.server
+def test_triton_serves_the_configmap_layout(rendered, tiny_dir, server_factory, tmp_path):
+    """A real tritonserver loads the repository as the pods see it: one kubelet-style ConfigMap volume per model
+    folder (``..data`` and ``..<timestamp>`` inside each). Only the checkpoint path, which in the pod is the
+    cache volume, points at this machine's tiny model."""
+    _needs_kubectl()
+    from tritongen.client import GenerateParams, LLMClient
+
+    _, volumes = _materialize(rendered["tiny-cpu"], tmp_path)
+    root = tmp_path / "models"
+    root.mkdir()
+    for path, folder in volumes.items():
+        for cfg in folder.glob("..2026_*/config.pbtxt"):
+            cfg.write_text(cfg.read_text().replace("/cache/checkpoints/tiny", str(tiny_dir)))
+        (root / path.removeprefix("/models/")).symlink_to(folder)
+    record = server_factory(root, "k8s-layout")
+    client = LLMClient(f"127.0.0.1:{record.grpc_port}")
+    done = client.generate("Hello", GenerateParams(max_tokens=8), stream=True)
+    assert done.text.strip() and len(done.chunks) > 1
+
+
 @pytest.mark.docker
 def test_rendered_pod_runs_in_the_standin_image(dockerd, standin_image, tiny_dir, tmp_path):  # noqa: F811
     _needs_kubectl()
