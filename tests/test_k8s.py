@@ -163,6 +163,24 @@ def test_validators_reject_what_a_cluster_rejects():
     assert any("intervall" in p for p in schemas.validate(sm))
 
 
+@pytest.mark.parametrize("case", ["llama3-70b-tp8pp2-lws", "llama3-8b-llmapi"])
+def test_commented_yaml_reads_back_as_the_objects(case):
+    """The comment-writing emitter loses nothing: every file parses back to the object it was made from."""
+    from tritongen.deploy.k8s import model, render, yamlout
+    from tritongen.deploy.k8s.options import K8sOptions
+    from tritongen.spec import load_spec
+
+    args = CASES[case]
+    opts = {"engine.gpu": "h100"} | ({"route": "llmapi"} if "llmapi" in case else
+                                     {"parallelism.tp": 8, "parallelism.pp": 2})
+    plan = model.build(load_spec(args[0], options=opts), K8sOptions(openai="llmapi" in case,
+                                                                     openai_image="registry.example.com/t:1"))
+    for rel, obj in render.objects(plan).items():
+        assert yaml.safe_load(yamlout.dump(obj, "header")) == yamlout.plain(obj), rel
+    tricky = {"s": "on", "n": "8000", "e": "", "m": "a: b\n  c\n", "l": [[1, {"k": None}], {}], "t": True}
+    assert yaml.safe_load(yamlout.dump(tricky)) == tricky
+
+
 def test_crd_schemas_are_data_with_their_source():
     from tritongen.deploy.k8s.schemas import CRD_DIR, CRDS
 
