@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -323,6 +324,31 @@ def test_many_nodes_leaderworkerset(rendered):
     assert "gpu_device_ids" in single
     pvc = _docs(tree / "base/cache-pvc.yaml")[0]
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+def test_leader_script_execs_mpirun_with_the_group_hosts(rendered, tmp_path):
+    """The leader's script, run for a group of one (no worker to wait for): it hands the launch to mpirun
+    unchanged, adding the hosts, the ssh agent and the environment the remote ranks need."""
+    leader = _pods(_workload(rendered["llama3-70b-tp8pp2-lws"]))[0]["containers"][0]
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    (keys / "id_ed25519").write_text("key\n")
+    env = {"PATH": os.environ["PATH"], "TMPDIR": str(tmp_path), "TRITONGEN_MPI_KEYS": str(keys),
+           "LWS_LEADER_ADDRESS": "llama3-70b-0.llama3-70b.default", "LWS_GROUP_SIZE": "1"}
+    fake = tmp_path / "mpirun"  # stands in for mpirun: prints the arguments it was given
+    fake.write_text(f"#!{sys.executable}\nimport json, sys\nprint(json.dumps(sys.argv[1:]))\n")
+    fake.chmod(0o755)
+    done = subprocess.run([*leader["command"], str(fake), *leader["args"][1:]], env=env, capture_output=True,
+                          text=True, check=True)
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got[:2] == ["--host", "llama3-70b-0.llama3-70b.default:8"]
+    assert got[2:6] == ["--mca", "plm_rsh_agent", "ssh", "--mca"]
+    assert f"-i {tmp_path}/ssh/id" in got[7]
+    exports = got[8:got.index("--allow-run-as-root")]
+    assert exports == ["-x", "HF_HOME", "-x", "HF_HUB_OFFLINE", "-x", "TRANSFORMERS_OFFLINE", "-x", "HOME",
+                       "-x", "PATH", "-x", "LD_LIBRARY_PATH"]
+    assert got[got.index("--allow-run-as-root"):] == leader["args"][1:]
+    assert oct((tmp_path / "ssh/id").stat().st_mode & 0o777) == "0o600"
 
 
 def test_engine_job_runs_the_engine_steps(rendered):

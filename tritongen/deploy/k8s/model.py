@@ -382,7 +382,8 @@ _LEADER_SCRIPT = """\
 # service <set>; LWS_LEADER_ADDRESS and LWS_GROUP_SIZE come from the LeaderWorkerSet controller.
 set -eu
 ulimit -S -s 65536 2>/dev/null || true
-mkdir -p /tmp/ssh && cp /etc/tritongen-mpi/id_ed25519 /tmp/ssh/id && chmod 600 /tmp/ssh/id
+keys="${{TRITONGEN_MPI_KEYS:-/etc/tritongen-mpi}}"; ssh_dir="${{TMPDIR:-/tmp}}/ssh"
+mkdir -p "$ssh_dir" && cp "$keys/id_ed25519" "$ssh_dir/id" && chmod 600 "$ssh_dir/id"
 leader="${{LWS_LEADER_ADDRESS}}"
 pod="${{leader%%.*}}"
 domain="${{leader#*.}}"
@@ -400,7 +401,7 @@ echo "launching {world} ranks on ${{hosts}}"
 first="$1"; shift
 exec "$first" --host "${{hosts}}" \\
   --mca plm_rsh_agent ssh \\
-  --mca plm_rsh_args "-p {ssh} -i /tmp/ssh/id -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null" \\
+  --mca plm_rsh_args "-p {ssh} -i $ssh_dir/id -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null" \\
   {exports} \\
   "$@"
 """
