@@ -167,10 +167,11 @@ def main() -> None:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from tritongen.paths import cache_dir
     from tritongen.render import write_repo
     from tritongen.serve import local
     from tritongen.serve.command import ServeOptions
-    from tritongen.spec import cache_dir, load_spec
+    from tritongen.spec import load_spec
     from tritongen.tiny import build
 
     build(cache_dir() / "models" / "tiny")

@@ -103,10 +103,11 @@ def run_engine(engine: str, levels: list[int], workdir: Path, output_len: int, p
                repeat: int = 1) -> list[dict]:
     from transformers import AutoTokenizer
 
+    from tritongen.paths import cache_dir
     from tritongen.render import write_repo
     from tritongen.serve import local
     from tritongen.serve.command import ServeOptions
-    from tritongen.spec import cache_dir, load_spec
+    from tritongen.spec import load_spec
     from tritongen.tiny import build
 
     tiny = build(cache_dir() / "models" / "tiny")

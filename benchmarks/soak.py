@@ -247,10 +247,11 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="write the figures here too")
     args = ap.parse_args()
 
+    from tritongen.paths import cache_dir
     from tritongen.render import write_repo
     from tritongen.serve import local
     from tritongen.serve.command import ServeOptions
-    from tritongen.spec import cache_dir, load_spec
+    from tritongen.spec import load_spec
     from tritongen.tiny import build
 
     build(cache_dir() / "models" / "tiny")

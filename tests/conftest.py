@@ -79,7 +79,7 @@ def session_root() -> Path:
 @pytest.fixture(scope="session")
 def tiny_dir() -> Path:
     """The tiny model, built once per test session."""
-    from tritongen.spec import cache_dir
+    from tritongen.paths import cache_dir
     from tritongen.tiny import build
 
     return build(cache_dir() / "models" / "tiny")

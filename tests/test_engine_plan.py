@@ -203,7 +203,8 @@ def test_the_flag_check_catches_an_unrecorded_or_removed_flag():
 
 
 def _spec_path_exists(path: str) -> bool:
-    from tritongen.spec import Spec, _submodel
+    from tritongen.spec.model import Spec
+    from tritongen.spec.model import submodel as _submodel
 
     model = Spec
     for part in path.split("."):

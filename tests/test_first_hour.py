@@ -15,9 +15,9 @@ from click.testing import CliRunner
 from conftest import free_ports
 from tritongen.cli import cli
 from tritongen.errors import ClientError, ServerError
+from tritongen.paths import cache_dir, project_root
 from tritongen.serve import local, state
 from tritongen.serve.command import ServeOptions
-from tritongen.spec import cache_dir, project_root
 
 
 def make_checkout(root: Path) -> Path:

@@ -270,7 +270,7 @@ def models_cmd(as_json: bool) -> None:
 def spec_cmd(model, as_json, reference, **kwargs) -> None:
     """Show the resolved spec for MODEL (catalogue < --spec file < options < --set)."""
     if reference:
-        from .specdoc import reference_markdown
+        from .spec.reference import reference_markdown
 
         click.echo(reference_markdown(), nl=False)
         return

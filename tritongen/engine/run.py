@@ -20,7 +20,8 @@ from pathlib import Path
 from .. import __version__, proc
 from ..engine_config import BUILD_INFO_NAME
 from ..errors import CommandFailed, MissingDependency, TritongenError
-from ..spec import cache_dir, dump_spec
+from ..paths import cache_dir
+from ..spec import dump_spec
 from . import cache, gating
 from .plan import BuildPlan, EnginePlan, Step
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .. import proc
 from ..errors import MissingDependency, ServerError
-from ..spec import cache_dir
+from ..paths import cache_dir
 from .command import ServeOptions, tritonserver_args
 from .state import ServerRecord, run_dir
 

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..names import check_name, inside
-from ..spec import cache_dir, user_cache_dir
+from ..paths import cache_dir, user_cache_dir
 
 
 def run_dir() -> Path:
