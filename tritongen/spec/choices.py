@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import enum
 
+__all__ = ["BatchSchedulerPolicy", "BatchingStrategy", "ComputeDtype", "CpuDevice", "CpuEngineKind", "DecodingMode",
+           "KvCacheDtype", "LogitsDataType", "OutputGroup", "OutputSet", "Precision", "Route", "SpeculativeMethod",
+           "TorchDtype", "SPECULATIVE_DECODING_MODE"]
 
 def _choices(name: str, values: str, doc: str) -> type[enum.Enum]:
     """A ``str`` enum ``name`` with one member per space-separated value, named as the value."""
