@@ -130,7 +130,8 @@ def cli() -> None:
 
 # -- shared spec options ---------------------------------------------------------------------------------
 
-#: CLI option -> dotted spec field. Each option is sugar for `--set FIELD=VALUE`.
+#: CLI option -> dotted spec field. Each option means what `--set FIELD=VALUE` would, but its typed value is
+#: merged as it is (spec.apply_options), not rendered as text and read back.
 SPEC_OPTION_FIELDS = {
     "route": "route",
     "precision": "precision.format",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..engine.gating import requirement, supported
 from ..errors import GatingError
 from .assumptions import BYTES_PER_PARAM, COMPUTE_RATE
 from .shapes import Gpu, Shape
@@ -9,20 +10,17 @@ from .shapes import Gpu, Shape
 
 def _arch_support(gpu: Gpu) -> tuple[list[str], list[str]]:
     """(precisions, KV dtypes) the GPU's architecture builds: the same table `tritongen engine` gates on."""
-    from ..engine.gating import supported
-
     return supported(gpu.arch)
 
 
 def runs_on(gpu: Gpu, precision: str) -> bool:
+    """Whether the GPU builds ``precision`` and has the tensor cores its GEMMs run on."""
     return precision in _arch_support(gpu)[0] and gpu.peak_flops(COMPUTE_RATE[precision]) is not None
 
 
 def check_precision(gpu: Gpu, precision: str, kv_dtype: str) -> None:
     """GatingError when the GPU's architecture cannot run the weight or KV-cache format."""
     precisions, kv_dtypes = _arch_support(gpu)
-    from ..engine.gating import requirement
-
     if precision not in precisions:
         raise GatingError(f"{precision} cannot run on {gpu.key} ({gpu.arch}, SM {gpu.sm:.1f}): {requirement(precision)}",
                           hint=f"on {gpu.arch} use {', '.join(allowed_precisions(gpu))}")
@@ -35,6 +33,7 @@ def check_precision(gpu: Gpu, precision: str, kv_dtype: str) -> None:
 
 
 def allowed_precisions(gpu: Gpu) -> list[str]:
+    """The weight formats the GPU runs, in BYTES_PER_PARAM's order."""
     return [p for p in BYTES_PER_PARAM if runs_on(gpu, p)]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+from .. import gpus as gpu_table
 from ..errors import GatingError, UsageError
 from .assumptions import ASSUMPTIONS, BYTES_PER_PARAM, COMPUTE_RATE, PRECISION_LADDER
 from .layout import allowed_precisions, check_precision, layouts, runs_on
@@ -235,8 +236,6 @@ def _does_not_fit(shape, gpu, workload, precision, candidates, per_node, kw) -> 
             ideas.append(f"--precision {p} on {n} x {gpu.key}")
             break
     # 3. a bigger GPU, same format and GPU count
-    from .. import gpus as gpu_table
-
     for key in sorted(gpu_table.table(), key=lambda k: gpu_table.table()[k]["memory_gb"]):
         other = Gpu.get(key)
         if other.memory_gb <= gpu.memory_gb or not runs_on(other, precision):

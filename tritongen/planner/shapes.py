@@ -5,6 +5,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .. import gpus
+from ..catalog import estimate_params
+from ..errors import CatalogError
 from .assumptions import BYTES_PER_PARAM, GB, KV_BYTES
 
 
@@ -36,14 +39,10 @@ class Gpu:
 
     @classmethod
     def get(cls, name: str) -> Gpu:
-        from .. import gpus
-
         key, f = gpus.get(name)
         link = f.get("interconnect") or {}
         missing = [k for k in ("memory_bandwidth_gbps", "tflops") if k not in f]
         if missing:
-            from ..errors import CatalogError
-
             raise CatalogError(f"catalog/gpus.yaml: {key} lacks {', '.join(missing)} (needed by the planner)")
         return cls(key=key, name=f["name"], arch=f["arch"], sm=float(f["sm"]), memory_gb=float(f["memory_gb"]),
                    bandwidth_gbps=float(f["memory_bandwidth_gbps"]), tflops=dict(f["tflops"]),
@@ -80,8 +79,6 @@ class Shape:
 
     @classmethod
     def from_model(cls, m) -> Shape:
-        from ..catalog import estimate_params
-
         inter = m.intermediate_size or 4 * m.hidden_size
         info = {"num_layers": m.num_layers, "hidden_size": m.hidden_size, "num_heads": m.num_heads,
                 "num_kv_heads": m.num_kv_heads, "vocab_size": m.vocab_size, "intermediate_size": inter,

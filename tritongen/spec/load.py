@@ -202,7 +202,7 @@ def load_spec(
     sets: list[str] | None = None,
 ) -> Spec:
     """Resolve a deployment spec: catalogue entry < ``spec_file`` (one, or several merged in order, e.g. a spec
-    then a plan from `tritongen plan --write-spec`) < ``options`` (CLI flags, as dotted keys) < ``sets``
+    then a plan from `tritongen plan --write-spec`) < ``options`` (CLI flags: dotted field -> typed value) < ``sets``
     (``--set key=value``). ``model`` is a catalogue name, or any name when the checkpoint is given (its
     config.json then supplies the shape facts)."""
     from .. import catalog
