@@ -7,21 +7,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import engine_config
 from ..errors import SpecError
 from .choices import SPECULATIVE_DECODING_MODE, DecodingMode, Precision, Route, SpeculativeMethod
 
-if TYPE_CHECKING:
-    from .model import Spec
-
 #: Marks a validator message as cross_check's lines, so that error formatting shows them as they are.
 CROSS_MARK = "\x00cross\x00"
 
 
-def cross_check(spec: Spec) -> list[str]:
-    """Relations between fields that each field alone cannot express; one line per problem."""
+def cross_check(spec) -> list[str]:
+    """Relations between fields that each field alone cannot express; one line per problem. ``spec`` is a Spec
+    whose fields are each valid (model.py calls this from its validator, so this module does not import it)."""
     p: list[str] = []
     m, lim, par, kv = spec.model, spec.limits, spec.parallelism, spec.kv_cache
     dec, spec_dec = spec.decoding, spec.decoding.speculative
