@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tritongen import bench, proc  # noqa: E402
-from tritongen.serve.local import free_ports  # noqa: E402
+from tritongen.runtime.startup import free_ports  # noqa: E402
 
 
 class DirectTransport(bench.GrpcTransport):
@@ -104,8 +104,8 @@ def run_engine(engine: str, levels: list[int], workdir: Path, output_len: int, p
     from transformers import AutoTokenizer
 
     from tritongen.render import write_repo
-    from tritongen.serve import local
-    from tritongen.serve.command import ServeOptions
+    from tritongen.runtime import local
+    from tritongen.runtime.command import ServeOptions
     from tritongen.spec import cache_dir, load_spec
     from tritongen.tiny import build
 

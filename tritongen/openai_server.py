@@ -1024,7 +1024,7 @@ def _health(url: str, timeout: float = 2.0) -> int | None:
 def _launch(record, port: int, *, timeout: float = 60.0) -> tuple[str, int]:
     """Start ``tritongen openai`` for a ServerRecord in the background; wait until /health says ok."""
     from . import proc
-    from .serve.local import port_in_use
+    from .runtime.startup import port_in_use
     from .spec import cache_dir
 
     if port_in_use("127.0.0.1", port):
