@@ -22,7 +22,8 @@ from ..engine_config import BUILD_INFO_NAME
 from ..errors import CommandFailed, MissingDependency, TritongenError
 from ..spec import cache_dir, dump_spec
 from . import cache, gating
-from .plan import BuildPlan, EnginePlan, Step
+from .plan import BuildPlan, EnginePlan
+from .steps import Step
 
 Echo = Callable[[str], None]
 
