@@ -295,14 +295,21 @@ def _quantize_step(spec: Spec, paths: StepPaths) -> Step:
                 pass_env=("HF_TOKEN",))
 
 
+def _with_heads_args(spec: Spec, paths: StepPaths, heads_flag: str) -> list[Arg]:
+    """The arguments the medusa and eagle converters open with: base model, heads checkpoint, output, dtype."""
+    return [
+        Arg("--model_dir", paths.checkpoint, "model.checkpoint_dir"),
+        Arg(heads_flag, paths.heads, "decoding.speculative.heads_dir"),
+        Arg("--output_dir", paths.out(), "tritongen (work dir)"),
+        _dtype_arg(spec),
+    ]
+
+
 def _medusa_step(spec: Spec, paths: StepPaths) -> Step:
     sd = spec.decoding.speculative
     fmt = spec.precision.format
     args = [
-        Arg("--model_dir", paths.checkpoint, "model.checkpoint_dir"),
-        Arg("--medusa_model_dir", paths.heads, "decoding.speculative.heads_dir"),
-        Arg("--output_dir", paths.out(), "tritongen (work dir)"),
-        _dtype_arg(spec),
+        *_with_heads_args(spec, paths, "--medusa_model_dir"),
         Arg("--num_medusa_heads", str(sd.num_medusa_heads), "decoding.speculative.num_medusa_heads"),
         Arg("--max_medusa_token_len", str(spec.resolved_max_draft_len), "decoding.speculative.max_draft_len"),
         *_parallel_args(spec),
@@ -317,10 +324,7 @@ def _medusa_step(spec: Spec, paths: StepPaths) -> Step:
 
 def _eagle_step(spec: Spec, paths: StepPaths) -> Step:
     args = [
-        Arg("--model_dir", paths.checkpoint, "model.checkpoint_dir"),
-        Arg("--eagle_model_dir", paths.heads, "decoding.speculative.heads_dir"),
-        Arg("--output_dir", paths.out(), "tritongen (work dir)"),
-        _dtype_arg(spec),
+        *_with_heads_args(spec, paths, "--eagle_model_dir"),
         Arg("--max_draft_len", str(spec.resolved_max_draft_len), "decoding.speculative.max_draft_len"),
         *_parallel_args(spec),
     ]

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from ..repo.inspect import inspect_repo
 from . import docker, local, mpi, state
 from .command import ServeOptions
-from .launch import LaunchLayout
+from .launch import LaunchLayout, choose_layout
 from .state import ServerRecord
 
 
@@ -123,9 +124,6 @@ RUNTIMES: dict[str, Runtime] = {"local": LocalRuntime(), "mpi": MpiRuntime(), "d
 
 
 def _layout_of(request: LaunchRequest) -> LaunchLayout:
-    from ..repo.inspect import inspect_repo
-    from .launch import choose_layout
-
     return choose_layout([inspect_repo(r) for r in request.repos], request.launch_mode)
 
 
