@@ -57,6 +57,11 @@ class EnginePlan:
         return cache.is_complete(self.entry)
 
     @property
+    def in_container(self) -> bool:
+        """The steps run in the image through docker (else on this host: ``--local``)."""
+        return self.runner == "docker"
+
+    @property
     def engine_out(self) -> Path:
         return self.work / ENGINE_SUBDIR
 
@@ -65,7 +70,7 @@ class EnginePlan:
 
     def env(self, step: Step) -> dict[str, str]:
         """Environment for a --local step: the GPUs the spec asks for (docker mode uses --gpus instead)."""
-        if self.runner != "local" or not step.gpus:
+        if self.in_container or not step.gpus:
             return {}
         return {"CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in self.gpu_ids)}
 
@@ -76,7 +81,7 @@ class EnginePlan:
 
     def argv(self, step: Step) -> list[str]:
         """The full command for ``step``: ``docker run ... IMAGE tool...`` or the tool itself (``--local``)."""
-        if self.runner == "local":
+        if not self.in_container:
             return step.tool_argv()
         run = ContainerRun(name=self.container_name(step), image=self.image, command=step.tool_argv(),
                            mounts=step.mounts, gpus=self.gpu_ids if step.gpus else [], shm_size=SHM_SIZE,
@@ -235,7 +240,7 @@ def format_plan(bplan: BuildPlan) -> str:
         head = f"engine {i}/{n} ({ep.role})" if n > 1 else "engine"
         lines.append(f"# {head}: {spec.model.name}, {describe_precision(spec)}, tp={par.tp} pp={par.pp}"
                      + (f" ep={par.ep}" if par.ep > 1 else "") + f", for {ep.gpu.label}, GPUs {ep.gpu_ids}")
-        lines.append(f"#   TensorRT-LLM {ep.trtllm_version} in {ep.image}" if ep.runner == "docker"
+        lines.append(f"#   TensorRT-LLM {ep.trtllm_version} in {ep.image}" if ep.in_container
                      else f"#   TensorRT-LLM {ep.trtllm_version} on this host (--local)")
         state = "cached: nothing to do" if ep.cached else "not built yet"
         if not ep.cached and ep.steps and ep.steps[0].name == "download":
@@ -250,7 +255,7 @@ def format_plan(bplan: BuildPlan) -> str:
         lines.append("")
         for j, step in enumerate(ep.steps, 1):
             lines.append(f"[{j}/{len(ep.steps)}] {step.name}: {step.title}")
-            if ep.runner == "docker":
+            if ep.in_container:
                 for m in step.mounts:
                     lines.append(f"  mount: {m.source} -> {m.target} ({'ro' if m.readonly else 'rw'})")
             lines.append(f"  $ {ep.shown(step)}")
