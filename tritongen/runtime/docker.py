@@ -3,9 +3,8 @@
 Two pure steps make the launch testable without Docker or GPUs: :func:`container_plan` decides everything
 (image, command, mounts, ports, GPUs, limits) from the repositories and options, and :func:`docker_run_args`
 (or :func:`tritongen.deploy.compose.render_compose`) writes that plan as a ``docker run`` command line (or a
-compose file). :func:`start`,
-:func:`stop`, :func:`running` and :func:`logs` then drive the docker CLI (``DOCKER_HOST`` picks the daemon; the
-record remembers it).
+compose file). :func:`start`, :func:`stop`, :func:`running` and :func:`logs` then drive the docker CLI
+(``DOCKER_HOST`` picks the daemon; the record remembers it).
 
 Defaults, and why:
 
@@ -34,9 +33,8 @@ from pathlib import Path
 from .. import proc
 from ..errors import CommandFailed, GatingError, MissingDependency, ServerError, UsageError
 from ..repo.inspect import RepoInfo, inspect_repo
-from . import container
 from .command import ServeOptions
-from .container import ULIMITS, ContainerRun, Mount, visible_gpus
+from .container import ULIMITS, ContainerRun, Mount, docker_run_args, visible_gpus
 from .launch import LaunchLayout, check_ranks, choose_layout, launch_argv, rank_argvs
 from .startup import check_ports, wait_ready
 from .state import ServerRecord
@@ -174,11 +172,6 @@ def _with_host(opts: ServeOptions, host: str) -> ServeOptions:
     import dataclasses
 
     return dataclasses.replace(opts, host=host)
-
-
-def docker_run_args(plan: ContainerPlan, *, docker: str = "docker") -> list[str]:
-    """The ``docker run`` command line for a plan (argument list, no shell)."""
-    return container.docker_run_args(plan, docker=docker)
 
 
 # -- driving the docker CLI ------------------------------------------------------------------------------
