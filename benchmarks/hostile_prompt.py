@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tritongen import proc  # noqa: E402
-from tritongen.serve.local import free_ports  # noqa: E402
+from tritongen.runtime.startup import free_ports  # noqa: E402
 
 
 def memory_mb(pgid: int) -> dict[str, float]:
@@ -169,8 +169,9 @@ def main() -> None:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from tritongen.paths import cache_dir
     from tritongen.render import write_repo
-    from tritongen.serve import local
-    from tritongen.serve.command import ServeOptions
+    from tritongen.paths import cache_dir
+    from tritongen.runtime import local
+    from tritongen.runtime.command import ServeOptions
     from tritongen.spec import load_spec
     from tritongen.tiny import build
 

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tritongen import proc  # noqa: E402
-from tritongen.serve.local import free_ports  # noqa: E402
+from tritongen.runtime.startup import free_ports  # noqa: E402
 
 PROMPTS = [
     "L'élève a répondu: «déjà vu», puis il a souri.",
@@ -249,8 +249,9 @@ def main() -> None:
 
     from tritongen.paths import cache_dir
     from tritongen.render import write_repo
-    from tritongen.serve import local
-    from tritongen.serve.command import ServeOptions
+    from tritongen.paths import cache_dir
+    from tritongen.runtime import local
+    from tritongen.runtime.command import ServeOptions
     from tritongen.spec import load_spec
     from tritongen.tiny import build
 

@@ -88,8 +88,8 @@ def tiny_dir() -> Path:
 @pytest.fixture(scope="session")
 def server_factory():
     """start(repo_paths, name=..., **serve options) -> ServerRecord; every server is stopped at the end."""
-    from tritongen.serve import local
-    from tritongen.serve.command import ServeOptions
+    from tritongen.runtime import local
+    from tritongen.runtime.command import ServeOptions
 
     started = []
 

@@ -1025,7 +1025,7 @@ def _launch(record, port: int, *, timeout: float = 60.0) -> tuple[str, int]:
     """Start ``tritongen openai`` for a ServerRecord in the background; wait until /health says ok."""
     from . import proc
     from .paths import cache_dir
-    from .serve.local import port_in_use
+    from .runtime.startup import port_in_use
 
     if port_in_use("127.0.0.1", port):
         raise ServerError(f"OpenAI port {port} on 127.0.0.1 is already in use",

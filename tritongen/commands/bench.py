@@ -168,7 +168,7 @@ def _runtime(record) -> dict:
 def _server_record(server: str | None, url: str | None, protocol: str):
     """The tritongen server record for --server, for the --url port, or the only running one."""
     from ..errors import ServerError, UsageError
-    from ..serve import state
+    from ..runtime import state
 
     # A --url may be any checkout's server: look it up among all records.
     records = state.find(server, everyone=bool(url) and not server)

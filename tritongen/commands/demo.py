@@ -30,8 +30,9 @@ def command(model, out, http_port, grpc_port, metrics_port, openai_port, prompt,
     from ..cli import default_repo_dir
     from ..client import GenerateParams, LLMClient
     from ..render import write_repo
-    from ..serve import local, state
-    from ..serve.command import ServeOptions
+    from ..runtime import local, state
+    from ..runtime.base import running_servers
+    from ..runtime.command import ServeOptions
     from ..spec import load_spec
     from ..tiny import ensure_model
     from ..validate import validate_repo
@@ -51,13 +52,13 @@ def command(model, out, http_port, grpc_port, metrics_port, openai_port, prompt,
     for stale in state.find(spec.repo_name):
         if not local.running(stale):
             stale.remove()
-        elif stale.name == spec.repo_name:  # names are shared by every checkout (serve/state.py)
+        elif stale.name == spec.repo_name:  # names are shared by every checkout (runtime/state.py)
             raise ServerError(f"a server named {stale.name!r} is already running ({stale.http_url}, started from "
                               f"{stale.owner})", hint=f"tritongen stop {stale.name}")
     _step(4, steps, f"start tritonserver on 127.0.0.1 (HTTP {http_port}, gRPC {grpc_port})")
     opts = ServeOptions(http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port)
     record = local.start(spec.repo_name, [repo], opts, echo=lambda m: click.echo(m, err=True, nl=False),
-                         tty=sys.stderr.isatty(), owners=state.load_all())
+                         tty=sys.stderr.isatty(), owners=running_servers())
     companions = []
     try:
         params = GenerateParams(max_tokens=48)

@@ -12,7 +12,7 @@ from ..errors import ServerError, UsageError
 
 def default_target(server: str | None, protocol: str) -> tuple[str, str]:
     """(address, model prefix) of the named (or only) tritongen server, else the default local port."""
-    from ..serve import state
+    from ..runtime import state
 
     records = state.find(server)
     if server and not records:

@@ -10,7 +10,7 @@ from ..errors import UsageError
 
 def _resolve(triton_url: str | None, server: str | None):
     """(gRPC address, the tritongen ServerRecord or None): --triton as given, else the named / only server."""
-    from ..serve import state
+    from ..runtime import state
 
     if triton_url:
         if server:

@@ -35,7 +35,8 @@ def this_owner() -> str:
 class ServerRecord:
     name: str
     repo: str
-    runtime: str  # "local" | "docker"
+    #: Where the server runs, as `status` shows it: "local" (this machine) | "docker".
+    runtime: str
     host: str
     http_port: int
     grpc_port: int
@@ -49,6 +50,13 @@ class ServerRecord:
     extra: dict = field(default_factory=dict)
     #: The cache (checkout) that started the server; records of older releases have none.
     owner: str | None = field(default_factory=this_owner)
+    #: The runtime that started the server and stops it: a key of ``runtime.base.RUNTIMES``
+    #: ("local" | "mpi" | "docker"). Records of older releases have none: see :func:`_launcher_of_old_record`.
+    launcher: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.launcher is None:
+            self.launcher = _launcher_of_old_record(self)
 
     @property
     def mine(self) -> bool:
@@ -95,6 +103,16 @@ class ServerRecord:
             self.path.unlink()
         except FileNotFoundError:
             pass
+
+
+def _launcher_of_old_record(record: ServerRecord) -> str:
+    """Which runtime started a server whose record predates ``launcher``: older releases told an mpirun launch
+    on this machine only by its launch mode or its command line."""
+    if record.runtime == "docker":
+        return "docker"
+    if record.extra.get("launch_mode") in ("leader", "orchestrator") or record.command[:1] == ["mpirun"]:
+        return "mpi"
+    return "local"
 
 
 def load_all() -> list[ServerRecord]:

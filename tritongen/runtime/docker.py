@@ -1,10 +1,10 @@
 """Run tritonserver in the pinned NGC container: ``tritongen serve REPO --docker``.
 
 Two pure steps make the launch testable without Docker or GPUs: :func:`container_plan` decides everything
-(image, command, mounts, ports, GPUs, limits) from the repositories and options, and :func:`docker_run_args` /
-:func:`render_compose` write that plan as a ``docker run`` command line or a compose file. :func:`start`,
-:func:`stop`, :func:`running` and :func:`logs` then drive the docker CLI (``DOCKER_HOST`` picks the daemon; the
-record remembers it).
+(image, command, mounts, ports, GPUs, limits) from the repositories and options, and :func:`docker_run_args`
+(or :func:`tritongen.deploy.compose.render_compose`) writes that plan as a ``docker run`` command line (or a
+compose file). :func:`start`, :func:`stop`, :func:`running` and :func:`logs` then drive the docker CLI
+(``DOCKER_HOST`` picks the daemon; the record remembers it).
 
 Defaults, and why:
 
@@ -32,8 +32,11 @@ from pathlib import Path
 
 from .. import proc
 from ..errors import CommandFailed, GatingError, MissingDependency, ServerError, UsageError
+from ..repo.inspect import RepoInfo, inspect_repo
 from .command import ServeOptions
-from .mpi import LaunchPlan, RepoInfo, check_ranks, launch_argv, plan_launch, rank_argvs
+from .container import ULIMITS, ContainerRun, Mount, docker_run_args, visible_gpus
+from .launch import LaunchLayout, check_ranks, choose_layout, launch_argv, rank_argvs
+from .startup import check_ports, wait_ready
 from .state import ServerRecord
 
 TRITONSERVER = "/opt/tritonserver/bin/tritonserver"
@@ -46,56 +49,26 @@ IMAGE_PREFIXES = ("/opt/tritonserver/", "/opt/nvidia/", "/usr/local/lib/python")
 FORBIDDEN = ("/", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/boot", "/root", "/home", "/var", "/tmp",
              "/opt")
 FORBIDDEN_TREES = ("/proc", "/sys", "/dev", "/run", "/var/run")
-ULIMITS = {"memlock": "-1", "stack": "67108864"}
 TMPFS = "/tmp:rw,exec,nosuid,nodev,mode=1777"
 LABEL = "tritongen.server"
 
 
-@dataclass(frozen=True)
-class Mount:
-    source: str  #: real path on the host
-    target: str  #: path inside the container (the path as the configs write it)
-
-
-@dataclass
-class ContainerPlan:
+@dataclass(kw_only=True)
+class ContainerPlan(ContainerRun):
     """Everything about one serving container; rendered as ``docker run`` or as compose."""
 
     server: str
-    container: str
-    image: str
-    command: list[str]
-    mounts: list[Mount]
+    launch: LaunchLayout
     network: str
-    #: (host address, host port, container port)
-    ports: list[tuple[str, int, int]]
-    gpus: list[int]
-    shm_size: str
-    env: dict[str, str]
-    user: str | None
-    launch: LaunchPlan
-    read_only_root: bool = False
+    detach: bool = True
+    init: bool = True
+    no_new_privileges: bool = True
     tmpfs: list[str] = field(default_factory=lambda: [TMPFS])
-    ulimits: dict[str, str] = field(default_factory=lambda: dict(ULIMITS))
-    labels: dict[str, str] = field(default_factory=dict)
 
 
 def container_name(server: str) -> str:
     """Docker names allow [a-zA-Z0-9][a-zA-Z0-9_.-]*."""
     return "tritongen-" + (re.sub(r"[^a-zA-Z0-9_.-]+", "-", server).strip("-.") or "server")
-
-
-def visible_gpus(ids: list[int]) -> list[int]:
-    """Host GPUs to expose so that the ids written in the configs stay valid inside the container.
-
-    ``--gpus device=2,3`` renumbers those GPUs 0 and 1 inside the container; a repository rendered for
-    gpu_ids [2, 3] says 2,3. Ids 0..n-1 are exposed as they are; otherwise 0..max(id) are exposed, so that
-    each id names the same GPU inside as outside (the models still use only their own).
-    """
-    if not ids:
-        return []
-    ids = sorted(set(ids))
-    return ids if ids == list(range(len(ids))) else list(range(max(ids) + 1))
 
 
 def collect_mounts(repos: list[RepoInfo], *, missing_ok: bool = False) -> list[Mount]:
@@ -151,13 +124,13 @@ def container_plan(
     """Decide the container for ``repos`` (pure apart from checking that referenced paths exist)."""
     if network not in NETWORKS:
         raise UsageError(f"--network {network!r}: choose one of {', '.join(NETWORKS)}")
-    plan = plan_launch(repos, launch_mode, image=image)
+    layout = choose_layout(repos, launch_mode, image=image)
     if gpus is None:
-        exposed = visible_gpus(plan.gpu_ids)
+        exposed = visible_gpus(layout.gpu_ids)
     else:
         # Host GPUs chosen by hand: the container numbers them 0..n-1 in this order.
         exposed = list(dict.fromkeys(gpus))
-        need = max(plan.gpu_ids) + 1 if plan.gpu_ids else 0
+        need = max(layout.gpu_ids) + 1 if layout.gpu_ids else 0
         if len(exposed) < need:
             raise UsageError(
                 f"--gpus {','.join(map(str, exposed))}: the models use GPU ids up to {need - 1}, which inside "
@@ -169,14 +142,14 @@ def container_plan(
     # forward to it; what the host exposes is decided by the published address (-p 127.0.0.1:...).
     inner = opts if network == "host" else _with_host(opts, "0.0.0.0")
     metrics_host = "127.0.0.1" if network == "host" else "0.0.0.0"
-    argvs = rank_argvs([str(r.path) for r in repos], inner, plan, binary=TRITONSERVER, backend_dir=BACKENDS,
+    argvs = rank_argvs([str(r.path) for r in repos], inner, layout, binary=TRITONSERVER, backend_dir=BACKENDS,
                        metrics_host=metrics_host, image=image, visible_gpus=len(exposed))
-    command = launch_argv(plan, argvs)
+    command = launch_argv(layout, argvs)
     ports: list[tuple[str, int, int]] = []
     if network == "bridge":
         ports = [(opts.host, opts.http_port, opts.http_port), (opts.host, opts.grpc_port, opts.grpc_port),
                  ("127.0.0.1", opts.metrics_port, opts.metrics_port)]
-    env = {"HF_HOME": "/tmp/huggingface", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **plan.env}
+    env = {"HF_HOME": "/tmp/huggingface", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **layout.env}
     if run_as:
         env["HOME"] = "/tmp"
     ulimits = dict(ULIMITS)
@@ -187,11 +160,11 @@ def container_plan(
             raise UsageError(f"--memlock {memlock!r}: unlimited, inherit, or a number of bytes")
         ulimits["memlock"] = memlock
     return ContainerPlan(
-        server=server, container=container_name(server), image=image, command=command,
+        server=server, name=container_name(server), image=image, command=command,
         mounts=mounts if mounts is not None else collect_mounts(repos, missing_ok=missing_ok), network=network,
         ports=ports,
-        gpus=exposed, shm_size=shm_size, env=env, user=run_as, launch=plan, read_only_root=read_only_root,
-        labels={LABEL: server, "tritongen.launch-mode": plan.mode}, ulimits=ulimits,
+        gpus=exposed, shm_size=shm_size, env=env, user=run_as, launch=layout, read_only_root=read_only_root,
+        labels={LABEL: server, "tritongen.launch-mode": layout.mode}, ulimits=ulimits,
     )
 
 
@@ -199,49 +172,6 @@ def _with_host(opts: ServeOptions, host: str) -> ServeOptions:
     import dataclasses
 
     return dataclasses.replace(opts, host=host)
-
-
-def docker_run_args(plan: ContainerPlan, *, docker: str = "docker", detach: bool = True) -> list[str]:
-    """The ``docker run`` command line for a plan (argument list, no shell)."""
-    argv = [docker, "run"]
-    if detach:
-        argv.append("--detach")
-    argv += ["--name", plan.container, "--init", "--network", plan.network]
-    for key, value in plan.labels.items():
-        argv += ["--label", f"{key}={value}"]
-    for host, hport, cport in plan.ports:
-        argv += ["--publish", f"{host}:{hport}:{cport}"]
-    if plan.gpus:
-        # The value is CSV-parsed by the docker CLI: several devices need the inner double quotes.
-        argv += ["--gpus", '"device=' + ",".join(str(g) for g in plan.gpus) + '"']
-    argv += ["--shm-size", plan.shm_size]
-    for key, value in plan.ulimits.items():
-        argv += ["--ulimit", f"{key}={value}"]
-    argv += ["--security-opt", "no-new-privileges"]
-    if plan.read_only_root:
-        argv.append("--read-only")
-    for spec in plan.tmpfs:
-        argv += ["--tmpfs", spec]
-    if plan.user:
-        argv += ["--user", plan.user]
-    for key, value in plan.env.items():
-        argv += ["--env", f"{key}={value}"]
-    for m in plan.mounts:
-        argv += ["--mount", f"type=bind,source={m.source},target={m.target},readonly"]
-    argv.append(plan.image)
-    argv += plan.command
-    return argv
-
-
-def render_compose(plan: ContainerPlan) -> str:
-    """The same plan as a compose file (templates/docker/compose.yaml.j2)."""
-    from .. import __version__
-    from ..render import environment
-
-    # The shared environment, with block tags trimmed for YAML; every scalar is written as a JSON string.
-    env = environment().overlay(trim_blocks=True, lstrip_blocks=True)
-    env.filters = {**env.filters, "y": lambda v: json.dumps(str(v))}
-    return env.get_template("docker/compose.yaml.j2").render(plan=plan, version=__version__)
 
 
 # -- driving the docker CLI ------------------------------------------------------------------------------
@@ -332,10 +262,10 @@ def start(
     read_only_root: bool = False,
     memlock: str = "unlimited",
 ) -> ServerRecord:
-    """``docker run`` the serving container, wait until every model is ready, record it for stop/status/logs."""
-    from .local import check_ports, wait_ready
-    from .mpi import inspect_repo
+    """``docker run`` the serving container, wait until every model is ready, record it for stop/status/logs.
 
+    ``owners``: records of the servers that are running, to name the one holding a port that is taken.
+    """
     infos = [inspect_repo(r) for r in repos]
     image = resolve_image(infos, image)
     plan = container_plan(name, infos, opts, image=image, launch_mode=launch_mode, network=network,
@@ -343,27 +273,27 @@ def start(
                           memlock=memlock)
     check_daemon()
     check_ports(opts, owners=owners or [])
-    state = container_state(plan.container)
+    state = container_state(plan.name)
     if state is not None:
         if state.get("Running"):
-            raise ServerError(f"container {plan.container} is already running",
-                              hint=f"tritongen stop {name}, or `docker rm -f {plan.container}`")
-        _remove(plan.container)  # a stopped leftover of an earlier run of this server
+            raise ServerError(f"container {plan.name} is already running",
+                              hint=f"tritongen stop {name}, or `docker rm -f {plan.name}`")
+        _remove(plan.name)  # a stopped leftover of an earlier run of this server
     ensure_image(image, echo)
     argv = docker_run_args(plan, docker=_docker_bin())
     echo(f"launch: {plan.launch.mode} ({plan.launch.reason}); image {image}\n")
     rc, out = proc.run(argv, env=_env(), check=False, what="docker run")
     if rc != 0:
-        _remove(plan.container)
+        _remove(plan.name)
         hint = "the output above says why; `tritongen serve --dry-run` prints the command"
         if "rlimit" in out and "operation not permitted" in out:
             hint = ("the daemon may not raise the locked-memory limit (no CAP_SYS_RESOURCE, e.g. dockerd inside "
                     "a container); pass --memlock inherit or a number of bytes")
         raise CommandFailed(f"docker run failed with exit code {rc}", returncode=rc, tail=out, hint=hint)
     record = ServerRecord(
-        name=name, repo=str(infos[0].path), runtime="docker", host=opts.host, http_port=opts.http_port,
-        grpc_port=opts.grpc_port, metrics_port=opts.metrics_port, log=f"docker logs {plan.container}",
-        container=plan.container, image=image, command=argv,
+        name=name, repo=str(infos[0].path), runtime="docker", launcher="docker", host=opts.host, http_port=opts.http_port,
+        grpc_port=opts.grpc_port, metrics_port=opts.metrics_port, log=f"docker logs {plan.name}",
+        container=plan.name, image=image, command=argv,
         extra={"repos": [str(i.path) for i in infos], "model_control": opts.model_control,
                "launch_mode": plan.launch.mode, "ranks": plan.launch.ranks, "network": network,
                "docker_host": os.environ.get("DOCKER_HOST"), "gpus": plan.gpus,
