@@ -169,7 +169,6 @@ def main() -> None:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from tritongen.paths import cache_dir
     from tritongen.render import write_repo
-    from tritongen.paths import cache_dir
     from tritongen.runtime import local
     from tritongen.runtime.command import ServeOptions
     from tritongen.spec import load_spec

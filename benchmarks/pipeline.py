@@ -105,7 +105,6 @@ def run_engine(engine: str, levels: list[int], workdir: Path, output_len: int, p
 
     from tritongen.paths import cache_dir
     from tritongen.render import write_repo
-    from tritongen.paths import cache_dir
     from tritongen.runtime import local
     from tritongen.runtime.command import ServeOptions
     from tritongen.spec import load_spec

@@ -249,7 +249,6 @@ def main() -> None:
 
     from tritongen.paths import cache_dir
     from tritongen.render import write_repo
-    from tritongen.paths import cache_dir
     from tritongen.runtime import local
     from tritongen.runtime.command import ServeOptions
     from tritongen.spec import load_spec
