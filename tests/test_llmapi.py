@@ -12,12 +12,13 @@ import yaml
 from click.testing import CliRunner
 
 from conftest import GOLDEN, REPO_ROOT, check_golden_tree
-from tritongen import contract, llmapi
+from tritongen import contract
 from tritongen.cli import cli
 from tritongen.errors import GatingError, SpecError
 from tritongen.render import write_repo
+from tritongen.repo.validate import dtype_name, params_of, parse_config, validate_repo
+from tritongen.routes.llmapi import tensors as llmapi
 from tritongen.spec import load_spec
-from tritongen.validate import dtype_name, params_of, parse_config, validate_repo
 
 FIXED = {"route": "llmapi", "model.checkpoint_dir": "/models/llama3-8b"}
 TEMPLATES = REPO_ROOT / "templates" / "llmapi"

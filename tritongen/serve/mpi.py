@@ -105,8 +105,8 @@ def _ids(text: str | None) -> list[int] | None:
 def inspect_repo(path: Path) -> RepoInfo:
     """Read a repository's lock file and model configs (no GPU, no server needed)."""
     from .. import engine_config
-    from ..render import read_lock
-    from ..validate import params_of, parse_config
+    from ..repo.lock import read_lock
+    from ..repo.validate import params_of, parse_config
 
     path = Path(path).absolute()
     lock = read_lock(path) or {}
