@@ -1,8 +1,10 @@
 """Protobuf text-format helpers and the one Jinja environment every template renders in (StrictUndefined,
-keep_trailing_newline): strings always go through the ``q`` filter, so a value cannot break a config.pbtxt."""
+keep_trailing_newline): strings always go through the ``q`` filter, so a value cannot break a config.pbtxt, and
+tables rendered into Python go through ``py``."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import jinja2
@@ -40,6 +42,24 @@ def pbtxt_bool(value: object) -> str:
     return "true" if value else "false"
 
 
+def python_literal(value: object) -> str:
+    """A table (dict, tuple or list of plain values) as Python source, one entry a line, for the helper modules
+    rendered next to model.py: their tables come from tritongen/contract.py instead of being copied by hand."""
+    if isinstance(value, dict):
+        return "{\n" + "".join(f"    {_scalar(k)}: {_scalar(v)},\n" for k, v in value.items()) + "}"
+    if isinstance(value, (tuple, list)):
+        return "(\n" + "".join(f"    {_scalar(v)},\n" for v in value) + ")"
+    return _scalar(value)
+
+
+def _scalar(value: object) -> str:
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if value is None or isinstance(value, (bool, int, float)):
+        return repr(value)
+    raise TypeError(f"not a plain value for a rendered table: {value!r}")
+
+
 def _dtype_filter(tensor: contract.Tensor, logits_dtype: str) -> str:
     return contract.resolve_dtype(tensor, logits_dtype)
 
@@ -58,4 +78,5 @@ def environment(dirs: list[Path] | None = None) -> jinja2.Environment:
     env.filters["q"] = pbtxt_quote
     env.filters["pbool"] = pbtxt_bool
     env.filters["dtype"] = _dtype_filter
+    env.filters["py"] = python_literal
     return env

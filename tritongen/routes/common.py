@@ -3,7 +3,7 @@ preprocessing, postprocessing and tensorrt_llm_bls models (the llmapi front reus
 
 from __future__ import annotations
 
-from .. import __version__, contract
+from .. import __version__, contract, versions
 from ..errors import GatingError
 from ..resolve import Deployment
 from ..spec import Route
@@ -145,9 +145,7 @@ class EnsembleRoute(BaseRoute):
         raise NotImplementedError
 
     def check(self, deployment: Deployment) -> None:
-        from .. import versions
-
-        versions.check_route_supported(deployment.spec)
+        versions.check_image_supports(deployment.image, self.name)
 
     def conditions(self, deployment: Deployment) -> dict[str, bool]:
         return {"bls": deployment.spec.serving.bls, "draft_target": deployment.draft_target}

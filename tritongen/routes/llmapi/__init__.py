@@ -25,7 +25,7 @@ from ..common import context as common_context
 from ..common import params
 from . import checks
 from .model_yaml import check_supported, model_yaml, tokenizer_ref, yaml_notes
-from .tensors import CONTAINER_IMPL_DIR, LLM_MODEL, LLMAPI_INPUTS, LLMAPI_OUTPUTS
+from .tensors import CONTAINER_IMPL_DIR, LLM_MODEL, LLMAPI_INPUTS, LLMAPI_OUTPUTS, front_tables
 
 
 def llm_parameters(deployment: Deployment) -> dict[str, str]:
@@ -57,7 +57,7 @@ class LlmapiRoute(BaseRoute):
     name = "llmapi"
 
     def check(self, deployment: Deployment) -> None:
-        check_supported(deployment.spec)
+        check_supported(deployment.spec, deployment.image)
 
     def context(self, deployment: Deployment) -> dict:
         llm_yaml, triton_yaml = model_yaml(deployment.spec)
@@ -73,6 +73,7 @@ class LlmapiRoute(BaseRoute):
             "llmapi_image": deployment.image,
             "llmapi_trtllm": deployment.trtllm_version or "unknown",
             "llmapi_impl_dir": CONTAINER_IMPL_DIR,
+            "llmapi_tables": front_tables(),
         }
 
     def check_repo(self, repo: Path, models: dict, lock: dict | None, prefix: str) -> list[Finding]:

@@ -104,9 +104,9 @@ def checkpoint_quant_algo(checkpoint: Path) -> str | None:
     return None
 
 
-def check_supported(spec: Spec) -> None:
-    """Refuse what the llmapi route cannot serve, one line per problem (GatingError)."""
-    versions.check_route_supported(spec)
+def check_supported(spec: Spec, image: str) -> None:
+    """Refuse what the llmapi route cannot serve in ``image``, one line per problem (GatingError)."""
+    versions.check_image_supports(image, "llmapi")
     problems: list[str] = []
     fmt = spec.precision.format
     if fmt not in (Precision.fp16, Precision.bf16) and fmt not in PREQUANTIZED:

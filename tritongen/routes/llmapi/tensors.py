@@ -83,3 +83,24 @@ PASSTHROUGH_OUTPUTS: tuple[str, ...] = (
     "first_token_time_ns", "last_token_time_ns", "acceptance_rate", "total_accepted_draft_tokens",
     "total_draft_tokens",
 )
+#: The value of an unsupported client input that changes nothing ("ignore": never matters; others: any value does).
+UNSUPPORTED_NEUTRAL: dict[str, object] = {
+    "length_penalty": "ignore", "repetition_penalty": 1.0, "min_tokens": 1, "return_log_probs": False,
+    "return_context_logits": False, "return_generation_logits": False,
+}
+
+_NUMPY = {"TYPE_BOOL": "bool", "TYPE_INT32": "int32", "TYPE_INT64": "int64", "TYPE_UINT64": "uint64",
+          "TYPE_FP32": "float32"}
+
+
+def front_tables() -> dict[str, object]:
+    """The tables the front (templates/llmapi/ensemble/1/model.py) reads, rendered into its contract_tables.py."""
+    forwarded = {*CLIENT_TO_LLMAPI.values(), "sampling_param_max_tokens"} - {"streaming", "sampling_param_stop"}
+    client_outputs = {t.name: t.dtype for t in contract.CLIENT_OUTPUTS}
+    return {
+        "client_to_llmapi": CLIENT_TO_LLMAPI,
+        "llmapi_dtypes": {t.name: _NUMPY[t.dtype] for t in LLMAPI_INPUTS if t.name in forwarded},
+        "front_handled": FRONT_HANDLED,
+        "unsupported": {name: UNSUPPORTED_NEUTRAL.get(name) for name in UNSUPPORTED_CLIENT_INPUTS},
+        "passthrough": {name: _NUMPY[client_outputs[name]] for name in PASSTHROUGH_OUTPUTS},
+    }
