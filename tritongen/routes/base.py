@@ -79,6 +79,9 @@ class Route(Protocol):
     def check(self, deployment: Deployment) -> None:
         """Refuse (GatingError) what the route cannot serve, before anything is built or rendered."""
 
+    def layout(self, deployment: Deployment) -> Layout:
+        """The files of this deployment's repository (:class:`BaseRoute` reads them from its manifest)."""
+
     def conditions(self, deployment: Deployment) -> dict[str, bool]:
         """The switches its manifest's ``when:`` names (e.g. ``bls``, ``draft_target``)."""
 
@@ -122,9 +125,12 @@ class BaseRoute:
     def launch_facts(self, spec: dict) -> dict:
         return {}
 
+    #: Its manifest, under its template folders (default: ``<name>/manifest.yaml``).
+    manifest_path = ""
+
     def manifest(self) -> dict:
         """The route's manifest with its includes merged in (the included models first)."""
-        return load_manifest(self.template_dirs, f"{self.name}/manifest.yaml")
+        return load_manifest(self.template_dirs, self.manifest_path or f"{self.name}/manifest.yaml")
 
     def layout(self, deployment: Deployment) -> Layout:
         """The files of this deployment's repository."""
