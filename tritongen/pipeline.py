@@ -28,6 +28,7 @@ class BuiltRepo:
 
     @property
     def models(self) -> list[str]:
+        """The models of the repository, sorted."""
         return sorted(self.report.models)
 
 

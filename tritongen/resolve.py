@@ -28,6 +28,7 @@ class Deployment:
 
     @property
     def route(self) -> Route:
+        """The spec's route."""
         return self.spec.route
 
     @property
@@ -37,10 +38,12 @@ class Deployment:
 
     @property
     def draft_target(self) -> bool:
+        """Whether the spec decodes with a draft model (draft-target speculative decoding)."""
         return self.spec.decoding.speculative.method is SpeculativeMethod.draft_target
 
     @cached_property
     def engine_dir(self) -> Path:
+        """The engine folder (:func:`engine_dir_for`); engine route only."""
         return engine_dir_for(self.spec)
 
     @cached_property

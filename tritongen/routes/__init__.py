@@ -43,8 +43,10 @@ def get(name: str) -> Route:
 
 
 def names() -> list[str]:
+    """Every route name served: the built-ins and the registered ones."""
     return sorted(set(BUILTIN) | set(_registered))
 
 
 def for_spec(spec) -> Route:
+    """The route that serves the spec's ``route``."""
     return get(spec.route.value)

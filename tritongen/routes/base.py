@@ -55,6 +55,7 @@ class Item:
 
     @property
     def rendered(self) -> bool:
+        """Rendered with Jinja (``*.j2``) rather than copied as it is."""
         return self.src.endswith(".j2")
 
 
@@ -67,14 +68,14 @@ class Layout:
 
 
 class Route(Protocol):
-    """A way to run the model. Implementations are plain classes; see routes/engine.py for the smallest."""
+    """A way to run the model. Implementations subclass :class:`BaseRoute`; routes/cpu.py is a small one."""
 
     #: The spec's ``route`` value this route serves.
     name: str
 
     @property
     def template_dirs(self) -> list[Path]:
-        """Where its templates are looked up, first match wins; its manifest is ``<first>/<name>/manifest.yaml``."""
+        """Where its templates (and its manifest, ``<name>/manifest.yaml``) are looked up; first match wins."""
 
     def check(self, deployment: Deployment) -> None:
         """Refuse (GatingError) what the route cannot serve, before anything is built or rendered."""
@@ -153,6 +154,7 @@ def find_template(dirs: list[Path], rel: str) -> Path:
 
 
 def load_manifest(dirs: list[Path], rel: str) -> dict:
+    """The manifest at ``rel`` (looked up in ``dirs``), its ``include`` merged in: ``{"models": {...}}``."""
     path = find_template(dirs, rel)
     try:
         data = yaml.safe_load(path.read_text()) or {}

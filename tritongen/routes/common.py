@@ -20,6 +20,7 @@ def param_value(value: object) -> str:
 
 
 def params(values: dict[str, object]) -> dict[str, str]:
+    """A model's ``parameters`` as Triton takes them: every value a string (see :func:`param_value`)."""
     return {k: param_value(v) for k, v in values.items()}
 
 
@@ -142,6 +143,7 @@ class EnsembleRoute(BaseRoute):
     around its own tensorrt_llm model: engine and cpu. Subclasses say how tensorrt_llm is parameterised."""
 
     def llm_parameters(self, deployment: Deployment) -> dict[str, str]:
+        """The tensorrt_llm model's ``parameters``."""
         raise NotImplementedError
 
     def check(self, deployment: Deployment) -> None:

@@ -52,13 +52,10 @@ LLMAPI_OUTPUTS: tuple[Tensor, ...] = (
     Tensor("kv_cache_alloc_new_blocks", "TYPE_INT32", (-1,)),
     Tensor("kv_cache_alloc_total_blocks", "TYPE_INT32", (-1,)),
     Tensor("kv_cache_hit_rate", "TYPE_FP32", (-1,)),
-    Tensor("arrival_time_ns", "TYPE_INT64", (1,)),
-    Tensor("first_scheduled_time_ns", "TYPE_INT64", (1,)),
-    Tensor("first_token_time_ns", "TYPE_INT64", (1,)),
-    Tensor("last_token_time_ns", "TYPE_INT64", (1,)),
-    Tensor("acceptance_rate", "TYPE_FP32", (1,)),
-    Tensor("total_accepted_draft_tokens", "TYPE_INT32", (1,)),
-    Tensor("total_draft_tokens", "TYPE_INT32", (1,)),
+    # The request timings and speculative statistics: the same tensors as the engine backend's.
+    *(t for t in contract.LLM_OUTPUTS if t.name in (
+        "arrival_time_ns", "first_scheduled_time_ns", "first_token_time_ns", "last_token_time_ns", "acceptance_rate",
+        "total_accepted_draft_tokens", "total_draft_tokens")),
 )
 
 #: Client-contract input -> llmapi input the front passes it to (kept equal to the front's copy by a test).
