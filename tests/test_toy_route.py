@@ -17,8 +17,9 @@ from click.testing import CliRunner
 from tritongen import routes
 from tritongen.cli import cli
 from tritongen.errors import ValidationFailed
+from tritongen.repo.report import RepoCheck
 from tritongen.resolve import Deployment
-from tritongen.routes.base import BaseRoute, Finding, templates_root
+from tritongen.routes.base import BaseRoute, templates_root
 
 MANIFEST = """\
 models:
@@ -75,11 +76,10 @@ class ToyRoute(BaseRoute):
     def context(self, deployment: Deployment) -> dict:
         return {"model_name": deployment.spec.serving.model_prefix + "toy", "greeting": "Hello from the toy"}
 
-    def check_repo(self, repo: Path, models: dict, lock: dict | None, prefix: str) -> list[Finding]:
-        cfg = models.get(prefix + "toy")
-        if cfg is None or cfg.parameters["greeting"].string_value:
-            return []
-        return [(repo / (prefix + "toy") / "config.pbtxt", "parameters.greeting", "is empty", "say hello", "error")]
+    def check_repo(self, check: RepoCheck) -> None:
+        cfg = check.models.get(check.name("toy"))
+        if cfg is not None and not cfg.parameters["greeting"].string_value:
+            check.add(check.repo / check.name("toy") / "config.pbtxt", "parameters.greeting", "is empty", "say hello")
 
 
 @pytest.fixture

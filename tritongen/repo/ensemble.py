@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .report import Ctx, dtype_name
+from .report import RepoCheck, dtype_name
 
 
 @dataclass
@@ -22,7 +22,7 @@ def _dims_compatible(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
     return all(x == y or x == -1 or y == -1 for x, y in zip(a, b))
 
 
-def check_ensemble(ctx: Ctx, name: str, cfg) -> None:
+def check_ensemble(ctx: RepoCheck, name: str, cfg) -> None:
     path = ctx.repo / name / "config.pbtxt"
     models = ctx.report.models
     tensors: dict[str, _Tensor] = {

@@ -1,5 +1,6 @@
-"""What validating a repository produces: one :class:`Problem` per finding in a :class:`Report`, and the parse
-of a config.pbtxt with Triton's own ``ModelConfig`` protobuf that every check shares."""
+"""What validating a repository produces - one :class:`Problem` per finding in a :class:`Report` - and what
+every rule is handed: the :class:`RepoCheck` of the run and the parse of a config.pbtxt with Triton's own
+``ModelConfig`` protobuf. The rules themselves are generic (repo/validate.py, repo/ensemble.py) or a route's."""
 
 from __future__ import annotations
 
@@ -40,19 +41,33 @@ class Report:
         return [p for p in self.problems if p.severity == "warning"]
 
 
-class Ctx:
-    """One validation run: the repository, its display root, the report being filled."""
+class RepoCheck:
+    """One validation run, handed to every rule: the repository (and where to show it), its lock file, the
+    options of the run, the models parsed so far and the report being filled."""
 
-    def __init__(self, repo: Path, display_root: Path | None):
+    def __init__(self, repo: Path, display_root: Path | None = None, *, lock: dict | None = None,
+                 engine_dir: Path | None = None, container_trtllm: str | None = None, gpu_arch: str | None = None):
         self.repo = repo
         self.display_root = display_root or repo
         self.report = Report(repo=self.display_root)
+        self.lock = lock
+        #: Options of the run: an engine folder instead of gpt_model_path, the TensorRT-LLM release and the GPU
+        #: architecture to check against (None: from the lock file / the repository / nvidia-smi).
+        self.engine_dir = engine_dir
+        self.container_trtllm = container_trtllm
+        self.gpu_arch = gpu_arch
         #: serving.model_prefix of the repository (from its lock file): models are "<prefix><role>".
-        self.prefix = ""
+        self.prefix = str((((lock or {}).get("spec") or {}).get("serving") or {}).get("model_prefix") or "")
         #: Models whose config.pbtxt does not parse: reported once, not again by every ensemble step using them.
         self.unparsable: set[str] = set()
 
+    @property
+    def models(self) -> dict[str, Any]:
+        """Model name -> its parsed ``ModelConfig``."""
+        return self.report.models
+
     def name(self, role: str) -> str:
+        """The model name of a role in this repository."""
         return self.prefix + role
 
     def rel(self, path: Path) -> str:
@@ -62,6 +77,7 @@ class Ctx:
             return str(path)
 
     def add(self, path: Path | str, fld: str, message: str, fix: str = "", severity: str = "error") -> None:
+        """Report one problem at ``path`` (a path under the repository is shown under its display root)."""
         where = self.rel(path) if isinstance(path, Path) else path
         self.report.problems.append(Problem(where, fld, message, fix, severity))
 
@@ -85,9 +101,11 @@ def parse_config(path: Path):
 
 
 def dtype_name(value: int) -> str:
+    """A ``DataType`` enum value's name (TYPE_INT32, ...)."""
     pb, _ = _pb()
     return pb.DataType.Name(value)
 
 
 def params_of(cfg) -> dict[str, str]:
+    """A model config's ``parameters`` as plain strings."""
     return {k: v.string_value for k, v in cfg.parameters.items()}

@@ -12,10 +12,9 @@ import re
 from pathlib import Path
 
 from .. import routes
-from .engine_checks import check_tensorrt_llm
 from .ensemble import check_ensemble
 from .lock import LOCK_NAME, file_hashes, read_lock
-from .report import Ctx, Problem, Report, dtype_name, params_of, parse_config
+from .report import Problem, RepoCheck, Report, dtype_name, params_of, parse_config
 
 __all__ = ["Problem", "Report", "dtype_name", "params_of", "parse_config", "validate_repo"]
 
@@ -32,12 +31,13 @@ def validate_repo(
 ) -> Report:
     """Validate ``repo``. ``engine_dir`` overrides the tensorrt_llm ``gpt_model_path`` for the engine checks."""
     repo = Path(repo)
-    ctx = Ctx(repo, display_root)
     if not repo.is_dir():
+        ctx = RepoCheck(repo, display_root)
         ctx.add(repo, "repository", "not a directory", "give the path of a model repository (repos/<name>)")
         return ctx.report
     lock = read_lock(repo)
-    ctx.prefix = str((((lock or {}).get("spec") or {}).get("serving") or {}).get("model_prefix") or "")
+    ctx = RepoCheck(repo, display_root, lock=lock, engine_dir=engine_dir, container_trtllm=container_trtllm,
+                    gpu_arch=gpu_arch)
     _check_placeholders(ctx)
     _load_models(ctx)
     if not ctx.report.models and not ctx.report.errors:
@@ -49,15 +49,14 @@ def validate_repo(
             check_ensemble(ctx, name, cfg)
     if lock is not None:
         _check_lock(ctx, lock)
-    check_tensorrt_llm(ctx, lock, engine_dir, container_trtllm, gpu_arch)
-    _check_routes(ctx, lock)
+    _check_routes(ctx)
     return ctx.report
 
 
 # -- per-file checks -------------------------------------------------------------------------------------
 
 
-def _check_placeholders(ctx: Ctx) -> None:
+def _check_placeholders(ctx: RepoCheck) -> None:
     for path in sorted(ctx.repo.rglob("*")):
         if not path.is_file() or "__pycache__" in path.parts or path.suffix in (".engine", ".bin", ".safetensors"):
             continue
@@ -75,7 +74,7 @@ def _check_placeholders(ctx: Ctx) -> None:
                 break
 
 
-def _load_models(ctx: Ctx) -> None:
+def _load_models(ctx: RepoCheck) -> None:
     for sub in sorted(p for p in ctx.repo.iterdir() if p.is_dir() and not p.name.startswith(".")):
         cfg_path = sub / "config.pbtxt"
         if not cfg_path.is_file():
@@ -91,7 +90,7 @@ def _load_models(ctx: Ctx) -> None:
         ctx.report.models[sub.name] = cfg
 
 
-def _check_model(ctx: Ctx, name: str, cfg) -> None:
+def _check_model(ctx: RepoCheck, name: str, cfg) -> None:
     folder = ctx.repo / name
     cfg_path = folder / "config.pbtxt"
     if cfg.name and cfg.name != name:
@@ -123,7 +122,7 @@ def _check_model(ctx: Ctx, name: str, cfg) -> None:
 # -- lock file -------------------------------------------------------------------------------------------
 
 
-def _check_lock(ctx: Ctx, lock: dict) -> None:
+def _check_lock(ctx: RepoCheck, lock: dict) -> None:
     lock_path = ctx.repo / LOCK_NAME
     recorded = lock.get("files") or {}
     current = file_hashes(ctx.repo)
@@ -146,10 +145,8 @@ def _check_lock(ctx: Ctx, lock: dict) -> None:
 # -- the route's own rules -------------------------------------------------------------------------------
 
 
-def _check_routes(ctx: Ctx, lock: dict | None) -> None:
-    """Each route's own rules (llmapi: model.yaml, upstream's tensor contract, the front's wiring); a route's
-    rules decide themselves whether the repository is one of theirs."""
+def _check_routes(ctx: RepoCheck) -> None:
+    """Each route's own rules (engine: the tensorrtllm models and their engine; llmapi: model.yaml, upstream's
+    tensor contract, the front's wiring); a route's rules decide themselves whether a model is one of theirs."""
     for name in routes.names():
-        for path, fld, message, fix, severity in routes.get(name).check_repo(ctx.repo, ctx.report.models, lock,
-                                                                              ctx.prefix):
-            ctx.add(path, fld, message, fix, severity)
+        routes.get(name).check_repo(ctx)

@@ -28,10 +28,8 @@ from typing import Protocol
 import yaml
 
 from ..errors import TritongenError
+from ..repo.report import RepoCheck
 from ..resolve import Deployment
-
-#: One validation finding of a route's own rules: (path, field, message, fix, severity).
-Finding = tuple[Path, str, str, str, str]
 
 _MODEL_KEYS = {"when", "context", "render", "copy", "lib", "empty"}
 
@@ -92,8 +90,8 @@ class Route(Protocol):
     def draft_context(self, deployment: Deployment) -> dict:
         """The context of the models its manifest marks ``context: draft``."""
 
-    def check_repo(self, repo: Path, models: dict, lock: dict | None, prefix: str) -> list[Finding]:
-        """Its own validation rules, on top of the generic ones (see repo/validate.py)."""
+    def check_repo(self, check: RepoCheck) -> None:
+        """Its own validation rules, on top of the generic ones (repo/validate.py): problems go to ``check.add``."""
 
     def launch_facts(self, spec: dict) -> dict:
         """What a runtime must know to launch its repositories, from the lock file's spec (may be empty)."""
@@ -120,8 +118,8 @@ class BaseRoute:
     def draft_context(self, deployment: Deployment) -> dict:
         raise TritongenError(f"route {self.name}: its manifest asks for a draft context, which it does not have")
 
-    def check_repo(self, repo: Path, models: dict, lock: dict | None, prefix: str) -> list[Finding]:
-        return []
+    def check_repo(self, check: RepoCheck) -> None:
+        return None
 
     def launch_facts(self, spec: dict) -> dict:
         return {}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from ..repo.report import RepoCheck
 from ..resolve import Deployment
 from .common import EnsembleRoute, params
+from .engine_checks import check_tensorrt_llm
 
 
 def _tree(choices: list[list[int]] | None) -> str | None:
@@ -50,6 +52,9 @@ class EngineRoute(EnsembleRoute):
             values["lookahead_ngram_size"] = spec_dec.lookahead.ngram_size
             values["lookahead_verification_set_size"] = spec_dec.lookahead.verification_set_size
         return params(values)
+
+    def check_repo(self, check: RepoCheck) -> None:
+        check_tensorrt_llm(check)
 
 
 ROUTE = EngineRoute()

@@ -17,10 +17,9 @@ recorded in docs/reference/llmapi.md.
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from ...repo.report import RepoCheck
 from ...resolve import Deployment
-from ..base import BaseRoute, Finding, spec_gpu_ids
+from ..base import BaseRoute, spec_gpu_ids
 from ..common import context as common_context
 from ..common import params
 from . import checks
@@ -76,10 +75,11 @@ class LlmapiRoute(BaseRoute):
             "llmapi_tables": front_tables(),
         }
 
-    def check_repo(self, repo: Path, models: dict, lock: dict | None, prefix: str) -> list[Finding]:
-        if not checks.is_llmapi_repo(repo, models, lock, prefix):
-            return []
-        return checks.check_repo(repo, models, lock, prefix)
+    def check_repo(self, check: RepoCheck) -> None:
+        if not checks.is_llmapi_repo(check.repo, check.models, check.lock, check.prefix):
+            return
+        for problem in checks.check_repo(check.repo, check.models, check.lock, check.prefix):
+            check.add(*problem)
 
     def launch_facts(self, spec: dict) -> dict:
         """The LLM API starts one worker per GPU itself: tritonserver runs as one process on the spec's GPUs."""

@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import contract, engine_config, versions
-from .lock import LOCK_NAME
-from .report import Ctx, dtype_name, params_of
+from ..repo.lock import LOCK_NAME
+from ..repo.report import RepoCheck, dtype_name, params_of
 
 _VALID_BATCHING = {"inflight_fused_batching", "inflight_batching", "V1"}
 _VALID_DECODING = {"top_k", "top_p", "top_k_top_p", "beam_search", "medusa", "redrafter", "lookahead", "eagle",
@@ -18,16 +18,17 @@ _SPEC_MODE_TO_DECODING = {"medusa": "medusa", "eagle": "eagle", "lookahead": "lo
 _BOOL_TRUE = {"true", "1", "yes", "on"}
 
 
-def check_tensorrt_llm(ctx: Ctx, lock: dict | None, engine_dir: Path | None,
-                        container_trtllm: str | None, gpu_arch: str | None) -> None:
-    _check_llm_model(ctx, ctx.name("tensorrt_llm"), lock, engine_dir, container_trtllm, gpu_arch)
+def check_tensorrt_llm(check: RepoCheck) -> None:
+    """The engine route's rules, for every model of the tensorrtllm backend (a hand-made repository's too)."""
+    lock = check.lock
+    _check_llm_model(check, check.name("tensorrt_llm"), lock, check.engine_dir, check.container_trtllm, check.gpu_arch)
     # A draft-target repository's draft engine is checked the same way, but not against the target's spec
     # (it runs tp=1 with no speculative decoding of its own).
     draft_lock = {**lock, "spec": {}} if lock else None
-    _check_llm_model(ctx, ctx.name("tensorrt_llm_draft"), draft_lock, None, container_trtllm, gpu_arch)
+    _check_llm_model(check, check.name("tensorrt_llm_draft"), draft_lock, None, check.container_trtllm, check.gpu_arch)
 
 
-def _check_llm_model(ctx: Ctx, name: str, lock: dict | None, engine_dir: Path | None,
+def _check_llm_model(ctx: RepoCheck, name: str, lock: dict | None, engine_dir: Path | None,
                      container_trtllm: str | None, gpu_arch: str | None) -> None:
     cfg = ctx.report.models.get(name)
     if cfg is None or cfg.backend != "tensorrtllm":
@@ -78,7 +79,7 @@ def _check_llm_model(ctx: Ctx, name: str, lock: dict | None, engine_dir: Path | 
     check_engine(ctx, path, cfg, params, eng, spec, lock, container_trtllm, gpu_arch)
 
 
-def _check_llm_contract(ctx: Ctx, path: Path, cfg, lock: dict | None, container_trtllm: str | None) -> None:
+def _check_llm_contract(ctx: RepoCheck, path: Path, cfg, lock: dict | None, container_trtllm: str | None) -> None:
     """The tensors against those the backend of the container's TensorRT-LLM release reads and writes
     (tritongen.contract, catalog/trtllm_contract.yaml). Names the contract does not know at all (multimodal,
     encoder-decoder tensors of a hand-made config) are not judged."""
@@ -126,7 +127,7 @@ def _truthy(value: str | None) -> bool:
     return str(value).strip().lower() in _BOOL_TRUE
 
 
-def check_engine(ctx: Ctx, path: Path, cfg, params: dict[str, str], eng, spec: dict, lock: dict | None,
+def check_engine(ctx: RepoCheck, path: Path, cfg, params: dict[str, str], eng, spec: dict, lock: dict | None,
                  container_trtllm: str | None, gpu_arch: str | None) -> None:
     """The checks the TensorRT-LLM backend makes (or fails on) when it loads the engine."""
     src = f"engine {eng.path}"
