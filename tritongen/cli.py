@@ -303,7 +303,8 @@ def repo_cmd(model, out, force, no_build, **kwargs) -> None:
     from .pipeline import build_repo
 
     spec = resolve(model, kwargs)
-    built = build_repo(spec, out or default_repo_dir, force=force, no_build=no_build, echo=lambda m: click.echo(m, err=True),
+    built = build_repo(spec, out or default_repo_dir, force=force, no_build=no_build,
+                       echo=lambda m: click.echo(m, err=True),
                        warn=lambda m: click.echo(click.style(m, fg="yellow"), err=True))
     _echo_problems(built.report.warnings)
     click.echo(f"wrote {built.out_dir} ({built.deployment.route.value} route: {', '.join(built.models)})")
