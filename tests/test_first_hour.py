@@ -219,7 +219,7 @@ def _engine_repo(out: Path) -> Path:
 
 
 def test_one_broken_config_is_one_error(tmp_path):
-    from tritongen.validate import validate_repo
+    from tritongen.repo.validate import validate_repo
 
     repo = _engine_repo(tmp_path / "r")
     with open(repo / "postprocessing" / "config.pbtxt", "a") as fh:
@@ -231,7 +231,7 @@ def test_one_broken_config_is_one_error(tmp_path):
 def test_a_missing_model_is_one_error_not_its_tensors_too(tmp_path):
     import shutil
 
-    from tritongen.validate import validate_repo
+    from tritongen.repo.validate import validate_repo
 
     repo = _engine_repo(tmp_path / "r")
     shutil.rmtree(repo / "postprocessing")
@@ -240,7 +240,7 @@ def test_a_missing_model_is_one_error_not_its_tensors_too(tmp_path):
 
 
 def test_the_lock_header_names_no_bare_repository_name(tmp_path):
-    from tritongen.render import LOCK_NAME
+    from tritongen.repo.lock import LOCK_NAME
 
     repo = _engine_repo(tmp_path / "llama3-8b")
     header = [line for line in (repo / LOCK_NAME).read_text().splitlines() if line.startswith("#")]

@@ -651,7 +651,7 @@ def collect_metadata(config: BenchConfig, *, http_url: str | None = None) -> dic
         meta["versions"]["tritonserver"] = configs["server"].get("version")
     lock = None
     if config.repo:
-        from .render import read_lock
+        from .repo.lock import read_lock
 
         lock = read_lock(Path(config.repo))
     if lock and isinstance(lock.get("spec"), dict):

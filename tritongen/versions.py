@@ -83,12 +83,15 @@ def resolve_container(spec) -> tuple[str, str | None]:
 
 def check_route_supported(spec) -> None:
     """Refuse a container that lacks the route (e.g. the engine backend after its removal)."""
-    image, _ = resolve_container(spec)
-    tag = tag_of(image)
-    c = by_tag(tag) if tag else None
-    route = spec.route.value
+    check_image_supports(resolve_container(spec)[0], spec.route.value)
+
+
+def check_image_supports(image: str, route: str) -> None:
+    """Refuse ``image`` for ``route`` when the version matrix says it lacks it (GatingError)."""
     if route == "cpu":
         return
+    tag = tag_of(image)
+    c = by_tag(tag) if tag else None
     row = _matrix()["containers"].get(tag) if tag else None
     if c is None and row is not None:
         raise GatingError(f"container.image: {image}: {row.get('notes') or 'no TensorRT-LLM image for this tag'}")

@@ -29,24 +29,20 @@ def command(model, out, http_port, grpc_port, metrics_port, openai_port, prompt,
     gRPC, call the HTTP generate endpoint and the OpenAI API, then stop the server (also when a step fails)."""
     from ..cli import default_repo_dir
     from ..client import GenerateParams, LLMClient
-    from ..render import write_repo
+    from ..pipeline import build_repo
     from ..runtime import local, state
     from ..runtime.base import running_servers
     from ..runtime.command import ServeOptions
     from ..spec import load_spec
-    from ..tiny import ensure_model
-    from ..validate import validate_repo
 
     steps = 7
     _step(1, steps, f"spec for {model!r} (cpu route)")
     spec = load_spec(model, options={"route": "cpu", "serving.http_port": http_port,
                                      "serving.grpc_port": grpc_port, "serving.metrics_port": metrics_port})
     _step(2, steps, "model files (tiny is built offline once, then cached)")
-    ensure_model(spec, echo=lambda m: click.echo("      " + m, err=True))
     repo = out or default_repo_dir(spec)
-    _step(3, steps, f"render + validate {repo}")
-    write_repo(spec, repo, force=False)
-    report = validate_repo(repo)
+    report = build_repo(spec, repo, echo=lambda m: click.echo("      " + m, err=True),
+                        on_render=lambda: _step(3, steps, f"render + validate {repo}")).report
     click.echo(f"      {len(report.models)} models, {len(report.errors)} errors, {len(report.warnings)} warnings",
                err=True)
     for stale in state.find(spec.repo_name):

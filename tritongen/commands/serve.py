@@ -78,7 +78,7 @@ class ServeArgs:
 
 
 def _lock_serving(repo: Path) -> dict:
-    from ..render import read_lock
+    from ..repo.lock import read_lock
 
     lock = read_lock(repo) or {}
     return ((lock.get("spec") or {}).get("serving")) or {}
@@ -87,7 +87,7 @@ def _lock_serving(repo: Path) -> dict:
 def _check_repo(repo: Path, gpu: str | None) -> None:
     """Refuse to start on a repository Triton would reject (or on an engine for another release/GPU)."""
     from ..errors import ValidationFailed
-    from ..validate import validate_repo
+    from ..repo.validate import validate_repo
 
     report = validate_repo(repo, gpu_arch=gpu)
     for p in report.warnings:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .. import proc, versions
 from ..errors import GatingError
+from ..resolve import draft_spec
 from ..runtime.container import ContainerRun, Mount, docker_run_args
 from ..spec import Spec, SpeculativeMethod
 from . import cache, gating
@@ -125,50 +126,6 @@ def plan_build(spec: Spec, *, gpu: GpuTarget | None = None, runner: str = "docke
         engines.append(plan_engine(spec, gpu=gpu, role="engine", runner=runner, examples_dir=examples_dir,
                                    user=user, work=work))
     return BuildPlan(engines)
-
-
-def draft_spec(spec: Spec) -> Spec:
-    """The draft model of a draft-target spec, built like the target: same precision, limits, KV cache, GPU and
-    container, on the target's first GPU (tp=pp=1), no speculative decoding of its own."""
-    from ..spec import load_spec
-
-    sd = spec.decoding.speculative
-    name = sd.draft_model
-    lim, kv, prec = spec.limits, spec.kv_cache, spec.precision
-    options = {
-        "route": "engine",
-        "precision.format": prec.format.value,
-        "precision.kv_cache_dtype": prec.kv_cache_dtype.value,
-        "precision.calib_size": prec.calib_size,
-        "precision.awq_block_size": prec.awq_block_size,
-        "precision.smoothquant_alpha": prec.smoothquant_alpha,
-        "limits.max_batch_size": lim.max_batch_size,
-        "limits.max_input_len": lim.max_input_len,
-        "limits.max_seq_len": lim.max_seq_len,
-        "limits.max_num_tokens": lim.max_num_tokens,
-        "kv_cache.tokens_per_block": kv.tokens_per_block,
-        "kv_cache.enable_reuse": kv.enable_reuse,
-        "scheduling.enable_chunked_context": spec.scheduling.enable_chunked_context,
-        "parallelism.tp": 1,
-        "parallelism.pp": 1,
-        "parallelism.ep": 1,
-        "parallelism.gpu_ids": [spec.parallelism.resolved_gpu_ids[0]],
-        "decoding.gather_generation_logits": sd.acceptance_threshold is not None,
-    }
-    if prec.dtype is not None:
-        options["precision.dtype"] = prec.dtype.value
-    if spec.engine.gpu:
-        options["engine.gpu"] = spec.engine.gpu
-    if spec.container.image:
-        options["container.image"] = spec.container.image
-    if spec.container.trtllm_version:
-        options["container.trtllm_version"] = spec.container.trtllm_version
-    draft = load_spec(name, options=options)
-    if draft.model.vocab_size != spec.model.vocab_size:
-        raise GatingError(f"decoding.speculative.draft_model {name}: vocabulary {draft.model.vocab_size} differs from "
-                          f"{spec.model.name}'s {spec.model.vocab_size}; draft and target must share a tokenizer",
-                          hint="pick a draft model of the same family (e.g. llama3.2-1b for llama3-8b)")
-    return draft
 
 
 def plan_engine(spec: Spec, *, gpu: GpuTarget, role: str = "engine", runner: str = "docker",

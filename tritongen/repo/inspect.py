@@ -71,8 +71,8 @@ def parse_gpu_ids(text: str | None, *, flag: str | None = None) -> list[int]:
 def inspect_repo(path: Path) -> RepoInfo:
     """Read a repository's lock file and model configs (no GPU, no server needed)."""
     from .. import engine_config
-    from ..render import read_lock
-    from ..validate import params_of, parse_config
+    from .lock import read_lock
+    from .report import params_of, parse_config
 
     path = Path(path).absolute()
     lock = read_lock(path) or {}

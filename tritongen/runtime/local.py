@@ -175,7 +175,7 @@ _STUB = "triton_python_backend_stub"
 def expected_stubs(repos: list[str]) -> dict[str, int]:
     """Python-backend models of these repositories -> how many stub processes Triton runs for them
     (one per CPU instance). Keyed by the model's folder, which is what each stub's command line names."""
-    from ..validate import parse_config
+    from ..repo.report import parse_config
 
     out: dict[str, int] = {}
     for repo in repos:

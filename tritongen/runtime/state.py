@@ -87,7 +87,7 @@ class ServerRecord:
     @property
     def model_prefix(self) -> str:
         """serving.model_prefix of the (first) served repository, from its lock file ('' when unknown)."""
-        from ..render import read_lock
+        from ..repo.lock import read_lock
 
         lock = read_lock(Path(self.repo)) or {}
         return str((((lock.get("spec") or {}).get("serving")) or {}).get("model_prefix") or "")
