@@ -1,8 +1,7 @@
 """A route added from outside the package: its module (the class below), its templates and manifest (written
 into tmp_path) and one register call. `tritongen repo` renders it, `tritongen validate` applies its own rule, and
-a real tritonserver serves it - with nothing in tritongen knowing it by name.
-
-The spec's route field is a fixed set of names, so the toy takes over the name "cpu" for the duration of a test.
+a real tritonserver serves it - with nothing in tritongen knowing it by name: registering the route is what makes
+`--route toy` a valid spec value.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from tritongen.errors import ValidationFailed
 from tritongen.repo.report import RepoCheck
 from tritongen.resolve import Deployment
 from tritongen.routes.base import BaseRoute, templates_root
+from tritongen.spec import Route
 
 MANIFEST = """\
 models:
@@ -63,8 +63,7 @@ class TritonPythonModel:
 class ToyRoute(BaseRoute):
     """One python model that greets: the smallest route there is."""
 
-    name = "cpu"
-    manifest_path = "toy/manifest.yaml"
+    name = "toy"
 
     def __init__(self, templates: Path):
         self.templates = templates
@@ -88,18 +87,16 @@ def toy_route(tmp_path):
     for rel, text in (("toy/manifest.yaml", MANIFEST), ("toy/config.pbtxt.j2", CONFIG), ("toy/1/model.py", MODEL)):
         (templates / rel).parent.mkdir(parents=True, exist_ok=True)
         (templates / rel).write_text(text)
-    replaced = routes.register(ToyRoute(templates))
+    assert routes.register(ToyRoute(templates)) is None
     yield
-    routes.unregister("cpu")
-    if replaced is not None:
-        routes.register(replaced)
+    routes.unregister("toy")
 
 
 def _render(tmp_path: Path) -> Path:
     out = tmp_path / "repo"
-    result = CliRunner().invoke(cli, ["repo", "tiny", "--route", "cpu", "--out", str(out)])
+    result = CliRunner().invoke(cli, ["repo", "tiny", "--route", "toy", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert f"wrote {out} (cpu route: toy)" in result.output
+    assert f"wrote {out} (toy route: toy)" in result.output
     return out
 
 
@@ -117,8 +114,16 @@ def test_a_registered_route_is_rendered_and_validated_by_its_own_rules(toy_route
     assert "toy/config.pbtxt: parameters.greeting: is empty -> say hello" in bad.output
 
 
-def test_the_built_in_route_is_back_after_the_toy():
-    assert type(routes.get("cpu")).__name__ == "CpuRoute"
+def test_an_unregistered_route_is_not_a_spec_value(tmp_path):
+    """Before registering (and after the fixture took it back) the name is refused like any unknown value."""
+    result = CliRunner().invoke(cli, ["repo", "tiny", "--route", "toy", "--out", str(tmp_path / "repo")])
+    assert result.exit_code == 3, result.output
+    assert "route: 'toy' is not allowed; allowed: 'engine', 'llmapi', 'cpu'" in result.output
+    assert "toy" not in routes.names() and Route.names() == Route.BUILTIN
+
+
+def test_the_spec_and_the_registry_ship_the_same_routes():
+    assert set(routes.BUILTIN) == set(Route.BUILTIN)
 
 
 @pytest.mark.server

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 
 from ..errors import TritongenError
+from ..spec import Route as SpecRoute
 from .base import Route
 
 #: route name -> module that defines ``ROUTE``: one line per route.
@@ -25,12 +26,15 @@ def register(route: Route) -> Route | None:
     """Serve ``route.name`` with ``route`` from now on; returns the route it replaces (None: a built-in or none)."""
     previous = _registered.get(route.name)
     _registered[route.name] = route
+    SpecRoute.add(route.name)  # the spec takes the name from now on
     return previous
 
 
 def unregister(name: str) -> None:
     """Forget a registered route (a built-in of that name is served again)."""
     _registered.pop(name, None)
+    if name not in BUILTIN:
+        SpecRoute.forget(name)
 
 
 def get(name: str) -> Route:

@@ -21,6 +21,7 @@ Template paths are relative to the route's template folders (:attr:`Route.templa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -78,6 +79,11 @@ class Route(Protocol):
     def check(self, deployment: Deployment) -> None:
         """Refuse (GatingError) what the route cannot serve, before anything is built or rendered."""
 
+    def prepare(self, deployment: Deployment, *, build: bool, echo: Callable[[str], None],
+                warn: Callable[[str], None]) -> Deployment:
+        """Make what the repository will point at (a checkpoint, an engine: only when ``build``), and return the
+        deployment to render, which may know more than before (e.g. the built engine's folder)."""
+
     def layout(self, deployment: Deployment) -> Layout:
         """The files of this deployment's repository (:class:`BaseRoute` reads them from its manifest)."""
 
@@ -108,6 +114,10 @@ class BaseRoute:
 
     def check(self, deployment: Deployment) -> None:
         return None
+
+    def prepare(self, deployment: Deployment, *, build: bool, echo: Callable[[str], None],
+                warn: Callable[[str], None]) -> Deployment:
+        return deployment
 
     def conditions(self, deployment: Deployment) -> dict[str, bool]:
         return {}

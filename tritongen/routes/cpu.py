@@ -3,6 +3,8 @@ tensor contract as the engine route."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..resolve import Deployment
 from .base import spec_gpu_ids
 from .common import EnsembleRoute, params
@@ -31,6 +33,15 @@ class CpuRoute(EnsembleRoute):
             "trust_remote_code": spec.model.trust_remote_code,
             "decoding_mode": spec.resolved_decoding_mode.value,
         })
+
+    def prepare(self, deployment: Deployment, *, build: bool, echo: Callable[[str], None],
+                warn: Callable[[str], None]) -> Deployment:
+        """The checkpoint the reference engine loads: the tiny model is built offline when it is the one asked
+        for and not there yet (whatever ``build`` says: it takes seconds and needs no GPU)."""
+        from ..tiny import ensure_model
+
+        ensure_model(deployment.spec, echo=echo)
+        return deployment
 
     def launch_facts(self, spec: dict) -> dict:
         """On CUDA the reference engine uses the first GPU of the spec (no TensorRT-LLM world to start)."""

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import UsageError
+from ..names import show_path
 from ..repo.report import RepoCheck
-from ..resolve import Deployment
+from ..resolve import Deployment, resolve
 from .common import EnsembleRoute, params
 from .engine_checks import check_tensorrt_llm
 
@@ -53,8 +58,39 @@ class EngineRoute(EnsembleRoute):
             values["lookahead_verification_set_size"] = spec_dec.lookahead.verification_set_size
         return params(values)
 
+    def prepare(self, deployment: Deployment, *, build: bool, echo: Callable[[str], None],
+                warn: Callable[[str], None]) -> Deployment:
+        """A prebuilt engine (``--engine-dir``) must be there; else the engine cache is filled first (unless not
+        ``build``), and the deployment then points at the built engine."""
+        spec = deployment.spec
+        if spec.engine.dir is not None:
+            check_engine_dir(Path(spec.engine.dir), build, warn)
+            if spec._from_engine:
+                taken = ", ".join(f"{k}={v}" for k, v in spec._from_engine.items())
+                echo(f"from the engine's config.json: {taken}")
+            return deployment
+        if not build:
+            return deployment
+        from ..engine import workflow
+
+        return resolve(workflow.ensure_engine(spec, echo=echo))
+
     def check_repo(self, check: RepoCheck) -> None:
         check_tensorrt_llm(check)
+
+
+def check_engine_dir(engine_dir: Path, build: bool, warn: Callable[[str], None]) -> None:
+    """A prebuilt engine that is not there is an error, not a repository that cannot load (unless the engine is
+    to be built later: not ``build`` (--no-build), which only warns)."""
+    if engine_dir.joinpath("config.json").is_file():
+        return
+    what = "does not exist" if not engine_dir.exists() else "has no config.json (not a trtllm-build output)"
+    if not build:
+        warn(f"warning: --engine-dir {show_path(engine_dir)} {what}; rendering anyway (--no-build)")
+        return
+    raise UsageError(f"--engine-dir {show_path(engine_dir)} {what}",
+                     hint="point it at the folder trtllm-build wrote (config.json + rank*.engine), or pass "
+                          "--no-build to render for an engine built later")
 
 
 ROUTE = EngineRoute()

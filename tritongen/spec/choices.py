@@ -8,6 +8,7 @@ templates see plain strings. They are made by one helper from the list of values
 from __future__ import annotations
 
 import enum
+from typing import Any, ClassVar
 
 __all__ = ["BatchSchedulerPolicy", "BatchingStrategy", "ComputeDtype", "CpuDevice", "CpuEngineKind", "DecodingMode",
            "KvCacheDtype", "LogitsDataType", "OutputGroup", "OutputSet", "Precision", "Route", "SpeculativeMethod",
@@ -21,11 +22,79 @@ def _choices(name: str, values: str, doc: str) -> type[enum.Enum]:
     return choice
 
 
-Route = _choices("Route", "engine llmapi cpu", """How the model is executed.
+class Route(str):
+    """How the model is executed: the name of a route.
 
-engine: TensorRT engines built by trtllm-build, served by the tensorrtllm C++ backend; llmapi: TensorRT-LLM's
-PyTorch LLM-API Triton model (model.yaml), no build step; cpu: reference engine in the python backend (PyTorch, or
-the mock), same tensor contract.""")
+    engine: TensorRT engines built by trtllm-build, served by the tensorrtllm C++ backend; llmapi: TensorRT-LLM's
+    PyTorch LLM-API Triton model (model.yaml), no build step; cpu: reference engine in the python backend (PyTorch,
+    or the mock), same tensor contract.
+
+    Not an Enum, because the set is open: ``tritongen.routes.register`` adds a name at run time and the spec then
+    takes it like a built-in one. Each name has exactly one instance, so ``spec.route is Route.cpu`` holds, and
+    ``.value`` reads as an enum member's does.
+    """
+
+    _names: ClassVar[dict[str, Route]] = {}
+    #: The names tritongen ships, in the order its messages list them.
+    BUILTIN: ClassVar[tuple[str, ...]] = ("engine", "llmapi", "cpu")
+    engine: ClassVar[Route]
+    llmapi: ClassVar[Route]
+    cpu: ClassVar[Route]
+
+    def __new__(cls, value: object) -> Route:
+        if isinstance(value, Route):
+            return value
+        if isinstance(value, str) and value in cls._names:
+            return cls._names[value]
+        raise ValueError(f"{value!r} is not a route (known: {', '.join(cls._names)})")
+
+    @classmethod
+    def add(cls, name: str) -> Route:
+        """The route called ``name``, made known to the spec from now on."""
+        if name not in cls._names:
+            cls._names[name] = str.__new__(cls, name)
+        return cls._names[name]
+
+    @classmethod
+    def forget(cls, name: str) -> None:
+        """Take back a name :meth:`add` made known (the built-in names stay)."""
+        if name not in cls.BUILTIN:
+            cls._names.pop(name, None)
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """Every route name the spec takes now."""
+        return tuple(cls._names)
+
+    @property
+    def value(self) -> str:
+        return str(self)
+
+    def __repr__(self) -> str:
+        return f"<Route.{self}>"
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_plain_validator_function(
+            cls._validate, json_schema_input_schema=core_schema.str_schema(),
+            serialization=core_schema.plain_serializer_function_ser_schema(str, when_used="json"))
+
+    @classmethod
+    def _validate(cls, value: object) -> Route:
+        from pydantic_core import PydanticCustomError
+
+        if isinstance(value, Route) or (isinstance(value, str) and value in cls._names):
+            return cls(value)
+        # The same error an Enum field gives, so that one message format serves every closed set.
+        names = [repr(n) for n in cls._names]
+        expected = " or ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else names[0]
+        raise PydanticCustomError("enum", "Input should be {expected}", {"expected": expected})
+
+
+for _name in Route.BUILTIN:
+    setattr(Route, _name, Route.add(_name))
 
 Precision = _choices("Precision", "fp16 bf16 fp8 int8_wo int4_wo int4_awq int4_gptq w4a8_awq w8a8_sq nvfp4", """\
 Weight (and, where it applies, activation) format of the engine.
