@@ -67,7 +67,7 @@ def command(triton_url, server, triton_model, model_name, stop_model, host, port
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         click.echo(click.style(f"warning: listening on {host} without an API key: anyone on the network can use it "
                                "(set TRITONGEN_OPENAI_API_KEY)", fg="yellow"), err=True)
-    from ..openai_server import ServerConfig, serve
+    from ..clients.openai.app import ServerConfig, serve
 
     cfg = ServerConfig(triton_url=url, model_name=name, triton_model=triton_model, stop_model=stop_model or None,
                        api_key=api_key or None, default_max_tokens=default_max_tokens, timeout=timeout,

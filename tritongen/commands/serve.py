@@ -155,7 +155,7 @@ def serve(repos, name, host, http_port, grpc_port, metrics_port, docker, image, 
         click.echo(click.style(f"  warning: listening on {opts.host}: reachable from the network", fg="yellow"),
                    err=True)
     if openai_port:
-        from ..openai_server import start_background
+        from ..clients.openai.launch import start_background
 
         url = start_background(record, port=openai_port)
         click.echo(f"  OpenAI  {url}/v1")
