@@ -79,10 +79,10 @@ class GenerateParams:
             "exclude_input_in_output": self.exclude_input_in_output,
             "stop_words": list(self.stop) or None, "bad_words": list(self.bad_words) or None,
             "apply_chat_template": self.chat or None, "return_log_probs": self.return_log_probs or None,
+            "return_num_input_tokens": self.return_num_tokens or None,
+            "return_num_output_tokens": self.return_num_tokens or None,
+            "return_perf_metrics": self.return_perf_metrics or None,
         }
-        if self.return_num_tokens:
-            values["return_num_input_tokens"] = values["return_num_output_tokens"] = True
-        values["return_perf_metrics"] = self.return_perf_metrics or None
         return contract_io.client_inputs(values)
 
 

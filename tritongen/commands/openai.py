@@ -10,12 +10,13 @@ from ..errors import UsageError
 
 def _resolve(triton_url: str | None, server: str | None):
     """(gRPC address, the tritongen ServerRecord or None): --triton as given, else the named / only server."""
+    from ..clients.contract_io import split_url
     from ..serve import state
 
     if triton_url:
         if server:
             raise UsageError("give --triton or --server, not both")
-        address = triton_url.split("://", 1)[-1].rstrip("/")
+        address = split_url(triton_url)
         return triton_url, next((r for r in state.load_all() if r.grpc_url == address), None)
     from .infer import default_target
 

@@ -14,6 +14,8 @@ SCHEMA = "tritongen-bench/1"
 
 @dataclass
 class Stats:
+    """One metric over a level's requests (all None when there were no samples)."""
+
     count: int = 0
     mean: float | None = None
     min: float | None = None

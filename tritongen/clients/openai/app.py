@@ -18,7 +18,14 @@ import logging
 from ...errors import MissingDependency
 from .. import contract_io
 from .mapping import Generation, Reply, chat_generation, completion_generation
-from .protocol import ChatCompletionRequest, CompletionRequest, ModelCard, ModelList, OpenAIError, _Sampling
+from .protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    ModelCard,
+    ModelList,
+    OpenAIError,
+    SamplingRequest,
+)
 from .serving import DEFAULT_PORT, ServerConfig, Service
 
 
@@ -84,7 +91,7 @@ def _add_routes(app, service: Service) -> None:
         return await _respond(service, chat_generation(body, cfg.default_max_tokens), body, chat=True)
 
 
-async def _respond(service: Service, gen: Generation, body: _Sampling, *, chat: bool):
+async def _respond(service: Service, gen: Generation, body: SamplingRequest, *, chat: bool):
     """A streamed answer (server-sent events) or a whole one, either ending when the client disconnects."""
     from .asgi import DeferredJSON, EventStream
 

@@ -31,8 +31,8 @@ from .protocol import (
     CompletionChoice,
     CompletionRequest,
     OpenAIError,
+    SamplingRequest,
     Usage,
-    _Sampling,
 )
 
 
@@ -88,7 +88,7 @@ def _stops(stop: str | list[str] | None) -> list[str]:
     return stops
 
 
-def _common_checks(req: _Sampling) -> None:
+def _common_checks(req: SamplingRequest) -> None:
     if req.n != 1:
         raise OpenAIError(400, f"n: only n=1 is supported (got {req.n}); send n separate requests",
                           param="n", code="unsupported_value")

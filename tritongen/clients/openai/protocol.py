@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 #: The client contract's integers: max_tokens and top_k go to INT32 tensors (the engine's sizes).
 INT32_MAX = 2**31 - 1
@@ -24,7 +24,9 @@ class StreamOptions(_Request):
     include_usage: bool = False
 
 
-class _Sampling(_Request):
+class SamplingRequest(_Request):
+    """What completions and chat completions share: the model, sampling, stopping, streaming."""
+
     model: str
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
@@ -40,7 +42,7 @@ class _Sampling(_Request):
     user: str | None = None
 
 
-class CompletionRequest(_Sampling):
+class CompletionRequest(SamplingRequest):
     prompt: str | list[str]
     max_tokens: int | None = Field(16, ge=1, le=INT32_MAX)
     echo: bool = False
@@ -60,7 +62,7 @@ class ChatMessage(_Request):
     name: str | None = None
 
 
-class ChatCompletionRequest(_Sampling):
+class ChatCompletionRequest(SamplingRequest):
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(None, ge=1, le=INT32_MAX)
     max_completion_tokens: int | None = Field(None, ge=1, le=INT32_MAX)
@@ -77,11 +79,14 @@ class Usage(BaseModel):
     total_tokens: int
 
 
-class CompletionChoice(BaseModel):
-    index: int = 0
-    text: str
-    logprobs: None = None
-    finish_reason: str | None
+def _choice(name: str, content: str, content_type: Any, finish_reason: Any = ...) -> Any:
+    """An answer's choice model: index, the content under OpenAI's name for it (text, message, delta), logprobs
+    (always null: not supported) and finish_reason, in OpenAI's order. n is always 1, so index is 0."""
+    return create_model(name, index=(int, 0), **{content: (content_type, ...)}, logprobs=(None, None),
+                        finish_reason=(str | None, finish_reason))
+
+
+CompletionChoice = _choice("CompletionChoice", "text", str)
 
 
 class _Answer(BaseModel):
@@ -105,11 +110,7 @@ class ChatMessageOut(BaseModel):
     content: str
 
 
-class ChatChoice(BaseModel):
-    index: int = 0
-    message: ChatMessageOut
-    logprobs: None = None
-    finish_reason: str | None
+ChatChoice = _choice("ChatChoice", "message", ChatMessageOut)
 
 
 class ChatCompletion(_Answer):
@@ -122,11 +123,7 @@ class ChatDelta(BaseModel):
     content: str | None = None
 
 
-class ChatChunkChoice(BaseModel):
-    index: int = 0
-    delta: ChatDelta
-    logprobs: None = None
-    finish_reason: str | None = None
+ChatChunkChoice = _choice("ChatChunkChoice", "delta", ChatDelta, finish_reason=None)
 
 
 class ChatCompletionChunk(_Answer):
