@@ -62,7 +62,7 @@ class SideLoad:
     """Steady streaming requests (gRPC, ensemble) in threads; records each one's latency and when it ended."""
 
     def __init__(self, url: str, streams: int, max_tokens: int):
-        from tritongen.client import GenerateParams, LLMClient
+        from tritongen.clients.triton import GenerateParams, LLMClient
 
         self.client = LLMClient(url)
         self.params = GenerateParams(max_tokens=max_tokens)

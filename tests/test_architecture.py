@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("routes",),
     ("repo", "render"),
     ("runtime", "deploy"),
-    ("clients", "client", "bench", "openai_server"),
+    ("clients",),
     ("pipeline",),
     ("cli", "commands"),
 ]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import free_ports
-from tritongen.client import GenerateParams, LLMClient
+from tritongen.clients.triton import GenerateParams, LLMClient
 from tritongen.errors import ServerError
 from tritongen.runtime import launch, mpi
 from tritongen.runtime.command import ServeOptions

@@ -16,7 +16,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 
 from conftest import render
-from tritongen.client import GenerateParams, LLMClient
+from tritongen.clients.triton import GenerateParams, LLMClient
 from tritongen.errors import ClientError
 
 pytestmark = pytest.mark.server
@@ -506,7 +506,7 @@ def test_two_models_in_one_server_with_model_prefixes(multi_server, tiny_dir, de
     """Two repositories (different tokenizers) share one tritonserver: serving.model_prefix keeps names apart."""
     from transformers import AutoTokenizer
 
-    from tritongen.client import companion
+    from tritongen.clients.contract_io import companion
 
     server = multi_server
     text = TEXTS["cjk"]

@@ -105,7 +105,7 @@ def command(url, server, protocol, model, concurrency, input_len, output_len, re
       tritongen bench --protocol http --duration 30 --slo ttft_p99=500ms,itl_p99=50ms
       tritongen bench --url gpu-host:8001 --prompts prompts.jsonl --out results/
     """
-    from .. import bench
+    from ..clients import bench
     from ..errors import ClientError
 
     levels = _levels(concurrency)

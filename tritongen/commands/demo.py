@@ -28,7 +28,7 @@ def command(model, out, http_port, grpc_port, metrics_port, openai_port, prompt,
     """Build tiny, render and validate its repository, start a real tritonserver, stream a completion over
     gRPC, call the HTTP generate endpoint and the OpenAI API, then stop the server (also when a step fails)."""
     from ..cli import default_repo_dir
-    from ..client import GenerateParams, LLMClient
+    from ..clients.triton import GenerateParams, LLMClient
     from ..pipeline import build_repo
     from ..runtime import local, state
     from ..runtime.base import running_servers
@@ -73,7 +73,7 @@ def command(model, out, http_port, grpc_port, metrics_port, openai_port, prompt,
         _step(7, steps, f"OpenAI API (http://127.0.0.1:{openai_port}/v1, official openai client)")
         worked = ["repository", "server", "gRPC streaming", "HTTP generate"]
         try:
-            from ..openai_server import demo_call
+            from ..clients.openai.launch import demo_call
         except ImportError:
             click.echo("      skipped: the OpenAI server is not installed (pip install 'tritongen[openai]')", err=True)
         else:

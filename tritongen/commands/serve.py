@@ -203,7 +203,7 @@ def serve(**kwargs) -> None:
         click.echo(click.style(f"  warning: listening on {opts.host}: reachable from the network", fg="yellow"),
                    err=True)
     if args.openai_port:
-        from ..openai_server import start_background
+        from ..clients.openai.launch import start_background
 
         url = start_background(record, port=args.openai_port)
         click.echo(f"  OpenAI  {url}/v1")

@@ -5,7 +5,7 @@ Used by ``tritongen infer``, the demo, the tests, ``bench`` and the OpenAI-compa
 carries a unique request id, so that a ``stop`` for an abandoned stream reaches that request alone (streamed
 text does not depend on it: see the README's "Streaming text that is exactly right").
 
-    from tritongen.client import LLMClient, GenerateParams
+    from tritongen.clients.triton import LLMClient, GenerateParams
     client = LLMClient("127.0.0.1:8001")
     for chunk in client.stream("Hello", GenerateParams(max_tokens=32)):
         print(chunk.text, end="", flush=True)
@@ -19,14 +19,13 @@ import socket
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from .errors import ClientError
+from ..errors import ClientError
+from . import contract_io
+from .contract_io import Inputs, companion
 
 #: Extra ensemble outputs a result may carry (counts, log probs, timings).
 EXTRA_OUTPUTS = ("num_input_tokens", "num_output_tokens", "cum_log_probs", "output_log_probs",
@@ -70,36 +69,21 @@ class GenerateParams:
     return_perf_metrics: bool = False
     exclude_input_in_output: bool | None = None
 
-    def tensors(self, stream: bool) -> dict[str, tuple[Any, str]]:
-        """Client-contract inputs (name -> (value, Triton dtype)); only what is set is sent."""
-        out: dict[str, tuple[Any, str]] = {"max_tokens": (self.max_tokens, "INT32"), "stream": (stream, "BOOL")}
-        for name, value, dtype in (
-            ("temperature", self.temperature, "FP32"),
-            ("top_k", self.top_k, "INT32"),
-            ("top_p", self.top_p, "FP32"),
-            ("seed", self.seed, "UINT64"),
-            ("min_tokens", self.min_tokens, "INT32"),
-            ("repetition_penalty", self.repetition_penalty, "FP32"),
-            ("presence_penalty", self.presence_penalty, "FP32"),
-            ("frequency_penalty", self.frequency_penalty, "FP32"),
-            ("exclude_input_in_output", self.exclude_input_in_output, "BOOL"),
-        ):
-            if value is not None:
-                out[name] = (value, dtype)
-        if self.stop:
-            out["stop_words"] = (list(self.stop), "BYTES")
-        if self.bad_words:
-            out["bad_words"] = (list(self.bad_words), "BYTES")
-        if self.chat:
-            out["apply_chat_template"] = (True, "BOOL")
-        if self.return_log_probs:
-            out["return_log_probs"] = (True, "BOOL")
-        if self.return_num_tokens:
-            out["return_num_input_tokens"] = (True, "BOOL")
-            out["return_num_output_tokens"] = (True, "BOOL")
-        if self.return_perf_metrics:
-            out["return_perf_metrics"] = (True, "BOOL")
-        return out
+    def inputs(self, prompt: str, stream: bool) -> Inputs:
+        """The client-contract inputs of a request for ``prompt``; only what is set is sent."""
+        values: dict[str, Any] = {
+            "text_input": prompt, "max_tokens": self.max_tokens, "stream": stream,
+            "temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p, "seed": self.seed,
+            "min_tokens": self.min_tokens, "repetition_penalty": self.repetition_penalty,
+            "presence_penalty": self.presence_penalty, "frequency_penalty": self.frequency_penalty,
+            "exclude_input_in_output": self.exclude_input_in_output,
+            "stop_words": list(self.stop) or None, "bad_words": list(self.bad_words) or None,
+            "apply_chat_template": self.chat or None, "return_log_probs": self.return_log_probs or None,
+            "return_num_input_tokens": self.return_num_tokens or None,
+            "return_num_output_tokens": self.return_num_tokens or None,
+            "return_perf_metrics": self.return_perf_metrics or None,
+        }
+        return contract_io.client_inputs(values)
 
 
 @dataclass
@@ -124,30 +108,6 @@ class Completion:
         return first.at if first else None
 
 
-def companion(model: str, role: str = "tensorrt_llm") -> str:
-    """A sibling model of the same repository, by role: ``llama-ensemble`` -> ``llama-tensorrt_llm`` (repositories
-    rendered with serving.model_prefix name every model ``<prefix><role>``)."""
-    for front in ("tensorrt_llm_bls", "ensemble"):
-        if model.endswith(front):
-            return model[: -len(front)] + role
-    return role
-
-
-_NP = {"INT32": np.int32, "INT64": np.int64, "UINT64": np.uint64, "FP32": np.float32, "BOOL": np.bool_}
-
-
-def _np_value(value: Any, dtype: str) -> np.ndarray:
-    if dtype == "BYTES":
-        items = value if isinstance(value, list) else [value]
-        return np.array([[s.encode("utf-8") if isinstance(s, str) else s for s in items]], dtype=object)
-    return np.array([[value]], dtype=_NP[dtype])
-
-
-def _split_url(url: str, default_port: int) -> str:
-    url = url.split("://", 1)[-1].rstrip("/")
-    return url if ":" in url else f"{url}:{default_port}"
-
-
 class LLMClient:
     """A client for one model of a served repository (default ``ensemble``)."""
 
@@ -157,13 +117,15 @@ class LLMClient:
         if protocol not in ("grpc", "http"):
             raise ClientError(f"protocol {protocol!r}: use grpc or http")
         self.protocol = protocol
-        self.url = _split_url(url, 8001 if protocol == "grpc" else 8000)
+        self.url = contract_io.split_url(url, 8001 if protocol == "grpc" else 8000)
         self.model = model
         self.timeout = timeout
         self.headers = headers or {}
         #: Where an abandoned stream's `stop` goes ("auto": this repository's tensorrt_llm; None: never).
         self.stop_model = companion(model) if stop_model == "auto" else stop_model
         self._offered: frozenset[str] | None = None  # the model's outputs, asked once (gRPC)
+        self._stop_request: Inputs | None = None  # the stop model's `stop`, once its inputs are known
+        self._stop_probed = False
 
     # -- public API --------------------------------------------------------------------------------------
 
@@ -171,7 +133,7 @@ class LLMClient:
                ) -> Iterator[Chunk]:
         """Yield text chunks as the server streams them."""
         params = params or GenerateParams()
-        rid = request_id or uuid.uuid4().hex
+        rid = contract_io.request_id(request_id)
         if self.protocol == "grpc":
             yield from self._grpc(prompt, params, rid, stream=True)
         else:
@@ -181,7 +143,7 @@ class LLMClient:
                  request_id: str | None = None) -> Completion:
         """Run one request to completion (streamed or not) and collect the text."""
         params = params or GenerateParams()
-        rid = request_id or uuid.uuid4().hex
+        rid = contract_io.request_id(request_id)
         start = time.perf_counter()
         if self.protocol == "grpc":
             chunks = list(self._grpc(prompt, params, rid, stream=stream))
@@ -204,55 +166,41 @@ class LLMClient:
         if not self.stop_model or not request_id:
             return False
         try:
-            values = self._stop_values()
+            stop = self._stop_inputs()
+            if stop is None:
+                return False
             if self.protocol == "grpc":
-                return self._grpc_stop(request_id, values)
-            body: dict[str, Any] = {"id": request_id}
-            for name, arr in values.items():
-                flat = [x.decode() if isinstance(x, bytes) else x for x in arr.reshape(-1).tolist()]
-                body[name] = flat if name == "input_ids" else flat[0]  # input_ids has a variable dimension
-            with self._post(f"/v2/models/{self.stop_model}/generate_stream", json.dumps(body).encode()) as resp:
+                return self._grpc_stop(request_id, stop)
+            body = json.dumps(stop.body(request_id)).encode()
+            with self._post(f"/v2/models/{self.stop_model}/generate_stream", body) as resp:
                 resp.read()
             return True
         except Exception:
             return False
 
-    def _stop_values(self) -> dict[str, np.ndarray]:
-        """The stop request's tensors for the stop model's contract: the engine's (token ids) or the llmapi
-        model's (text), read once from the model's metadata."""
-        if getattr(self, "_stop_inputs", None) is None:
-            names: set[str] = set()
+    def _stop_inputs(self) -> Inputs | None:
+        """The stop request for the stop model's contract (the engine's or the llmapi model's), picked once from
+        the model's metadata; None when the model takes no `stop`."""
+        if not self._stop_probed:
             try:
                 if self.protocol == "grpc":
                     meta = self._grpc_client().get_model_metadata(self.stop_model, as_json=True, headers=self.headers)
                 else:
                     with urllib.request.urlopen(f"http://{self.url}/v2/models/{self.stop_model}", timeout=5) as r:
                         meta = json.loads(r.read())
-                names = {i["name"] for i in meta.get("inputs", [])}
+                names = {i["name"] for i in meta.get("inputs", [])} or None
             except Exception:
-                names = set()
-            one = np.array([[1]], np.int32)
-            if "input_ids" in names or not names:
-                self._stop_inputs = {"input_ids": np.array([[0]], np.int32), "input_lengths": one,
-                                     "request_output_len": one, "stop": np.array([[True]], np.bool_)}
-            else:
-                self._stop_inputs = {"text_input": np.array([[b""]], dtype=object), "stop": np.array([[True]], np.bool_)}
-        return self._stop_inputs
+                names = None
+            self._stop_request = contract_io.stop_inputs(names)
+            self._stop_probed = True
+        return self._stop_request
 
-    def _grpc_stop(self, request_id: str, values: dict[str, np.ndarray]) -> bool:
-        import tritonclient.grpc as grpcclient
-
-        dtypes = {"b": "BOOL", "i": "INT32", "O": "BYTES"}
-        inputs = []
-        for name, arr in values.items():
-            inp = grpcclient.InferInput(name, list(arr.shape), dtypes[arr.dtype.kind])
-            inp.set_data_from_numpy(arr)
-            inputs.append(inp)
+    def _grpc_stop(self, request_id: str, stop: Inputs) -> bool:
         done: queue.Queue = queue.Queue()
         client = self._grpc_client()
         try:
             client.start_stream(callback=lambda result, error: done.put(error), headers=self.headers)
-            client.async_stream_infer(self.stop_model, inputs, request_id=request_id,
+            client.async_stream_infer(self.stop_model, stop.infer_inputs(), request_id=request_id,
                                       enable_empty_final_response=True)
             return done.get(timeout=10) is None
         finally:
@@ -279,12 +227,7 @@ class LLMClient:
         import tritonclient.grpc as grpcclient
         from tritonclient.utils import InferenceServerException
 
-        inputs = []
-        for name, (value, dtype) in {"text_input": (prompt, "BYTES"), **params.tensors(stream)}.items():
-            arr = _np_value(value, dtype)
-            inp = grpcclient.InferInput(name, list(arr.shape), dtype)
-            inp.set_data_from_numpy(arr)
-            inputs.append(inp)
+        inputs = params.inputs(prompt, stream).infer_inputs()
         client = self._grpc_client()
         offered = self._offered_outputs(client)
         outputs = [grpcclient.InferRequestedOutput("text_output")] + [
@@ -362,7 +305,7 @@ class LLMClient:
                 extras[name] = arr.tolist()
         if text_arr is None and not extras:
             return None
-        text = "" if text_arr is None else _join_text(text_arr)
+        text = "" if text_arr is None else contract_io.text_of(text_arr)
         return Chunk(text, time.perf_counter() - start, extras)
 
     @staticmethod
@@ -376,10 +319,7 @@ class LLMClient:
     # -- HTTP generate -----------------------------------------------------------------------------------
 
     def _http_body(self, prompt, params, rid, stream) -> bytes:
-        body: dict[str, Any] = {"id": rid, "text_input": prompt}
-        for name, (value, _dtype) in params.tensors(stream).items():
-            body[name] = value
-        return json.dumps(body).encode()
+        return json.dumps(params.inputs(prompt, stream).body(rid)).encode()
 
     def _post(self, path: str, body: bytes):
         req = urllib.request.Request(f"http://{self.url}{path}", data=body, method="POST",
@@ -431,10 +371,6 @@ class LLMClient:
                 extras = {k: data[k] for k in EXTRA_OUTPUTS if k in data}
                 if "text_output" in data or extras:
                     yield Chunk(_json_text(data.get("text_output", "")), time.perf_counter() - start, extras)
-
-
-def _join_text(arr) -> str:
-    return "".join(x.decode("utf-8") if isinstance(x, bytes) else str(x) for x in np.asarray(arr).reshape(-1))
 
 
 def _json_text(value) -> str:
