@@ -17,7 +17,7 @@ TRITONGEN   := $(BIN)/tritongen
 STAMP       := $(VENV)/.tritongen-installed
 
 # Everything tritongen caches (tiny model, engines, server logs) stays inside the project: the CLI itself uses
-# ./.cache when it runs inside a checkout (tritongen.spec.cache_dir), so make and a plain `tritongen` share one
+# ./.cache when it runs inside a checkout (tritongen.paths.cache_dir), so make and a plain `tritongen` share one
 # cache. TRITONGEN_CACHE, when set, wins for both.
 
 MODEL       ?= tiny
@@ -163,7 +163,7 @@ test-fast: $(STAMP) ## Unit tests only (no server, no docker)
 	$(BIN)/python -m pytest -m "not server and not docker and not slow" $(PYTEST_ARGS)
 
 docs: $(STAMP) ## Regenerate the spec reference in README.md from the spec model
-	$(BIN)/python -c "from pathlib import Path; from tritongen.specdoc import update_readme; update_readme(Path('README.md'))"
+	$(BIN)/python -c "from pathlib import Path; from tritongen.spec.reference import update_readme; update_readme(Path('README.md'))"
 
 lint: $(STAMP) ## ruff over the package, templates' Python and tests
 	$(BIN)/ruff check tritongen templates tests benchmarks docker

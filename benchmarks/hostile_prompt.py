@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tritongen import proc  # noqa: E402
-from tritongen.serve.local import free_ports  # noqa: E402
+from tritongen.runtime.startup import free_ports  # noqa: E402
 
 
 def memory_mb(pgid: int) -> dict[str, float]:
@@ -62,7 +62,7 @@ class SideLoad:
     """Steady streaming requests (gRPC, ensemble) in threads; records each one's latency and when it ended."""
 
     def __init__(self, url: str, streams: int, max_tokens: int):
-        from tritongen.client import GenerateParams, LLMClient
+        from tritongen.clients.triton import GenerateParams, LLMClient
 
         self.client = LLMClient(url)
         self.params = GenerateParams(max_tokens=max_tokens)
@@ -167,10 +167,11 @@ def main() -> None:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from tritongen.paths import cache_dir
     from tritongen.render import write_repo
-    from tritongen.serve import local
-    from tritongen.serve.command import ServeOptions
-    from tritongen.spec import cache_dir, load_spec
+    from tritongen.runtime import local
+    from tritongen.runtime.command import ServeOptions
+    from tritongen.spec import load_spec
     from tritongen.tiny import build
 
     build(cache_dir() / "models" / "tiny")

@@ -18,7 +18,6 @@ import asyncio
 import json
 import os
 import statistics
-import struct
 import sys
 import tempfile
 from pathlib import Path
@@ -26,8 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tritongen import bench, proc  # noqa: E402
-from tritongen.serve.local import free_ports  # noqa: E402
+from tritongen import proc  # noqa: E402
+from tritongen.clients import bench, contract_io  # noqa: E402
+from tritongen.runtime.startup import free_ports  # noqa: E402
 
 
 class DirectTransport(bench.GrpcTransport):
@@ -37,32 +37,12 @@ class DirectTransport(bench.GrpcTransport):
         super().__init__(config)
         self.prompt_ids = prompt_ids
 
-    def _template(self, prompt):
-        tmpl = self._templates.get(0)
-        if tmpl is not None:
-            return tmpl
-        req = self._pb.ModelInferRequest(model_name="tensorrt_llm")
-
-        def add(name, dtype, shape, raw):
-            t = req.inputs.add()
-            t.name, t.datatype = name, dtype
-            t.shape.extend(shape)
-            req.raw_input_contents.append(raw)
-
-        ids = self.prompt_ids
-        n = self.config.output_len
-        add("input_ids", "INT32", [1, len(ids)], struct.pack(f"<{len(ids)}i", *ids))
-        add("input_lengths", "INT32", [1, 1], struct.pack("<i", len(ids)))
-        add("request_output_len", "INT32", [1, 1], struct.pack("<i", n))
-        add("min_tokens", "INT32", [1, 1], struct.pack("<i", n))
-        add("streaming", "BOOL", [1, 1], b"\x01")
-        add("return_num_output_tokens", "BOOL", [1, 1], b"\x01")
-        add("return_num_input_tokens", "BOOL", [1, 1], b"\x01")
-        for name in ("output_ids", "num_output_tokens", "num_input_tokens"):
-            req.outputs.add().name = name
-        req.parameters["triton_enable_empty_final_response"].bool_param = True
-        self._templates[0] = req
-        return req
+    def _request(self, prompt):
+        ids, n = self.prompt_ids, self.config.output_len
+        inputs = contract_io.llm_inputs({
+            "input_ids": ids, "input_lengths": len(ids), "request_output_len": n, "min_tokens": n, "streaming": True,
+            "return_num_output_tokens": True, "return_num_input_tokens": True})
+        return inputs.infer_request("tensorrt_llm", "", ["output_ids", "num_output_tokens", "num_input_tokens"])
 
 
 async def measure(target: str, url: str, server_pid: int, levels: list[int], output_len: int,
@@ -103,10 +83,11 @@ def run_engine(engine: str, levels: list[int], workdir: Path, output_len: int, p
                repeat: int = 1) -> list[dict]:
     from transformers import AutoTokenizer
 
+    from tritongen.paths import cache_dir
     from tritongen.render import write_repo
-    from tritongen.serve import local
-    from tritongen.serve.command import ServeOptions
-    from tritongen.spec import cache_dir, load_spec
+    from tritongen.runtime import local
+    from tritongen.runtime.command import ServeOptions
+    from tritongen.spec import load_spec
     from tritongen.tiny import build
 
     tiny = build(cache_dir() / "models" / "tiny")

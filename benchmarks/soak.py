@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tritongen import proc  # noqa: E402
-from tritongen.serve.local import free_ports  # noqa: E402
+from tritongen.clients import contract_io  # noqa: E402
+from tritongen.runtime.startup import free_ports  # noqa: E402
 
 PROMPTS = [
     "L'élève a répondu: «déjà vu», puis il a souri.",
@@ -101,29 +102,16 @@ class Streams:
 
     def __init__(self, url: str, model: str, max_tokens: int):
         import grpc
-        from tritonclient.grpc import service_pb2, service_pb2_grpc
+        from tritonclient.grpc import service_pb2_grpc
 
-        self._pb = service_pb2
         self.channel = grpc.aio.insecure_channel(url, options=[("grpc.max_receive_message_length", 64 << 20)])
         self.stub = service_pb2_grpc.GRPCInferenceServiceStub(self.channel)
         self.model = model
         self.max_tokens = max_tokens
 
     def _request(self, prompt: str, stream: bool, request_id: str):
-        req = self._pb.ModelInferRequest(model_name=self.model, id=request_id)
-
-        def add(name, dtype, raw):
-            t = req.inputs.add()
-            t.name, t.datatype = name, dtype
-            t.shape.extend([1, 1])
-            req.raw_input_contents.append(raw)
-
-        text = prompt.encode()
-        add("text_input", "BYTES", struct.pack("<I", len(text)) + text)
-        add("max_tokens", "INT32", struct.pack("<i", self.max_tokens))
-        add("stream", "BOOL", b"\x01" if stream else b"\x00")
-        req.outputs.add().name = "text_output"
-        return req
+        inputs = contract_io.client_inputs({"text_input": prompt, "max_tokens": self.max_tokens, "stream": stream})
+        return inputs.infer_request(self.model, request_id, ["text_output"], empty_final_response=False)
 
     async def one(self, prompt: str, *, stream: bool, request_id: str, timeout: float = 120.0) -> tuple[str, str | None, int]:
         """(text, error, responses) for one request."""
@@ -247,10 +235,11 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="write the figures here too")
     args = ap.parse_args()
 
+    from tritongen.paths import cache_dir
     from tritongen.render import write_repo
-    from tritongen.serve import local
-    from tritongen.serve.command import ServeOptions
-    from tritongen.spec import cache_dir, load_spec
+    from tritongen.runtime import local
+    from tritongen.runtime.command import ServeOptions
+    from tritongen.spec import load_spec
     from tritongen.tiny import build
 
     build(cache_dir() / "models" / "tiny")

@@ -40,19 +40,55 @@ def file_tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+#: In a golden tree: the files the renderer copies verbatim from templates/, by template path and sha256, instead
+#: of a second copy of each template.
+COPIED_NAME = "_copied.yaml"
+
+
+def _verbatim_templates() -> dict[str, str]:
+    """sha256 -> path under templates/ of every file the renderer may copy as it is (anything but *.j2)."""
+    import hashlib
+
+    root = REPO_ROOT / "templates"
+    return {hashlib.sha256(p.read_bytes()).hexdigest(): p.relative_to(root).as_posix()
+            for p in sorted(root.rglob("*")) if p.is_file() and p.suffix != ".j2" and "__pycache__" not in p.parts}
+
+
 def check_golden_tree(out: Path, golden: Path) -> dict[str, bytes]:
-    """Assert ``out`` equals the golden tree byte for byte (TRITONGEN_UPDATE_GOLDEN=1 rewrites it first)."""
+    """Assert ``out`` equals the golden tree byte for byte (TRITONGEN_UPDATE_GOLDEN=1 rewrites it first).
+
+    Rendered files are stored in the golden tree; a file that is a verbatim copy of a template is recorded in
+    ``_copied.yaml`` (its template and sha256) and checked against the template itself.
+    """
+    import hashlib
+
+    import yaml
+
     got = file_tree(out)
     if UPDATE_GOLDEN:
+        templates = _verbatim_templates()
+        copied = {}
         shutil.rmtree(golden, ignore_errors=True)
         for rel, data in got.items():
+            digest = hashlib.sha256(data).hexdigest()
+            if digest in templates:
+                copied[rel] = {"template": templates[digest], "sha256": digest}
+                continue
             (golden / rel).parent.mkdir(parents=True, exist_ok=True)
             (golden / rel).write_bytes(data)
+        if copied:
+            (golden / COPIED_NAME).write_text(yaml.safe_dump(copied, sort_keys=True))
     want = file_tree(golden)
-    assert sorted(got) == sorted(want)
+    copied = yaml.safe_load(want.pop(COPIED_NAME, b"{}")) or {}
+    assert sorted(got) == sorted([*want, *copied])
     label = golden.relative_to(GOLDEN.parent)
     for rel in want:
         assert got[rel] == want[rel], f"{rel} differs from {label} (TRITONGEN_UPDATE_GOLDEN=1 to refresh)"
+    for rel, entry in copied.items():
+        template = (REPO_ROOT / "templates" / entry["template"]).read_bytes()
+        assert got[rel] == template, f"{rel} is not a verbatim copy of templates/{entry['template']}"
+        assert hashlib.sha256(got[rel]).hexdigest() == entry["sha256"], \
+            f"{rel} (templates/{entry['template']}) differs from {label} (TRITONGEN_UPDATE_GOLDEN=1 to refresh)"
     return got
 
 
@@ -79,7 +115,7 @@ def session_root() -> Path:
 @pytest.fixture(scope="session")
 def tiny_dir() -> Path:
     """The tiny model, built once per test session."""
-    from tritongen.spec import cache_dir
+    from tritongen.paths import cache_dir
     from tritongen.tiny import build
 
     return build(cache_dir() / "models" / "tiny")
@@ -88,8 +124,8 @@ def tiny_dir() -> Path:
 @pytest.fixture(scope="session")
 def server_factory():
     """start(repo_paths, name=..., **serve options) -> ServerRecord; every server is stopped at the end."""
-    from tritongen.serve import local
-    from tritongen.serve.command import ServeOptions
+    from tritongen.runtime import local
+    from tritongen.runtime.command import ServeOptions
 
     started = []
 

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from tritongen import bench
+from tritongen.clients import bench
 from tritongen.errors import SloViolation, UsageError
 
 
@@ -24,15 +24,15 @@ def test_percentile_matches_numpy_linear():
 
 def test_cumulative_token_counts_and_text_fallback():
     rec = bench.RequestRecord("r", 0.0)
-    bench._record_tokens(rec, 0.010, 0, False)  # an empty first response carries no token
-    bench._record_tokens(rec, 0.020, 1, True)
-    bench._record_tokens(rec, 0.030, 3, True)  # two tokens in one response
-    bench._record_tokens(rec, 0.031, 3, False)  # the empty final response
+    bench.record_tokens(rec, 0.010, 0, False)  # an empty first response carries no token
+    bench.record_tokens(rec, 0.020, 1, True)
+    bench.record_tokens(rec, 0.030, 3, True)  # two tokens in one response
+    bench.record_tokens(rec, 0.031, 3, False)  # the empty final response
     assert (rec.ttft, rec.output_tokens, rec.token_times, rec.token_counts) == (0.020, 3, [0.020, 0.030], [1, 2])
     text_only = bench.RequestRecord("t", 0.0)
     for t in (0.1, 0.2):
-        bench._record_tokens(text_only, t, None, True)
-    bench._record_tokens(text_only, 0.3, None, False)
+        bench.record_tokens(text_only, t, None, True)
+    bench.record_tokens(text_only, 0.3, None, False)
     assert (text_only.output_tokens, text_only.counted_by) == (2, "text chunks")
 
 

@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import render
-from tritongen import bench
 from tritongen.cli import cli
+from tritongen.clients import bench
 
 pytestmark = pytest.mark.server
 

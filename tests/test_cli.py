@@ -84,7 +84,7 @@ def test_errors_are_one_line_per_problem_with_exit_codes(tmp_path):
 
 
 def test_readme_spec_reference_is_generated_and_current():
-    from tritongen.specdoc import BEGIN, END, reference_markdown
+    from tritongen.spec.reference import BEGIN, END, reference_markdown
 
     readme = (REPO_ROOT / "README.md").read_text()
     assert BEGIN in readme and END in readme

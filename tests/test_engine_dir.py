@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from conftest import REPO_ROOT
 from tritongen.cli import cli
 from tritongen.errors import SpecError, UsageError, ValidationFailed
+from tritongen.repo.validate import params_of, parse_config
 from tritongen.spec import load_spec
-from tritongen.validate import params_of, parse_config
 
 FIXTURE = REPO_ROOT / "tests/fixtures/engines/llama3-8b-fp16-tp1/config.json"
 

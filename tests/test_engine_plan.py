@@ -203,7 +203,8 @@ def test_the_flag_check_catches_an_unrecorded_or_removed_flag():
 
 
 def _spec_path_exists(path: str) -> bool:
-    from tritongen.spec import Spec, _submodel
+    from tritongen.spec.model import Spec
+    from tritongen.spec.model import submodel as _submodel
 
     model = Spec
     for part in path.split("."):
@@ -407,7 +408,7 @@ def test_cache_key_covers_what_changes_the_binary_and_nothing_else(env):
 
 def test_the_rendered_repository_points_where_the_build_puts_the_engine(env, monkeypatch):
     from tritongen.engine import plan
-    from tritongen.render import engine_dir_for
+    from tritongen.resolve import engine_dir_for
     from tritongen.spec import load_spec
 
     monkeypatch.setenv("PATH", str(fake_bin(env, docker=False)))
@@ -519,7 +520,7 @@ def test_more_variants_emit_only_recorded_flags(variant, env):
 
 def test_the_rendered_draft_target_repository_points_at_the_target_engine(env):
     from tritongen.engine import plan
-    from tritongen.render import engine_dir_for
+    from tritongen.resolve import engine_dir_for
     from tritongen.spec import load_spec
 
     spec = load_spec("llama3-8b", options={"engine.gpu": "h100", "serving.bls": True},

@@ -133,7 +133,7 @@ def test_stub_killed_mid_stream(slow_mock_repo, server_factory):
     assert error is not None and "not healthy" in error, error
 
     # ... while Triton still reports itself ready, so tritongen's status looks at the stubs themselves.
-    from tritongen.serve.local import ready
+    from tritongen.runtime.startup import ready
 
     assert ready(record.client_host, record.http_port)
     row = next(r for r in _status_json() if r["name"] == "test-fault-stub")
@@ -145,7 +145,7 @@ def test_stub_killed_mid_stream(slow_mock_repo, server_factory):
 @pytest.mark.server
 @pytest.mark.slow
 def test_sigterm_under_load(slow_mock_repo, server_factory):
-    from tritongen.serve import local
+    from tritongen.runtime import local
 
     record = server_factory(slow_mock_repo, "test-fault-sigterm")
     streams = [Stream(record.grpc_url, f"Stream number {i} about the river.", 400, timeout_s=15) for i in range(6)]

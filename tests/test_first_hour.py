@@ -15,9 +15,9 @@ from click.testing import CliRunner
 from conftest import free_ports
 from tritongen.cli import cli
 from tritongen.errors import ClientError, ServerError
-from tritongen.serve import local, state
-from tritongen.serve.command import ServeOptions
-from tritongen.spec import cache_dir, project_root
+from tritongen.paths import cache_dir, project_root
+from tritongen.runtime import local, startup, state
+from tritongen.runtime.command import ServeOptions
 
 
 def make_checkout(root: Path) -> Path:
@@ -143,7 +143,7 @@ def test_a_port_taken_by_a_foreign_program_is_not_for_tritongen_stop():
         port = busy.getsockname()[1]
         http, metrics = free_ports(2)
         with pytest.raises(ServerError, match="another program") as exc:
-            local.check_ports(ServeOptions(http_port=http, grpc_port=port, metrics_port=metrics), owners=[])
+            startup.check_ports(ServeOptions(http_port=http, grpc_port=port, metrics_port=metrics), owners=[])
     assert "tritongen stop" not in (exc.value.hint or "") and f"sport = :{port}" in exc.value.hint
 
 
@@ -161,7 +161,7 @@ def test_startup_log_names_each_models_state_and_gives_new_lines_once(tmp_path):
     repo = _repo(tmp_path / "repo", ["ensemble", "preprocessing", "tensorrt_llm"])
     log = tmp_path / "server.log"
     log.write_text("I1 server.cc] starting\nI2 model_lifecycle.cc] loading: preprocessing:1\npartial")
-    follow = local.StartupLog(local.repo_models([str(repo)]), path=log, tail=lambda: "")
+    follow = startup.StartupLog(startup.repo_models([str(repo)]), path=log, tail=lambda: "")
     assert follow.new_lines() == ["I1 server.cc] starting", "I2 model_lifecycle.cc] loading: preprocessing:1"]
     assert follow.summary() == "preprocessing loading, tensorrt_llm waiting, ensemble waiting"
     with open(log, "a") as fh:
@@ -174,7 +174,7 @@ def test_startup_log_names_each_models_state_and_gives_new_lines_once(tmp_path):
 
 def test_startup_log_from_a_tail_only_gives_lines_not_seen(tmp_path):
     tails = iter(["a\nb\nc", "b\nc\nd\ne", "d\ne"])
-    follow = local.StartupLog([], path=None, tail=lambda: next(tails))
+    follow = startup.StartupLog([], path=None, tail=lambda: next(tails))
     assert follow.new_lines() == ["a", "b", "c"]
     assert follow.new_lines() == ["d", "e"]
     assert follow.new_lines() == []
@@ -185,12 +185,12 @@ def test_wait_ready_prints_model_states_and_log_lines(tmp_path, monkeypatch):
     log = tmp_path / "server.log"
     log.write_text("I loading: preprocessing:1\nI successfully loaded 'preprocessing'\n")
     answers = iter([False, False, True])
-    monkeypatch.setattr(local, "ready", lambda host, port, timeout=1.0: next(answers))
-    monkeypatch.setattr(local.time, "sleep", lambda s: None)
+    monkeypatch.setattr(startup, "ready", lambda host, port, timeout=1.0: next(answers))
+    monkeypatch.setattr(startup.time, "sleep", lambda s: None)
     record = state.ServerRecord(name="t", repo=str(repo), runtime="local", host="127.0.0.1", http_port=1,
                                 grpc_port=2, metrics_port=3, log=str(log))
     out: list[str] = []
-    local.wait_ready(record, alive=lambda: True, log_tail=lambda: "", timeout=60, echo=out.append)
+    startup.wait_ready(record, alive=lambda: True, log_tail=lambda: "", timeout=60, echo=out.append)
     text = "".join(out)
     assert "  | I successfully loaded 'preprocessing'" in text
     assert "preprocessing ready, ensemble waiting" in text
@@ -219,7 +219,7 @@ def _engine_repo(out: Path) -> Path:
 
 
 def test_one_broken_config_is_one_error(tmp_path):
-    from tritongen.validate import validate_repo
+    from tritongen.repo.validate import validate_repo
 
     repo = _engine_repo(tmp_path / "r")
     with open(repo / "postprocessing" / "config.pbtxt", "a") as fh:
@@ -231,7 +231,7 @@ def test_one_broken_config_is_one_error(tmp_path):
 def test_a_missing_model_is_one_error_not_its_tensors_too(tmp_path):
     import shutil
 
-    from tritongen.validate import validate_repo
+    from tritongen.repo.validate import validate_repo
 
     repo = _engine_repo(tmp_path / "r")
     shutil.rmtree(repo / "postprocessing")
@@ -240,7 +240,7 @@ def test_a_missing_model_is_one_error_not_its_tensors_too(tmp_path):
 
 
 def test_the_lock_header_names_no_bare_repository_name(tmp_path):
-    from tritongen.render import LOCK_NAME
+    from tritongen.repo.lock import LOCK_NAME
 
     repo = _engine_repo(tmp_path / "llama3-8b")
     header = [line for line in (repo / LOCK_NAME).read_text().splitlines() if line.startswith("#")]

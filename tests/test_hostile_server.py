@@ -14,7 +14,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 
 from conftest import render
-from tritongen.client import GenerateParams, LLMClient
+from tritongen.clients.triton import GenerateParams, LLMClient
 
 pytestmark = pytest.mark.server
 

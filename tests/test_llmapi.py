@@ -12,12 +12,13 @@ import yaml
 from click.testing import CliRunner
 
 from conftest import GOLDEN, REPO_ROOT, check_golden_tree
-from tritongen import contract, llmapi
+from tritongen import contract
 from tritongen.cli import cli
 from tritongen.errors import GatingError, SpecError
 from tritongen.render import write_repo
+from tritongen.repo.validate import dtype_name, params_of, parse_config, validate_repo
+from tritongen.routes.llmapi import tensors as llmapi
 from tritongen.spec import load_spec
-from tritongen.validate import dtype_name, params_of, parse_config, validate_repo
 
 FIXED = {"route": "llmapi", "model.checkpoint_dir": "/models/llama3-8b"}
 TEMPLATES = REPO_ROOT / "templates" / "llmapi"
@@ -37,7 +38,8 @@ def test_golden_llmapi_llama3_8b_repository(tmp_path):
     """The llmapi repository for llama3-8b, byte for byte (TRITONGEN_UPDATE_GOLDEN=1 refreshes it)."""
     out = write_repo(load_spec("llama3-8b", options=FIXED), tmp_path / "llama3-8b")
     got = check_golden_tree(out, GOLDEN / "llmapi" / "llama3-8b")
-    assert sorted(got) == ["ensemble/1/model.py", "ensemble/1/textcodec.py", "ensemble/config.pbtxt",
+    assert sorted(got) == ["ensemble/1/contract_tables.py", "ensemble/1/model.py", "ensemble/1/textcodec.py",
+                           "ensemble/config.pbtxt",
                            "tensorrt_llm/1/model.py", "tensorrt_llm/1/model.yaml", "tensorrt_llm/config.pbtxt",
                            "tritongen.lock.yaml"]
 
@@ -246,8 +248,9 @@ def _constants(path: Path) -> dict:
     return out
 
 
-def test_front_and_loader_agree_with_the_python_side():
-    front = _constants(TEMPLATES / "ensemble" / "1" / "model.py")
+def test_front_and_loader_agree_with_the_python_side(tmp_path):
+    rendered = _render(tmp_path) / "ensemble" / "1"
+    front = {**_constants(rendered / "model.py"), **_constants(rendered / "contract_tables.py")}
     assert front["CLIENT_TO_LLMAPI"] == llmapi.CLIENT_TO_LLMAPI
     assert set(front["UNSUPPORTED"]) == set(llmapi.UNSUPPORTED_CLIENT_INPUTS)
     assert set(llmapi.CLIENT_TO_LLMAPI) | set(llmapi.FRONT_HANDLED) | set(llmapi.UNSUPPORTED_CLIENT_INPUTS) == {

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from conftest import FIXTURES, render
 from tritongen.cli import cli
-from tritongen.client import GenerateParams, LLMClient
+from tritongen.clients.triton import GenerateParams, LLMClient
 from tritongen.errors import ClientError
 
 pytestmark = pytest.mark.server
@@ -195,7 +195,8 @@ def test_the_openai_api_works_on_the_llmapi_route(llmapi_server, tok):
     import openai
 
     from conftest import free_ports
-    from tritongen import openai_server, proc
+    from tritongen import proc
+    from tritongen.clients.openai import launch as openai_server
 
     url, pid = openai_server._launch(llmapi_server, free_ports(1)[0])
     try:

@@ -12,17 +12,11 @@ from click.testing import CliRunner
 from starlette.testclient import TestClient
 
 from tritongen.cli import cli
-from tritongen.openai_server import (
-    ChatCompletionRequest,
-    CompletionRequest,
-    OpenAIError,
-    ServerConfig,
-    StopScanner,
-    _classify,
-    chat_generation,
-    completion_generation,
-    create_app,
-)
+from tritongen.clients.openai.app import create_app
+from tritongen.clients.openai.backend import _classify
+from tritongen.clients.openai.mapping import StopScanner, chat_generation, completion_generation
+from tritongen.clients.openai.protocol import ChatCompletionRequest, CompletionRequest, OpenAIError
+from tritongen.clients.openai.serving import ServerConfig
 
 
 def _chat(**kw):

@@ -18,8 +18,9 @@ import openai
 import pytest
 
 from conftest import render
-from tritongen import openai_server, proc
-from tritongen.client import GenerateParams, LLMClient
+from tritongen import proc
+from tritongen.clients.openai import launch as openai_server
+from tritongen.clients.triton import GenerateParams, LLMClient
 
 pytestmark = pytest.mark.server
 

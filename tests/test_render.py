@@ -11,9 +11,10 @@ from conftest import GOLDEN, REPO_ROOT, check_golden_tree, file_tree
 from tritongen import catalog
 from tritongen.cli import cli
 from tritongen.errors import RepoExistsError, TritongenError
-from tritongen.render import LOCK_NAME, pbtxt_quote, write_repo
+from tritongen.render import pbtxt_quote, write_repo
+from tritongen.repo.lock import LOCK_NAME
+from tritongen.repo.validate import params_of, parse_config, validate_repo
 from tritongen.spec import load_spec
-from tritongen.validate import params_of, parse_config, validate_repo
 
 FIXED = {"model.checkpoint_dir": "/models/llama3-8b", "engine.dir": "/engines/llama3-8b"}
 
@@ -151,7 +152,7 @@ def test_failed_render_leaves_the_old_repository_untouched(tmp_path, monkeypatch
     write_repo(load_spec("llama3-8b", options=FIXED), out)
     before = file_tree(out)
 
-    import tritongen.render as render
+    import tritongen.render.writer as render
 
     def broken(*args, **kwargs):
         raise TritongenError("template exploded half way")

@@ -18,9 +18,11 @@ import yaml
 from click.testing import CliRunner
 
 from conftest import FIXTURES, GOLDEN, REPO_ROOT, render
+from tritongen.deploy.compose import render_compose
 from tritongen.errors import GatingError, ServerError, UsageError
-from tritongen.serve import docker, mpi
-from tritongen.serve.command import ServeOptions, format_launch
+from tritongen.repo.inspect import inspect_repo
+from tritongen.runtime import docker, launch
+from tritongen.runtime.command import ServeOptions, format_launch
 
 ROOT_ALIAS = "/srv/tritongen"
 UPDATE = os.environ.get("TRITONGEN_UPDATE_GOLDEN") == "1"
@@ -99,7 +101,7 @@ def repo_cpu(tiny_repo):
 
 
 def _plan(name, repos, opts=None, **kw) -> docker.ContainerPlan:
-    infos = [mpi.inspect_repo(r) for r in repos]
+    infos = [inspect_repo(r) for r in repos]
     image = kw.pop("image", None) or docker.resolve_image(infos, None)
     return docker.container_plan(name, infos, opts or ServeOptions(), image=image, **kw)
 
@@ -195,7 +197,7 @@ def test_golden_orchestrator_multi_model(repo_tp2, repo_draft, root):
 
 def test_golden_compose_tp2(repo_tp2, root):
     plan = _plan("llama-tp2", [repo_tp2])
-    text = docker.render_compose(plan)
+    text = render_compose(plan)
     data = yaml.safe_load(text)
     svc = data["services"]["tritonserver"]
     assert svc["command"] == plan.command
@@ -258,7 +260,7 @@ def test_cpu_route_needs_no_gpu_and_runs_one_server(repo_cpu):
     assert plan.launch.mode == "single" and not plan.launch.mpirun
     targets = [m.target for m in plan.mounts]
     assert str(repo_cpu) in targets
-    info = mpi.inspect_repo(repo_cpu)
+    info = inspect_repo(repo_cpu)
     tokenizer = next(p for p in info.referenced_paths if p.endswith("/models/tiny"))
     assert tokenizer in targets
 
@@ -312,28 +314,28 @@ def test_same_model_names_in_two_repositories_are_refused(repo_tp1, repo_tp2):
 
 
 def test_missing_referenced_path_is_reported(root, repo_tp1):
-    info = mpi.inspect_repo(repo_tp1)
+    info = inspect_repo(repo_tp1)
     info.referenced_paths.append(str(root / "not-built-yet"))
     with pytest.raises(ServerError, match="not-built-yet"):
         docker.collect_mounts([info])
 
 
 def test_system_directories_are_never_mounted(repo_tp1):
-    info = mpi.inspect_repo(repo_tp1)
+    info = inspect_repo(repo_tp1)
     info.referenced_paths.append("/etc")
     with pytest.raises(GatingError, match="refusing to mount /etc"):
         docker.collect_mounts([info])
 
 
 def test_nested_paths_are_mounted_once(root, repo_tp1):
-    info = mpi.inspect_repo(repo_tp1)
+    info = inspect_repo(repo_tp1)
     inner = repo_tp1 / "tensorrt_llm" / "1"
     info.referenced_paths.append(str(inner))
     assert [m.target for m in docker.collect_mounts([info])].count(str(inner)) == 0
 
 
 def test_image_for_another_trtllm_release_is_refused(repo_tp2):
-    infos = [mpi.inspect_repo(repo_tp2)]
+    infos = [inspect_repo(repo_tp2)]
     with pytest.raises(GatingError, match="engines load only in the release that built them"):
         docker.resolve_image(infos, "nvcr.io/nvidia/tritonserver:25.01-trtllm-python-py3")
     assert docker.resolve_image(infos, "registry.local/triton:custom") == "registry.local/triton:custom"
@@ -382,9 +384,9 @@ def test_cli_docker_options_need_docker(repo_tp1):
 
 def test_ready_needs_every_rank_running(repo_tp4pp2):
     plan = _plan("x", [repo_tp4pp2]).launch
-    mpi.check_ranks("x", plan, 8)
+    launch.check_ranks("x", plan, 8)
     with pytest.raises(ServerError, match="only 7 of 8 tritonserver ranks are running"):
-        mpi.check_ranks("x", plan, 7)
+        launch.check_ranks("x", plan, 7)
 
 
 def test_two_llms_in_one_server_with_model_prefixes(root):

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from conftest import free_ports
-from tritongen.client import GenerateParams, LLMClient
+from tritongen.clients.triton import GenerateParams, LLMClient
 from tritongen.errors import ServerError
-from tritongen.serve import mpi
-from tritongen.serve.command import ServeOptions
+from tritongen.runtime import launch, mpi
+from tritongen.runtime.command import ServeOptions
 
 pytestmark = [
     pytest.mark.server,
@@ -25,8 +25,8 @@ pytestmark = [
 ]
 
 
-def _plan(ranks: int, models: list[str]) -> mpi.LaunchPlan:
-    return mpi.LaunchPlan("leader", ranks, True, [], models, {}, "test: python-backend ranks under mpirun")
+def _plan(ranks: int, models: list[str]) -> launch.LaunchLayout:
+    return launch.LaunchLayout("leader", ranks, True, [], models, {}, "test: python-backend ranks under mpirun")
 
 
 def _cmdline(pid: int) -> list[str]:
@@ -56,7 +56,7 @@ def _options() -> ServeOptions:
 
 def test_leader_mode_two_ranks(tiny_repo):
     opts = _options()
-    record = mpi.start_local("mpi-leader", [tiny_repo], opts, _plan(2, ["tensorrt_llm"]), timeout=240)
+    record = mpi.start("mpi-leader", [tiny_repo], opts, _plan(2, ["tensorrt_llm"]), timeout=240)
     try:
         assert record.command[:3] == ["mpirun", "--allow-run-as-root", "--tag-output"]
         servers = {pid: _cmdline(pid) for pid in mpi._session_members(record.pid)
@@ -76,7 +76,7 @@ def test_leader_mode_two_ranks(tiny_repo):
                                                                  stream=True)
         assert done.text.strip() and len(done.chunks) > 1
     finally:
-        was = mpi.stop_local(record)
+        was = mpi.stop(record)
     assert was
     assert mpi._session_members(record.pid) == []
 
@@ -84,6 +84,6 @@ def test_leader_mode_two_ranks(tiny_repo):
 def test_a_rank_that_dies_brings_the_launch_down_with_its_log(tiny_repo):
     # Rank 1 is told to load a model the repository does not have: it exits, and mpirun ends the job.
     with pytest.raises(ServerError, match="exited during startup") as info:
-        mpi.start_local("mpi-dies", [tiny_repo], _options(), _plan(2, ["no_such_model"]), timeout=240)
+        mpi.start("mpi-dies", [tiny_repo], _options(), _plan(2, ["no_such_model"]), timeout=240)
     log = info.value.detail or ""
     assert "[1,1]" in log and "no_such_model" in log

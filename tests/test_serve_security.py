@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from tritongen.serve.command import ADMIN_HEADER
+from tritongen.runtime.command import ADMIN_HEADER
 
 pytestmark = pytest.mark.server
 

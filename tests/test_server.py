@@ -16,7 +16,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 
 from conftest import render
-from tritongen.client import GenerateParams, LLMClient
+from tritongen.clients.triton import GenerateParams, LLMClient
 from tritongen.errors import ClientError
 
 pytestmark = pytest.mark.server
@@ -432,7 +432,7 @@ def test_serve_status_stop_leave_no_process_behind(tiny_dir, session_root):
     from conftest import free_ports
     from tritongen import proc
     from tritongen.cli import cli
-    from tritongen.serve import state
+    from tritongen.runtime import state
 
     repo = render("tiny", session_root / "repos" / "lifecycle", **{
         "name": "lifecycle", "cpu.engine": "mock", "cpu.mock_step_ms": 20, "serving.bls": True})
@@ -473,7 +473,7 @@ def test_a_server_that_fails_to_start_says_why_with_its_log_tail(tiny_dir, sessi
 
     from conftest import free_ports
     from tritongen.cli import cli
-    from tritongen.serve import state
+    from tritongen.runtime import state
 
     repo = render("tiny", session_root / "repos" / "broken", **{"name": "broken", "cpu.engine": "mock"})
     model_py = repo / "postprocessing" / "1" / "model.py"
@@ -506,7 +506,7 @@ def test_two_models_in_one_server_with_model_prefixes(multi_server, tiny_dir, de
     """Two repositories (different tokenizers) share one tritonserver: serving.model_prefix keeps names apart."""
     from transformers import AutoTokenizer
 
-    from tritongen.client import companion
+    from tritongen.clients.contract_io import companion
 
     server = multi_server
     text = TEXTS["cjk"]

@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from tritongen import sizing
+from tritongen import planner as sizing
 from tritongen.cli import cli
 from tritongen.errors import GatingError, UsageError
 from tritongen.spec import load_spec

@@ -13,8 +13,8 @@ from conftest import REPO_ROOT
 from tritongen import contract, versions
 
 MODEL_FILES = sorted((REPO_ROOT / "templates").rglob("*.py"))
-# What the stock NGC TensorRT-LLM container provides, plus each model's sibling helper module.
-ALLOWED = {"numpy", "torch", "transformers", "triton_python_backend_utils", "textcodec"}
+# What the stock NGC TensorRT-LLM container provides, plus each model's sibling helper modules.
+ALLOWED = {"numpy", "torch", "transformers", "triton_python_backend_utils", "textcodec", "contract_tables"}
 
 
 def _top_level_imports(path) -> set[str]:
@@ -39,12 +39,18 @@ def test_no_model_file_imports_tritongen():
         assert "tritongen" not in _top_level_imports(path), path
 
 
-def _load_template_module(relpath: str, monkeypatch):
+def _load_template_module(relpath: str, monkeypatch, tmp_path):
     """Import a template model.py with a stand-in for triton_python_backend_utils (only constants are read at
-    import time), and its sibling textcodec on the path."""
+    import time), and its sibling textcodec and rendered contract_tables on the path."""
+    from tritongen.render import environment
+
     fake = types.ModuleType("triton_python_backend_utils")
     fake.TRITONSERVER_RESPONSE_COMPLETE_FINAL = 1
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake)
+    monkeypatch.delitem(sys.modules, "contract_tables", raising=False)
+    tables = environment().get_template("common/lib/contract_tables.py.j2").render(contract=contract)
+    (tmp_path / "contract_tables.py").write_text(tables)
+    monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.syspath_prepend(str(REPO_ROOT / "templates/common/lib"))
     spec = importlib.util.spec_from_file_location("template_model", REPO_ROOT / "templates" / relpath)
     module = importlib.util.module_from_spec(spec)
@@ -52,8 +58,8 @@ def _load_template_module(relpath: str, monkeypatch):
     return module
 
 
-def test_bls_mappings_equal_the_contract(monkeypatch):
-    bls = _load_template_module("common/tensorrt_llm_bls/1/model.py", monkeypatch)
+def test_bls_mappings_equal_the_contract(monkeypatch, tmp_path):
+    bls = _load_template_module("common/tensorrt_llm_bls/1/model.py", monkeypatch, tmp_path)
     assert bls.CLIENT_TO_PRE == contract.CLIENT_TO_PRE
     assert bls.PRE_TO_LLM == contract.PRE_TO_LLM
     assert bls.CLIENT_TO_LLM == contract.CLIENT_TO_LLM

@@ -278,3 +278,13 @@ def test_word_lists_are_bounded_before_they_are_decoded():
         textcodec.check_words("stop_words", np.array([b"a"] * 257, dtype=object))
     with pytest.raises(ValueError, match=r"bad_words has 1 entries and 20000 bytes"):
         textcodec.check_words("bad_words", np.array([b"x" * 20000], dtype=object))
+
+
+def test_length_problem_names_max_tokens_first_then_the_sequence_limit(tiny_dir):
+    assert textcodec.length_problem(10, 0, 100).startswith("max_tokens must be between 1 and 2147483647, got 0")
+    assert textcodec.length_problem(90, 20, 100) == ("prompt (90 tokens) + max_tokens (20) exceeds max_seq_len=100; "
+                                                     "ask for at most 10 tokens")
+    assert textcodec.length_problem(90, 10, 100) is None
+    assert textcodec.length_problem(10**6, 10, 0) is None  # 0: no limit
+    tok = textcodec.tokenizer_of({"parameters": {"tokenizer_dir": {"string_value": str(tiny_dir)}}})
+    assert tok.pad_token_id is not None

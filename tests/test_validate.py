@@ -18,8 +18,8 @@ from google.protobuf import text_format
 from conftest import FIXTURES
 from tritongen.cli import cli
 from tritongen.render import write_repo
+from tritongen.repo.validate import dtype_name, parse_config, validate_repo
 from tritongen.spec import load_spec
-from tritongen.validate import dtype_name, parse_config, validate_repo
 
 ENGINES = FIXTURES / "engines"
 

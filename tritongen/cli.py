@@ -131,7 +131,8 @@ def cli() -> None:
 
 # -- shared spec options ---------------------------------------------------------------------------------
 
-#: CLI option -> dotted spec field. Each option is sugar for `--set FIELD=VALUE`.
+#: CLI option -> dotted spec field. Each option means what `--set FIELD=VALUE` would, but its typed value is
+#: merged as it is (spec.apply_options), not rendered as text and read back.
 SPEC_OPTION_FIELDS = {
     "route": "route",
     "precision": "precision.format",
@@ -271,7 +272,7 @@ def models_cmd(as_json: bool) -> None:
 def spec_cmd(model, as_json, reference, **kwargs) -> None:
     """Show the resolved spec for MODEL (catalogue < --spec file < options < --set)."""
     if reference:
-        from .specdoc import reference_markdown
+        from .spec.reference import reference_markdown
 
         click.echo(reference_markdown(), nl=False)
         return
@@ -301,52 +302,15 @@ def repo_cmd(model, out, force, no_build, **kwargs) -> None:
     The tree is written atomically: rendered into a temporary directory, validated, then moved into place. A
     directory tritongen did not write (or one edited since) is never replaced without --force.
     """
-    from . import versions
-    from .render import write_repo
-    from .spec import Route
+    from .pipeline import build_repo
 
     spec = resolve(model, kwargs)
-    versions.check_route_supported(spec)
-    out_dir = out or default_repo_dir(spec)
-    if spec.route is Route.engine and spec.engine.dir is not None:
-        _check_engine_dir(Path(spec.engine.dir), no_build)
-        if spec._from_engine:
-            taken = ", ".join(f"{k}={v}" for k, v in spec._from_engine.items())
-            click.echo(f"from the engine's config.json: {taken}", err=True)
-    if spec.route is Route.cpu:
-        from .tiny import ensure_model
-
-        ensure_model(spec, echo=lambda m: click.echo(m, err=True))
-    if spec.route is Route.engine and spec.engine.dir is None and not no_build:
-        from .engine import workflow
-
-        spec = workflow.ensure_engine(spec, echo=lambda m: click.echo(m, err=True))
-    path = write_repo(spec, out_dir, force=force)
-    from .validate import validate_repo
-
-    report = validate_repo(path)
-    _echo_problems(report.warnings)
-    models = sorted(report.models)
-    click.echo(f"wrote {out_dir} ({spec.route.value} route: {', '.join(models)})")
-    click.echo(f"next: tritongen serve {out_dir}")
-
-
-def _check_engine_dir(engine_dir: Path, no_build: bool) -> None:
-    """A prebuilt engine that is not there is an error, not a repository that cannot load (unless the engine is
-    to be built later: --no-build)."""
-    from .errors import UsageError
-    from .names import show_path
-
-    if engine_dir.joinpath("config.json").is_file():
-        return
-    what = "does not exist" if not engine_dir.exists() else "has no config.json (not a trtllm-build output)"
-    if no_build:
-        click.echo(click.style(f"warning: --engine-dir {show_path(engine_dir)} {what}; rendering anyway "
-                               "(--no-build)", fg="yellow"), err=True)
-        return
-    raise UsageError(f"--engine-dir {show_path(engine_dir)} {what}",
-                     hint="point it at the folder trtllm-build wrote (config.json + rank*.engine), or pass "
-                          "--no-build to render for an engine built later")
+    built = build_repo(spec, out or default_repo_dir, force=force, no_build=no_build,
+                       echo=lambda m: click.echo(m, err=True),
+                       warn=lambda m: click.echo(click.style(m, fg="yellow"), err=True))
+    _echo_problems(built.report.warnings)
+    click.echo(f"wrote {built.out_dir} ({built.deployment.route.value} route: {', '.join(built.models)})")
+    click.echo(f"next: tritongen serve {built.out_dir}")
 
 
 @cli.command("validate")
@@ -363,7 +327,7 @@ def validate_cmd(repo, engine_dir, gpu, strict) -> None:
     problem; exit code 4 when there are errors.
     """
     from .errors import ValidationFailed
-    from .validate import validate_repo
+    from .repo.validate import validate_repo
 
     report = validate_repo(repo, engine_dir=engine_dir, gpu_arch=gpu)
     _echo_problems(report.problems)

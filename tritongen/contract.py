@@ -482,3 +482,14 @@ STREAM_POST_INPUTS: tuple[Tensor, ...] = (
 
 #: tensorrt_llm output -> postprocessing input.
 STREAM_TO_POST: dict[str, str] = {"stream_key": "STREAM_KEY", "stream_final": "STREAM_FINAL"}
+
+
+# -- the stop request ------------------------------------------------------------------------------------------
+# A client that abandons a stream sends the stop model a `stop` for the request id (see clients/contract_io.py).
+
+#: The inputs of a `stop` to the llmapi route's tensorrt_llm model: two of its inputs (its whole contract is in
+#: llmapi.py). That model does not batch (max_batch_size 0), so these dims are the full shapes.
+LLMAPI_STOP_INPUTS: tuple[Tensor, ...] = (
+    Tensor("text_input", "TYPE_STRING", (-1,)),
+    Tensor("stop", "TYPE_BOOL", (1,), optional=True),
+)

@@ -58,10 +58,17 @@ def tag_of(image: str) -> str | None:
     return m.group(1) if m else None
 
 
+def matrix_routes() -> set[str]:
+    """The routes the version matrix tracks, because a container may lack them (engine, llmapi). Any other route
+    (cpu, or one registered from outside) needs only the python backend, which every container has."""
+    return {name for row in _matrix()["containers"].values() for name in (row.get("routes") or {})}
+
+
 def default_container(route: str) -> Container:
-    """The newest container supporting ``route`` (cpu needs only the python backend: any container)."""
+    """The newest container supporting ``route`` (a route the matrix does not track: any container)."""
+    tracked = route in matrix_routes()
     for c in containers():
-        if route == "cpu" or route in c.routes:
+        if not tracked or route in c.routes:
             return c
     raise GatingError(f"no known container supports route {route!r}")
 
@@ -83,12 +90,15 @@ def resolve_container(spec) -> tuple[str, str | None]:
 
 def check_route_supported(spec) -> None:
     """Refuse a container that lacks the route (e.g. the engine backend after its removal)."""
-    image, _ = resolve_container(spec)
+    check_image_supports(resolve_container(spec)[0], spec.route.value)
+
+
+def check_image_supports(image: str, route: str) -> None:
+    """Refuse ``image`` for ``route`` when the version matrix says it lacks it (GatingError)."""
+    if route not in matrix_routes():
+        return
     tag = tag_of(image)
     c = by_tag(tag) if tag else None
-    route = spec.route.value
-    if route == "cpu":
-        return
     row = _matrix()["containers"].get(tag) if tag else None
     if c is None and row is not None:
         raise GatingError(f"container.image: {image}: {row.get('notes') or 'no TensorRT-LLM image for this tag'}")

@@ -105,7 +105,7 @@ def command(url, server, protocol, model, concurrency, input_len, output_len, re
       tritongen bench --protocol http --duration 30 --slo ttft_p99=500ms,itl_p99=50ms
       tritongen bench --url gpu-host:8001 --prompts prompts.jsonl --out results/
     """
-    from .. import bench
+    from ..clients import bench
     from ..errors import ClientError
 
     levels = _levels(concurrency)
@@ -168,7 +168,7 @@ def _runtime(record) -> dict:
 def _server_record(server: str | None, url: str | None, protocol: str):
     """The tritongen server record for --server, for the --url port, or the only running one."""
     from ..errors import ServerError, UsageError
-    from ..serve import state
+    from ..runtime import state
 
     # A --url may be any checkout's server: look it up among all records.
     records = state.find(server, everyone=bool(url) and not server)

@@ -28,36 +28,33 @@ def command(model, out, http_port, grpc_port, metrics_port, openai_port, prompt,
     """Build tiny, render and validate its repository, start a real tritonserver, stream a completion over
     gRPC, call the HTTP generate endpoint and the OpenAI API, then stop the server (also when a step fails)."""
     from ..cli import default_repo_dir
-    from ..client import GenerateParams, LLMClient
-    from ..render import write_repo
-    from ..serve import local, state
-    from ..serve.command import ServeOptions
+    from ..clients.triton import GenerateParams, LLMClient
+    from ..pipeline import build_repo
+    from ..runtime import local, state
+    from ..runtime.base import running_servers
+    from ..runtime.command import ServeOptions
     from ..spec import load_spec
-    from ..tiny import ensure_model
-    from ..validate import validate_repo
 
     steps = 7
     _step(1, steps, f"spec for {model!r} (cpu route)")
     spec = load_spec(model, options={"route": "cpu", "serving.http_port": http_port,
                                      "serving.grpc_port": grpc_port, "serving.metrics_port": metrics_port})
     _step(2, steps, "model files (tiny is built offline once, then cached)")
-    ensure_model(spec, echo=lambda m: click.echo("      " + m, err=True))
     repo = out or default_repo_dir(spec)
-    _step(3, steps, f"render + validate {repo}")
-    write_repo(spec, repo, force=False)
-    report = validate_repo(repo)
+    report = build_repo(spec, repo, echo=lambda m: click.echo("      " + m, err=True),
+                        on_render=lambda: _step(3, steps, f"render + validate {repo}")).report
     click.echo(f"      {len(report.models)} models, {len(report.errors)} errors, {len(report.warnings)} warnings",
                err=True)
     for stale in state.find(spec.repo_name):
         if not local.running(stale):
             stale.remove()
-        elif stale.name == spec.repo_name:  # names are shared by every checkout (serve/state.py)
+        elif stale.name == spec.repo_name:  # names are shared by every checkout (runtime/state.py)
             raise ServerError(f"a server named {stale.name!r} is already running ({stale.http_url}, started from "
                               f"{stale.owner})", hint=f"tritongen stop {stale.name}")
     _step(4, steps, f"start tritonserver on 127.0.0.1 (HTTP {http_port}, gRPC {grpc_port})")
     opts = ServeOptions(http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port)
     record = local.start(spec.repo_name, [repo], opts, echo=lambda m: click.echo(m, err=True, nl=False),
-                         tty=sys.stderr.isatty(), owners=state.load_all())
+                         tty=sys.stderr.isatty(), owners=running_servers())
     companions = []
     try:
         params = GenerateParams(max_tokens=48)
@@ -76,7 +73,7 @@ def command(model, out, http_port, grpc_port, metrics_port, openai_port, prompt,
         _step(7, steps, f"OpenAI API (http://127.0.0.1:{openai_port}/v1, official openai client)")
         worked = ["repository", "server", "gRPC streaming", "HTTP generate"]
         try:
-            from ..openai_server import demo_call
+            from ..clients.openai.launch import demo_call
         except ImportError:
             click.echo("      skipped: the OpenAI server is not installed (pip install 'tritongen[openai]')", err=True)
         else:

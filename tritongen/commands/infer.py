@@ -12,7 +12,7 @@ from ..errors import ServerError, UsageError
 
 def default_target(server: str | None, protocol: str) -> tuple[str, str]:
     """(address, model prefix) of the named (or only) tritongen server, else the default local port."""
-    from ..serve import state
+    from ..runtime import state
 
     records = state.find(server)
     if server and not records:
@@ -60,7 +60,7 @@ def command(prompt, url, server, protocol, model, max_tokens, temperature, top_k
       tritongen infer "Hi" --chat --top-p 0.9 --temperature 0.7 --seed 1
       tritongen infer "Hi" --protocol http --no-stream
     """
-    from ..client import GenerateParams, LLMClient
+    from ..clients.triton import GenerateParams, LLMClient
 
     params = GenerateParams(
         max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,

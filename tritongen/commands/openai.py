@@ -10,12 +10,13 @@ from ..errors import UsageError
 
 def _resolve(triton_url: str | None, server: str | None):
     """(gRPC address, the tritongen ServerRecord or None): --triton as given, else the named / only server."""
-    from ..serve import state
+    from ..clients.contract_io import split_url
+    from ..runtime import state
 
     if triton_url:
         if server:
             raise UsageError("give --triton or --server, not both")
-        address = triton_url.split("://", 1)[-1].rstrip("/")
+        address = split_url(triton_url)
         return triton_url, next((r for r in state.load_all() if r.grpc_url == address), None)
     from .infer import default_target
 
@@ -67,7 +68,7 @@ def command(triton_url, server, triton_model, model_name, stop_model, host, port
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         click.echo(click.style(f"warning: listening on {host} without an API key: anyone on the network can use it "
                                "(set TRITONGEN_OPENAI_API_KEY)", fg="yellow"), err=True)
-    from ..openai_server import ServerConfig, serve
+    from ..clients.openai.app import ServerConfig, serve
 
     cfg = ServerConfig(triton_url=url, model_name=name, triton_model=triton_model, stop_model=stop_model or None,
                        api_key=api_key or None, default_max_tokens=default_max_tokens, timeout=timeout,

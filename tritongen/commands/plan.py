@@ -59,7 +59,7 @@ def command(model, num_gpus, gpus_per_node, input_len, output_len, concurrency, 
       tritongen repo llama3-70b --spec plan.yaml
     """
     from ..errors import UsageError
-    from ..sizing import Workload, make_plan
+    from ..planner import Workload, make_plan
 
     explicit = _explicit_parallelism(kwargs)
     spec = resolve(model, kwargs)

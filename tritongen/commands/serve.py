@@ -4,15 +4,81 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ..errors import ServerError, UsageError
 
+if TYPE_CHECKING:
+    from ..runtime.base import ContainerOptions, LaunchRequest
+    from ..runtime.command import ServeOptions
+
+
+@dataclass
+class Endpoints:
+    """Where the server listens and who may change what it serves (what tritonserver itself is told)."""
+
+    host: str | None
+    http_port: int | None
+    grpc_port: int | None
+    metrics_port: int | None
+    model_control: str
+    admin_key: str | None
+    log_verbose: int
+
+    def options(self, serving: dict) -> ServeOptions:
+        """The tritonserver options: what was given, else the repository's ``serving`` section, else defaults."""
+        from ..runtime.command import ServeOptions
+
+        opts = ServeOptions(
+            host=self.host or serving.get("host", "127.0.0.1"),
+            http_port=self.http_port or serving.get("http_port", 8000),
+            grpc_port=self.grpc_port or serving.get("grpc_port", 8001),
+            metrics_port=self.metrics_port or serving.get("metrics_port", 8002),
+            model_control=self.model_control,
+            admin_key=self.admin_key,
+            log_verbose=self.log_verbose,
+        )
+        if opts.model_control == "explicit":
+            opts.ensure_admin_key()
+        return opts
+
+
+@dataclass
+class ServeArgs:
+    """Everything `tritongen serve` was given, read once from click's keyword arguments, in groups."""
+
+    repos: tuple[Path, ...]
+    name: str | None
+    endpoints: Endpoints
+    docker: bool
+    container: ContainerOptions
+    #: --gpus as given; read into ``container.gpus`` only once the container is planned.
+    gpus: str | None
+    launch_mode: str
+    gpu: str | None
+    no_validate: bool
+    timeout: float
+    openai_port: int | None
+    compose_out: Path | None
+    dry_run: bool
+
+    @classmethod
+    def from_click(cls, kw: dict) -> ServeArgs:
+        from ..runtime.base import ContainerOptions
+
+        endpoints = Endpoints(**{k: kw.pop(k) for k in ("host", "http_port", "grpc_port", "metrics_port",
+                                                        "model_control", "admin_key", "log_verbose")})
+        container = ContainerOptions(**{k: kw.pop(k) for k in ("image", "run_as", "network", "shm_size",
+                                                               "read_only_root", "memlock")})
+        return cls(endpoints=endpoints, container=container, gpus=kw.pop("gpu_ids"), **kw)
+
 
 def _lock_serving(repo: Path) -> dict:
-    from ..render import read_lock
+    from ..repo.lock import read_lock
 
     lock = read_lock(repo) or {}
     return ((lock.get("spec") or {}).get("serving")) or {}
@@ -21,7 +87,7 @@ def _lock_serving(repo: Path) -> dict:
 def _check_repo(repo: Path, gpu: str | None) -> None:
     """Refuse to start on a repository Triton would reject (or on an engine for another release/GPU)."""
     from ..errors import ValidationFailed
-    from ..validate import validate_repo
+    from ..repo.validate import validate_repo
 
     report = validate_repo(repo, gpu_arch=gpu)
     for p in report.warnings:
@@ -67,9 +133,7 @@ def _check_repo(repo: Path, gpu: str | None) -> None:
               help="--docker: write the container as a compose file here instead of starting it.")
 @click.option("--dry-run", is_flag=True, help="Print the launch command (docker run / mpirun / tritonserver) "
               "and exit.")
-def serve(repos, name, host, http_port, grpc_port, metrics_port, docker, image, gpu, model_control, admin_key,
-          run_as, timeout, no_validate, log_verbose, openai_port, launch_mode, network, shm_size, memlock,
-          gpu_ids, read_only_root, compose_out, dry_run) -> None:
+def serve(**kwargs) -> None:
     """Start tritonserver on REPOS (one or more model repositories), bound to 127.0.0.1.
 
     Waits until every model is ready, showing progress; on failure prints the cause and the server's log
@@ -78,73 +142,57 @@ def serve(repos, name, host, http_port, grpc_port, metrics_port, docker, image, 
     a tp x pp > 1 engine starts one tritonserver per rank under mpirun (leader mode).
     """
     from ..names import check_name, safe_name_from
-    from ..serve import state
-    from ..serve.command import ServeOptions
+    from ..runtime import state
+    from ..runtime.base import RUNTIMES, LaunchRequest, running_servers
 
-    repos = [Path(r).resolve() for r in repos]
+    args = ServeArgs.from_click(kwargs)
+    repos = [Path(r).resolve() for r in args.repos]
     # The name becomes the state file's and the container's name.
-    name = check_name(name, "--name") if name is not None else safe_name_from(repos[0].name, "server")
+    name = check_name(args.name, "--name") if args.name is not None else safe_name_from(repos[0].name, "server")
     ctx = click.get_current_context()
     given = {name for name in ("memlock", "shm_size", "network")
              if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE}
-    docker_only = {"--gpus": gpu_ids, "--read-only-root": read_only_root, "--compose-out": compose_out,
-                   "--memlock": "memlock" in given, "--shm-size": "shm_size" in given,
-                   "--network": "network" in given}
+    docker_only = {"--gpus": args.gpus, "--read-only-root": args.container.read_only_root,
+                   "--compose-out": args.compose_out, "--memlock": "memlock" in given,
+                   "--shm-size": "shm_size" in given, "--network": "network" in given}
     for flag, value in docker_only.items():
-        if value and not docker:
+        if value and not args.docker:
             raise UsageError(f"{flag} applies to --docker")
-    if not no_validate:
+    if not args.no_validate:
         for repo in repos:
-            _check_repo(repo, gpu)
-    existing = [] if (dry_run or compose_out) else [r for r in state.load_all() if r.name == name]
+            _check_repo(repo, args.gpu)
+    existing = [] if (args.dry_run or args.compose_out) else [r for r in state.load_all() if r.name == name]
     for record in existing:
         if _alive(record):
             raise ServerError(f"a server named {name!r} is already running ({record.runtime}, {record.http_url})",
                               hint=f"tritongen stop {name}, or pick another --name")
         record.remove()
-    serving = _lock_serving(repos[0])
-    opts = ServeOptions(
-        host=host or serving.get("host", "127.0.0.1"),
-        http_port=http_port or serving.get("http_port", 8000),
-        grpc_port=grpc_port or serving.get("grpc_port", 8001),
-        metrics_port=metrics_port or serving.get("metrics_port", 8002),
-        model_control=model_control,
-        admin_key=admin_key,
-        log_verbose=log_verbose,
-    )
-    if model_control == "explicit":
-        opts.ensure_admin_key()
-    echo = lambda m: click.echo(m, err=True, nl=False)  # noqa: E731
-    tty = sys.stderr.isatty()
+    opts = args.endpoints.options(_lock_serving(repos[0]))
+    request = LaunchRequest(name=name, repos=repos, options=opts, launch_mode=args.launch_mode,
+                            container=args.container, timeout=args.timeout,
+                            echo=lambda m: click.echo(m, err=True, nl=False), tty=sys.stderr.isatty())
     start = time.monotonic()
-    if docker:
-        from ..serve import docker as docker_runtime
+    if args.docker:
+        from ..repo.inspect import parse_gpu_ids
 
-        gpus = _parse_gpus(gpu_ids)
-        if dry_run or compose_out:
-            _print_docker_plan(name, repos, opts, image=image, launch_mode=launch_mode, network=network,
-                               shm_size=shm_size, run_as=run_as, gpus=gpus, read_only_root=read_only_root,
-                               compose_out=compose_out, dry_run=dry_run, memlock=memlock)
+        args.container.gpus = parse_gpu_ids(args.gpus, flag="--gpus") if args.gpus else None
+        if args.dry_run or args.compose_out:
+            _print_docker_plan(request, compose_out=args.compose_out, dry_run=args.dry_run)
             return
-        record = docker_runtime.start(name, repos, opts, image=image, timeout=timeout, echo=echo, tty=tty,
-                                      run_as=run_as, owners=state.load_all(), launch_mode=launch_mode,
-                                      network=network, shm_size=shm_size, gpus=gpus,
-                                      read_only_root=read_only_root, memlock=memlock)
+        launcher = "docker"
     else:
-        if run_as:
+        if args.container.run_as:
             raise UsageError("--user applies to --docker")
-        from ..serve import local, mpi
+        from ..repo.inspect import inspect_repo
+        from ..runtime.launch import choose_layout
 
-        plan = mpi.plan_launch([mpi.inspect_repo(r) for r in repos], launch_mode)
-        if dry_run:
-            _print_local_plan(repos, opts, plan)
+        request.layout = choose_layout([inspect_repo(r) for r in repos], args.launch_mode)
+        if args.dry_run:
+            _print_local_plan(repos, opts, request.layout)
             return
-        if plan.mpirun:
-            record = mpi.start_local(name, repos, opts, plan, timeout=timeout, echo=echo, tty=tty,
-                                     owners=state.load_all())
-        else:
-            record = local.start(name, repos, opts, timeout=timeout, echo=echo, tty=tty,
-                                 owners=state.load_all())
+        launcher = "mpi" if request.layout.mpirun else "local"
+    request.owners = running_servers()
+    record = RUNTIMES[launcher].start(request)
     where = f"container {record.container}" if record.container else f"pid {record.pid}"
     click.echo(f"tritonserver {name!r} ready in {time.monotonic() - start:.1f} s ({record.runtime}, {where})")
     click.echo(f"  gRPC    {record.grpc_url}\n  HTTP    http://{record.http_url}\n"
@@ -154,81 +202,66 @@ def serve(repos, name, host, http_port, grpc_port, metrics_port, docker, image, 
     if opts.host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(click.style(f"  warning: listening on {opts.host}: reachable from the network", fg="yellow"),
                    err=True)
-    if openai_port:
-        from ..openai_server import start_background
+    if args.openai_port:
+        from ..clients.openai.launch import start_background
 
-        url = start_background(record, port=openai_port)
+        url = start_background(record, port=args.openai_port)
         click.echo(f"  OpenAI  {url}/v1")
     click.echo(f'next: tritongen infer "Hello" --server {name}   |   tritongen stop {name}')
 
 
-def _parse_gpus(text: str | None) -> list[int] | None:
-    if not text:
-        return None
-    try:
-        return [int(x) for x in text.replace(" ", "").split(",") if x != ""]
-    except ValueError:
-        raise UsageError(f"--gpus {text!r}: give GPU ids separated by commas, e.g. 0,1") from None
+def _print_docker_plan(request: LaunchRequest, *, compose_out: Path | None, dry_run: bool) -> None:
+    from ..deploy.compose import render_compose
+    from ..repo.inspect import inspect_repo
+    from ..runtime import docker as docker_runtime
+    from ..runtime.command import format_launch
 
-
-def _print_docker_plan(name, repos, opts, *, image, launch_mode, network, shm_size, run_as, gpus,
-                       read_only_root, compose_out, dry_run, memlock) -> None:
-    from ..serve import docker as docker_runtime
-    from ..serve.command import format_launch
-    from ..serve.mpi import inspect_repo
-
-    infos = [inspect_repo(r) for r in repos]
-    image = docker_runtime.resolve_image(infos, image)
-    plan = docker_runtime.container_plan(name, infos, opts, image=image, launch_mode=launch_mode,
-                                         network=network, shm_size=shm_size, run_as=run_as, gpus=gpus,
-                                         read_only_root=read_only_root, memlock=memlock, missing_ok=True)
+    c = request.container
+    infos = [inspect_repo(r) for r in request.repos]
+    image = docker_runtime.resolve_image(infos, c.image)
+    plan = docker_runtime.container_plan(request.name, infos, request.options, image=image,
+                                         launch_mode=request.launch_mode, network=c.network, shm_size=c.shm_size,
+                                         run_as=c.run_as, gpus=c.gpus, read_only_root=c.read_only_root,
+                                         memlock=c.memlock, missing_ok=True)
     click.echo(f"# launch mode: {plan.launch.mode} ({plan.launch.reason})", err=True)
     for mount in plan.mounts:
         if not Path(mount.source).exists():
             click.echo(click.style(f"# warning: {mount.target} does not exist on this host", fg="yellow"), err=True)
     if compose_out:
         compose_out.parent.mkdir(parents=True, exist_ok=True)
-        compose_out.write_text(docker_runtime.render_compose(plan))
+        compose_out.write_text(render_compose(plan))
         click.echo(f"wrote {compose_out} (start: docker compose -f {compose_out} up -d)")
     if dry_run:
         click.echo(format_launch(docker_runtime.docker_run_args(plan)), nl=False)
 
 
-def _print_local_plan(repos, opts, plan) -> None:
+def _print_local_plan(repos, opts, layout) -> None:
     import shlex
 
-    from ..serve import local, mpi
-    from ..serve.command import format_launch
+    from ..runtime import local
+    from ..runtime.command import format_launch
+    from ..runtime.launch import launch_argv, rank_argvs
 
     install = local.find_installation()
-    argvs = mpi.rank_argvs([str(r) for r in repos], opts, plan, binary=install.binary,
-                           backend_dir=install.backend_dir)
-    argv = mpi.launch_argv(plan, argvs)
-    click.echo(f"# launch mode: {plan.mode} ({plan.reason})", err=True)
-    for key, value in {**install.env, **plan.env}.items():
+    argvs = rank_argvs([str(r) for r in repos], opts, layout, binary=install.binary,
+                       backend_dir=install.backend_dir)
+    argv = launch_argv(layout, argvs)
+    click.echo(f"# launch mode: {layout.mode} ({layout.reason})", err=True)
+    for key, value in {**install.env, **layout.env}.items():
         click.echo(f"export {key}={shlex.quote(value)}")
     click.echo(format_launch(argv), nl=False)
 
 
 def _alive(record) -> bool:
-    from ..serve.local import record_alive
+    from ..runtime.base import record_alive
 
     return record_alive(record)
 
 
 def _stop_one(record) -> str:
-    if record.runtime == "docker":
-        from ..serve import docker as docker_runtime
+    from ..runtime.base import runtime_of
 
-        was = docker_runtime.stop(record)
-    elif record.extra.get("launch_mode") in ("leader", "orchestrator") or record.command[:1] == ["mpirun"]:
-        from ..serve import mpi
-
-        was = mpi.stop_local(record)
-    else:
-        from ..serve import local
-
-        was = local.stop(record)
+    was = runtime_of(record).stop(record)
     for pid in record.extra.get("companions", []):  # e.g. the OpenAI front started with --openai
         from .. import proc
 
@@ -238,7 +271,7 @@ def _stop_one(record) -> str:
 
 def _others_note(records) -> str:
     """Which servers of other checkouts/caches exist, for a message ('' when none)."""
-    from ..serve import state
+    from ..runtime import state
 
     others = [r for r in state.find(None, everyone=True) if not r.mine and r not in records]
     if not others:
@@ -253,7 +286,7 @@ def _others_note(records) -> str:
 def stop(target, stop_all) -> None:
     """Stop the server named TARGET (or serving the repository TARGET); with no TARGET, the only one this
     checkout started. A server another checkout (another cache) started is only stopped when named."""
-    from ..serve import state
+    from ..runtime import state
 
     records = state.find(None if stop_all else target)
     if target and not records and not stop_all:
@@ -280,15 +313,16 @@ def status(as_json) -> None:
     import json
     from dataclasses import asdict
 
-    from ..serve import state
-    from ..serve.local import missing_stubs, ready
+    from ..runtime import state
+    from ..runtime.base import runtime_of
+    from ..runtime.startup import ready
 
     rows = []
     gone: dict[str, list[str]] = {}
     for record in state.find(None, everyone=True):
         alive = _alive(record)
         is_ready = alive and ready(record.client_host, record.http_port)
-        gone[record.name] = missing_stubs(record) if is_ready else []
+        gone[record.name] = runtime_of(record).missing_stubs(record) if is_ready else []
         if gone[record.name]:
             label = "degraded"  # Triton still answers ready, but these models fail every request
         else:
@@ -316,8 +350,8 @@ def status(as_json) -> None:
 @click.option("-n", "--lines", type=int, default=50, show_default=True, help="Lines from the end.")
 def logs(target, lines) -> None:
     """Print the end of a server's log (the only server when TARGET is omitted)."""
-    from .. import proc
-    from ..serve import state
+    from ..runtime import state
+    from ..runtime.base import runtime_of
 
     records = state.find(target)
     if not records:
@@ -325,10 +359,4 @@ def logs(target, lines) -> None:
                           f"{_others_note(records) if not target else ''}")
     if len(records) > 1:
         raise UsageError(f"several servers match; name one of: {', '.join(r.name for r in records)}")
-    record = records[0]
-    if record.runtime == "docker":
-        from ..serve import docker as docker_runtime
-
-        click.echo(docker_runtime.logs(record, lines=lines))
-    else:
-        click.echo(proc.tail_file(Path(record.log), lines))
+    click.echo(runtime_of(records[0]).logs(records[0], lines))

@@ -13,7 +13,7 @@ import click
 @click.option("--force", is_flag=True, help="Rebuild even if an identical build exists.")
 def command(out, force) -> None:
     """Build the tiny Llama and its tokenizer offline (deterministic; cached, so built once)."""
-    from ..spec import cache_dir
+    from ..paths import cache_dir
     from ..tiny import build, is_built
 
     dest = out or cache_dir() / "models" / "tiny"

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..engine_config import BUILD_INFO_NAME
-from ..spec import Precision, Spec, SpeculativeMethod, cache_dir
+from ..paths import cache_dir
+from ..spec import Precision, Spec, SpeculativeMethod
 
 #: Bumped whenever the planner changes the commands it emits for the same spec (old entries then miss).
 PLAN_RECIPE = 1

@@ -20,9 +20,11 @@ from pathlib import Path
 from .. import __version__, proc
 from ..engine_config import BUILD_INFO_NAME
 from ..errors import CommandFailed, MissingDependency, TritongenError
-from ..spec import cache_dir, dump_spec
+from ..paths import cache_dir
+from ..spec import dump_spec
 from . import cache, gating
-from .plan import BuildPlan, EnginePlan, Step
+from .plan import BuildPlan, EnginePlan
+from .steps import Step
 
 Echo = Callable[[str], None]
 
@@ -33,7 +35,7 @@ def logs_dir(entry_name: str) -> Path:
 
 def check_runner(ep: EnginePlan) -> None:
     """The tools this plan needs must exist here (docker, or trtllm-build for --local)."""
-    if ep.runner == "docker":
+    if ep.in_container:
         if shutil.which("docker") is None:
             raise MissingDependency("docker is not installed (or not on PATH); the engine build runs in "
                                     f"{ep.image}", hint="install Docker with the NVIDIA Container Toolkit, or build "
@@ -117,7 +119,7 @@ def _build_locked(ep: EnginePlan, *, echo: Echo, stream: bool, force: bool) -> P
     logs.mkdir(parents=True, exist_ok=True)
     total = len(ep.steps)
     echo(f"building {_role(ep)}{ep.spec.model.name} {ep.spec.precision.format.value} for {ep.gpu.label} "
-         f"({total} steps, TensorRT-LLM {ep.trtllm_version}" + (f", {ep.image})" if ep.runner == "docker" else
+         f"({total} steps, TensorRT-LLM {ep.trtllm_version}" + (f", {ep.image})" if ep.in_container else
                                                                ", --local)"))
     started = time.monotonic()
     try:
@@ -154,7 +156,7 @@ def _run_step(ep: EnginePlan, step: Step, i: int, total: int, logs: Path, *, ech
         try:
             # --local: run in the work dir (trtllm-build writes its timing cache to the current directory).
             rc, tail = proc.run(argv, what=f"{step.name} step", on_line=on_line, check=False,
-                                env=ep.env(step) or None, cwd=ep.work if ep.runner == "local" else None)
+                                env=ep.env(step) or None, cwd=None if ep.in_container else ep.work)
         except KeyboardInterrupt:
             _stop_container(ep, step)
             raise
@@ -177,7 +179,7 @@ def _run_step(ep: EnginePlan, step: Step, i: int, total: int, logs: Path, *, ech
 
 def _stop_container(ep: EnginePlan, step: Step) -> None:
     """`docker run` without a TTY leaves the container running when the client dies; remove it by name."""
-    if ep.runner != "docker" or shutil.which("docker") is None:
+    if not ep.in_container or shutil.which("docker") is None:
         return
     try:
         proc.run(["docker", "rm", "-f", ep.container_name(step)], what="docker rm", check=False)
@@ -247,7 +249,7 @@ def build_record(ep: EnginePlan, material: dict, *, built_version: str | None) -
         "gpu_arch": ep.gpu.arch,
         "gpu_sm": ep.gpu.sm,
         "trtllm_version": str(built_version or ep.trtllm_version),
-        "image": ep.image if ep.runner == "docker" else None,
+        "image": ep.image if ep.in_container else None,
         "runner": ep.runner,
         "key": cache.cache_key(material),
         "key_material": material,

@@ -76,7 +76,7 @@ def draft_engine_dir(spec) -> Path | None:
     For the repository's ``tensorrt_llm_draft`` model: its ``gpt_model_path``."""
     if spec.decoding.speculative.method is not SpeculativeMethod.draft_target:
         return None
-    from .plan import draft_spec
+    from ..resolve import draft_spec
 
     draft = draft_spec(spec)
     entry = cache.entry_dir(draft, role="draft")

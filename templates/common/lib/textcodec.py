@@ -69,6 +69,11 @@ def load_tokenizer(tokenizer_dir: str, trust_remote_code: bool = False):
     return tok
 
 
+def tokenizer_of(model_config: dict):
+    """The tokenizer a model's parameters name (tokenizer_dir, trust_remote_code)."""
+    return load_tokenizer(str_param(model_config, "tokenizer_dir"), bool_param(model_config, "trust_remote_code", False))
+
+
 def decode(tokenizer, ids, skip_special_tokens: bool) -> str:
     """Full decode. Tokenization-space cleanup is off everywhere so streamed chunks and full decodes agree."""
     return tokenizer.decode(ids, skip_special_tokens=skip_special_tokens, clean_up_tokenization_spaces=False)
@@ -455,6 +460,18 @@ def max_tokens_problem(value) -> str | None:
     if value < 1:
         return (f"max_tokens must be between 1 and {INT32_MAX}, got {value}; over HTTP generate a number beyond "
                 f"{INT32_MAX} reaches the server cut to 32 bits, so a too-large value shows up as this")
+    return None
+
+
+def length_problem(prompt_tokens: int, max_tokens: int, max_seq_len: int) -> str | None:
+    """The error for max_tokens itself (:func:`max_tokens_problem`) or for a prompt plus max_tokens beyond
+    max_seq_len (0: no limit); None when the request fits."""
+    problem = max_tokens_problem(max_tokens)
+    if problem:
+        return problem
+    if max_seq_len and prompt_tokens + max_tokens > max_seq_len:
+        return (f"prompt ({prompt_tokens} tokens) + max_tokens ({max_tokens}) exceeds max_seq_len={max_seq_len}; "
+                f"ask for at most {max(max_seq_len - prompt_tokens, 0)} tokens")
     return None
 
 

@@ -21,15 +21,13 @@ import json
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
-from textcodec import StreamTable, bool_param, decode, load_tokenizer, str_param
+from textcodec import StreamTable, bool_param, decode, tokenizer_of
 
 
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
-        self.tokenizer = load_tokenizer(
-            str_param(config, "tokenizer_dir"), bool_param(config, "trust_remote_code", False)
-        )
+        self.tokenizer = tokenizer_of(config)
         self.skip_special = bool_param(config, "skip_special_tokens", True)
         self.streaming = bool_param(config, "streaming", False)
         self.streams = StreamTable(self.tokenizer, self.skip_special)

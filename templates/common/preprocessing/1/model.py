@@ -24,15 +24,14 @@ from textcodec import (
     check_prompt_size,
     check_words,
     int_param,
-    load_tokenizer,
+    length_problem,
     max_token_bytes,
-    max_tokens_problem,
     one_of,
     prompt_byte_limit,
     scalar,
-    str_param,
     strings,
     to_word_list,
+    tokenizer_of,
 )
 
 
@@ -44,9 +43,7 @@ def _input(request, name):
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
-        self.tokenizer = load_tokenizer(
-            str_param(config, "tokenizer_dir"), bool_param(config, "trust_remote_code", False)
-        )
+        self.tokenizer = tokenizer_of(config)
         self.add_special_tokens = bool_param(config, "add_special_tokens", True)
         self.max_input_len = int_param(config, "max_input_len", 0)
         self.max_seq_len = int_param(config, "max_seq_len", 0)
@@ -141,12 +138,9 @@ class TritonPythonModel:
                 raise ValueError(f"prompt is {n} tokens, longer than max_input_len={self.max_input_len}; "
                                  "shorten it (or raise limits.max_input_len and rebuild)")
             max_tokens = int(scalar(out_len[b], 0))
-            problem = max_tokens_problem(max_tokens)
+            problem = length_problem(n, max_tokens, self.max_seq_len)
             if problem:
                 raise ValueError(problem)
-            if self.max_seq_len and n + max_tokens > self.max_seq_len:
-                raise ValueError(f"prompt ({n} tokens) + max_tokens ({max_tokens}) exceeds max_seq_len="
-                                 f"{self.max_seq_len}; ask for at most {max(self.max_seq_len - n, 0)} tokens")
             ids_rows.append(ids)
             lens.append(n)
             out_lens.append(max_tokens)

@@ -17,6 +17,7 @@ import uuid
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
+from contract_tables import CLIENT_TO_LLM, CLIENT_TO_PRE, PASSTHROUGH, PRE_TO_LLM
 from textcodec import (
     DaemonPool,
     IncrementalDecoder,
@@ -28,78 +29,15 @@ from textcodec import (
     check_words,
     decode,
     int_param,
-    load_tokenizer,
     max_token_bytes,
     max_tokens_problem,
     output_names,
     prompt_byte_limit,
     str_param,
+    tokenizer_of,
 )
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
-
-#: client input -> preprocessing input (kept equal to tritongen.contract.CLIENT_TO_PRE by a test).
-CLIENT_TO_PRE = {
-    "text_input": "QUERY",
-    "max_tokens": "REQUEST_OUTPUT_LEN",
-    "bad_words": "BAD_WORDS_DICT",
-    "stop_words": "STOP_WORDS_DICT",
-    "embedding_bias_words": "EMBEDDING_BIAS_WORDS",
-    "embedding_bias_weights": "EMBEDDING_BIAS_WEIGHTS",
-    "end_id": "END_ID",
-    "pad_id": "PAD_ID",
-    "apply_chat_template": "APPLY_CHAT_TEMPLATE",
-    "seed": "SEED",
-    "random_seed": "RANDOM_SEED",
-    "min_tokens": "MIN_TOKENS",
-    "min_length": "MIN_LENGTH",
-}
-#: preprocessing output -> tensorrt_llm input (= tritongen.contract.PRE_TO_LLM).
-PRE_TO_LLM = {
-    "INPUT_ID": "input_ids",
-    "REQUEST_INPUT_LEN": "input_lengths",
-    "REQUEST_OUTPUT_LEN": "request_output_len",
-    "BAD_WORDS_IDS": "bad_words_list",
-    "STOP_WORDS_IDS": "stop_words_list",
-    "EMBEDDING_BIAS": "embedding_bias",
-    "OUT_END_ID": "end_id",
-    "OUT_PAD_ID": "pad_id",
-    "OUT_SEED": "seed",
-    "OUT_MIN_TOKENS": "min_tokens",
-}
-#: client input passed straight to tensorrt_llm (= tritongen.contract.CLIENT_TO_LLM).
-CLIENT_TO_LLM = {
-    "num_return_sequences": "num_return_sequences",
-    "exclude_input_in_output": "exclude_input_in_output",
-    "top_k": "runtime_top_k",
-    "top_p": "runtime_top_p",
-    "temperature": "temperature",
-    "length_penalty": "len_penalty",
-    "repetition_penalty": "repetition_penalty",
-    "presence_penalty": "presence_penalty",
-    "frequency_penalty": "frequency_penalty",
-    "return_log_probs": "return_log_probs",
-    "return_context_logits": "return_context_logits",
-    "return_generation_logits": "return_generation_logits",
-    "return_perf_metrics": "return_perf_metrics",
-    "return_num_input_tokens": "return_num_input_tokens",
-    "return_num_output_tokens": "return_num_output_tokens",
-    "beam_width": "beam_width",
-    "stream": "streaming",
-    "lora_task_id": "lora_task_id",
-    "lora_weights": "lora_weights",
-    "lora_config": "lora_config",
-    "guided_decoding_guide_type": "guided_decoding_guide_type",
-    "guided_decoding_guide": "guided_decoding_guide",
-}
-#: tensorrt_llm outputs the client receives unchanged.
-PASSTHROUGH = (
-    "cum_log_probs", "output_log_probs", "context_logits", "generation_logits", "batch_index", "sequence_index",
-    "kv_cache_alloc_new_blocks", "kv_cache_reused_blocks", "kv_cache_alloc_total_blocks", "arrival_time_ns",
-    "first_scheduled_time_ns", "first_token_time_ns", "last_token_time_ns", "acceptance_rate",
-    "total_accepted_draft_tokens", "total_draft_tokens", "num_input_tokens", "num_output_tokens",
-)
-
 
 class RequestError(Exception):
     pass
@@ -114,9 +52,7 @@ class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         self.decoupled = bool(config.get("model_transaction_policy", {}).get("decoupled", False))
-        self.tokenizer = load_tokenizer(
-            str_param(config, "tokenizer_dir"), bool_param(config, "trust_remote_code", False)
-        )
+        self.tokenizer = tokenizer_of(config)
         self.skip_special = bool_param(config, "skip_special_tokens", True)
         self.draft_model = str_param(config, "draft_model", "")
         self.pre_model = str_param(config, "preprocessing_model", "preprocessing")

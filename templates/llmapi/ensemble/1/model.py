@@ -1,6 +1,7 @@
 """ensemble (llmapi route): the ensemble client contract in front of TensorRT-LLM's LLM-API model.
 
-Rendered by tritongen; runs in Triton's python backend with numpy and transformers (textcodec.py sits next to it).
+Rendered by tritongen; runs in Triton's python backend with numpy and transformers (textcodec.py and the rendered
+contract_tables.py sit next to it).
 Clients written for the engine route (tritongen infer and bench, Triton's generate endpoints, tensorrtllm_backend
 clients, the OpenAI front) send text_input, max_tokens, stream, stop_words, temperature, top_k, top_p, seed, ... and
 read text_output. This model maps each request onto the llmapi model's inputs (text_input, streaming,
@@ -39,6 +40,7 @@ import uuid
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
+from contract_tables import CLIENT_TO_LLMAPI, FRONT_HANDLED, LLMAPI_DTYPES, PASSTHROUGH, UNSUPPORTED
 from textcodec import (
     DaemonPool,
     bool_param,
@@ -49,76 +51,19 @@ from textcodec import (
     check_sampling,
     check_words,
     int_param,
-    load_tokenizer,
+    length_problem,
     max_token_bytes,
-    max_tokens_problem,
     output_names,
     prompt_byte_limit,
     scalar,
     str_param,
     strings,
+    tokenizer_of,
 )
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
-#: client input -> llmapi input (kept equal to tritongen.llmapi.CLIENT_TO_LLMAPI by a test).
-CLIENT_TO_LLMAPI = {
-    "stream": "streaming",
-    "stop_words": "sampling_param_stop",
-    "temperature": "sampling_param_temperature",
-    "top_k": "sampling_param_top_k",
-    "top_p": "sampling_param_top_p",
-    "seed": "sampling_param_seed",
-    "presence_penalty": "sampling_param_presence_penalty",
-    "frequency_penalty": "sampling_param_frequency_penalty",
-    "return_perf_metrics": "sampling_param_return_perf_metrics",
-}
-#: llmapi input -> numpy dtype of its one value.
-LLMAPI_DTYPES = {
-    "sampling_param_max_tokens": np.int32,
-    "sampling_param_temperature": np.float32,
-    "sampling_param_top_k": np.int32,
-    "sampling_param_top_p": np.float32,
-    "sampling_param_seed": np.uint64,
-    "sampling_param_presence_penalty": np.float32,
-    "sampling_param_frequency_penalty": np.float32,
-    "sampling_param_return_perf_metrics": np.bool_,
-}
-#: client inputs the llmapi model cannot honour (= tritongen.llmapi.UNSUPPORTED_CLIENT_INPUTS), with the value
-#: that means "not used" (None: any value is a use).
-UNSUPPORTED = {
-    "bad_words": None,
-    "end_id": None,
-    "pad_id": None,
-    "length_penalty": "ignore",
-    "repetition_penalty": 1.0,
-    "min_tokens": 1,
-    "return_log_probs": False,
-    "return_context_logits": False,
-    "return_generation_logits": False,
-    "embedding_bias_words": None,
-    "embedding_bias_weights": None,
-    "lora_task_id": None,
-    "lora_weights": None,
-    "lora_config": None,
-    "guided_decoding_guide_type": None,
-    "guided_decoding_guide": None,
-}
-#: llmapi outputs passed to the client under the same name, with the client contract's dtype.
-PASSTHROUGH = {
-    "kv_cache_alloc_new_blocks": np.int32,
-    "kv_cache_alloc_total_blocks": np.int32,
-    "arrival_time_ns": np.int64,
-    "first_scheduled_time_ns": np.int64,
-    "first_token_time_ns": np.int64,
-    "last_token_time_ns": np.int64,
-    "acceptance_rate": np.float32,
-    "total_accepted_draft_tokens": np.int32,
-    "total_draft_tokens": np.int32,
-}
-CLIENT_INPUT_NAMES = ("text_input", "max_tokens", "apply_chat_template", "exclude_input_in_output", "return_num_input_tokens",
-                      "return_num_output_tokens", "num_return_sequences", "beam_width", *CLIENT_TO_LLMAPI,
-                      *UNSUPPORTED)
+CLIENT_INPUT_NAMES = (*FRONT_HANDLED, *CLIENT_TO_LLMAPI, *UNSUPPORTED)
 
 
 class RequestError(Exception):
@@ -178,9 +123,7 @@ class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         self.decoupled = bool(config.get("model_transaction_policy", {}).get("decoupled", False))
-        self.tokenizer = load_tokenizer(
-            str_param(config, "tokenizer_dir"), bool_param(config, "trust_remote_code", False)
-        )
+        self.tokenizer = tokenizer_of(config)
         self.llm = str_param(config, "llm_model", "tensorrt_llm")
         self.llm_decoupled = bool_param(config, "llm_decoupled", self.decoupled)
         self.exclude_input_default = bool_param(config, "exclude_input_in_output", True)
@@ -306,12 +249,9 @@ class TritonPythonModel:
         if found.get("max_tokens") is None:
             raise RequestError("max_tokens is required: send the number of tokens to generate at most")
         max_tokens = int(scalar(found.get("max_tokens"), 0))
-        problem = max_tokens_problem(max_tokens)
+        problem = length_problem(n_in, max_tokens, self.max_seq_len)
         if problem:
             raise RequestError(problem)
-        if self.max_seq_len and n_in + max_tokens > self.max_seq_len:
-            raise RequestError(f"prompt ({n_in} tokens) + max_tokens ({max_tokens}) exceeds max_seq_len="
-                               f"{self.max_seq_len}; ask for at most {max(self.max_seq_len - n_in, 0)} tokens")
         stream = bool(scalar(found.get("stream"), False)) and self.decoupled and not final_only
         exclude = bool(scalar(found.get("exclude_input_in_output"), self.exclude_input_default))
         want_in = bool(scalar(found.get("return_num_input_tokens"), False))

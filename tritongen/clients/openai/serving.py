@@ -1,0 +1,144 @@
+"""What the routes call: the server's configuration, its counters, and one request run to its answer, with stop
+sequences cut and cancellation when the client leaves."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .backend import TritonBackend
+from .mapping import Generation, Reply, StopScanner, sse
+from .protocol import OpenAIError, Usage
+
+log = logging.getLogger("tritongen.openai")
+
+DEFAULT_PORT = 9000
+#: Largest request body accepted (--max-body-bytes); a bigger one is refused before it is read or parsed.
+DEFAULT_MAX_BODY_BYTES = 8 * 2**20
+
+
+@dataclass
+class ServerConfig:
+    triton_url: str
+    model_name: str
+    triton_model: str = "ensemble"
+    stop_model: str | None = "auto"  #: "auto": the same repository's tensorrt_llm
+    api_key: str | None = None
+    default_max_tokens: int = 256
+    timeout: float = 300.0
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    created: int = field(default_factory=lambda: int(time.time()))
+
+
+@dataclass
+class Stats:
+    active: int = 0
+    completed: int = 0
+    cancelled: int = 0
+    failed: int = 0
+
+
+class Service:
+    """What the routes call: request validation, generation with stop handling, response building."""
+
+    def __init__(self, cfg: ServerConfig):
+        self.cfg = cfg
+        self.triton = TritonBackend(cfg.triton_url, cfg.triton_model, timeout=cfg.timeout, stop_model=cfg.stop_model)
+        self.stats = Stats()
+
+    def check_model(self, name: str) -> None:
+        if name != self.cfg.model_name:
+            raise OpenAIError(404, f"The model `{name}` does not exist. This server serves `{self.cfg.model_name}`.",
+                              param="model", code="model_not_found")
+
+    async def run(self, gen: Generation, request_id: str) -> AsyncIterator[tuple[str, Any]]:
+        """Yield ("text", delta) events, then one ("end", (finish_reason, usage))."""
+        scanner = StopScanner(gen.stop)
+        counts: dict[str, int] = {}
+        self.stats.active += 1
+        outcome = "cancelled"
+        try:
+            async with contextlib.aclosing(self.triton.stream(request_id, gen)) as pieces:
+                async for piece in pieces:
+                    for key, value in piece.counts.items():
+                        counts[key] = max(counts.get(key, 0), value)
+                    out = scanner.push(piece.text)
+                    if out:
+                        yield "text", out
+                    if scanner.hit is not None:
+                        break  # closing the stream cancels the rest
+            if scanner.hit is None:
+                tail = scanner.flush()
+                if tail:
+                    yield "text", tail
+            n_in, n_out = counts.get("num_input_tokens", 0), counts.get("num_output_tokens", 0)
+            finish = "stop" if scanner.hit is not None or n_out < gen.max_tokens else "length"
+            outcome = "completed"
+            yield "end", (finish, Usage(prompt_tokens=n_in, completion_tokens=n_out, total_tokens=n_in + n_out))
+        except OpenAIError:
+            outcome = "failed"
+            raise
+        finally:
+            self.stats.active -= 1
+            setattr(self.stats, outcome, getattr(self.stats, outcome) + 1)
+            if outcome == "cancelled":
+                log.info("request %s cancelled (client disconnected)", request_id)
+
+    async def whole(self, gen: Generation, reply: Reply) -> tuple[int, dict]:
+        """(HTTP status, body) of a non-streamed answer; an error becomes OpenAI's error body."""
+        parts: list[str] = []
+        finish, usage = "stop", None
+        try:
+            async with contextlib.aclosing(self.run(gen, reply.request_id)) as events:
+                async for kind, value in events:
+                    if kind == "text":
+                        parts.append(value)
+                    else:
+                        finish, usage = value
+        except OpenAIError as err:
+            return err.status, err.body.model_dump()
+        return 200, reply.whole("".join(parts), finish, usage)
+
+    async def stream(self, gen: Generation, reply: Reply) -> AsyncIterator[bytes]:
+        """The server-sent events of a streamed answer. The first event is awaited here, so that an error before
+        the first token is raised (and answered with its HTTP status) rather than sent as an event."""
+        events = self.run(gen, reply.request_id)
+        try:
+            first = await events.__anext__()
+        except StopAsyncIteration:
+            first = None
+        except OpenAIError:
+            await events.aclose()
+            raise
+        return self._chunks(first, events, reply)
+
+    async def _chunks(self, first, events, reply: Reply) -> AsyncIterator[bytes]:
+        try:
+            if reply.chat:
+                yield reply.chunk(None, None, role=True)
+            pending = [first] if first is not None else []
+            while True:
+                if pending:
+                    kind, value = pending.pop()
+                else:
+                    try:
+                        kind, value = await events.__anext__()
+                    except StopAsyncIteration:
+                        break
+                if kind == "text":
+                    yield reply.chunk(value, None)
+                    continue
+                finish, usage = value
+                yield reply.chunk(None, finish)
+                if reply.include_usage:
+                    yield reply.usage_chunk(usage)
+            yield sse("[DONE]")
+        except OpenAIError as err:
+            yield sse(err.body)
+            yield sse("[DONE]")
+        finally:
+            await events.aclose()

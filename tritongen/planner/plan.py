@@ -1,0 +1,250 @@
+"""The plan: the smallest layout that holds the workload, its estimate, the settings to apply, and what would fit
+when nothing does."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from .. import gpus as gpu_table
+from ..errors import GatingError, UsageError
+from .assumptions import ASSUMPTIONS, BYTES_PER_PARAM, COMPUTE_RATE, PRECISION_LADDER
+from .layout import allowed_precisions, check_precision, layouts, runs_on
+from .memory import MemoryFit, memory_fit
+from .shapes import Gpu, Shape, Workload
+from .speed import Estimator, Performance
+
+
+@dataclass
+class Plan:
+    model: str
+    gpu: Gpu
+    precision: str
+    kv_dtype: str
+    workload: Workload
+    tp: int
+    pp: int
+    memory: MemoryFit
+    performance: Performance
+    explanation: list[str]
+    warnings: list[str]
+    spec_overrides: dict
+    convert_flags: list[str]
+    build_flags: list[str]
+    runtime_parameters: dict
+    considered: list[dict] = field(default_factory=list)
+
+    @property
+    def num_gpus(self) -> int:
+        return self.tp * self.pp
+
+    def to_dict(self) -> dict:
+        g = self.gpu
+        return {
+            "model": self.model,
+            "gpu": {"key": g.key, "name": g.name, "arch": g.arch, "sm": g.sm, "memory_gb": g.memory_gb,
+                    "memory_bandwidth_gbps": g.bandwidth_gbps, "tflops": g.tflops, "nvlink_gbps": g.nvlink_gbps,
+                    "nvlink_domain": g.nvlink_domain, "pcie": g.pcie, "source": g.source},
+            "precision": self.precision, "kv_cache_dtype": self.kv_dtype,
+            "workload": asdict(self.workload),
+            "parallelism": {"tp": self.tp, "pp": self.pp, "num_gpus": self.num_gpus},
+            "fits": self.memory.fits, "fits_concurrency": self.memory.sequences >= self.workload.concurrency,
+            "memory_per_gpu": self.memory.to_dict(),
+            "performance": self.performance.to_dict(),
+            "explanation": self.explanation, "warnings": self.warnings,
+            "settings": {"spec_overrides": self.spec_overrides, "convert_checkpoint_flags": self.convert_flags,
+                         "trtllm_build_flags": self.build_flags, "runtime_parameters": self.runtime_parameters},
+            "considered": self.considered,
+            "assumptions": {k: v["value"] for k, v in ASSUMPTIONS.items()},
+            "estimate": "first-order: bandwidth-bound decode, compute-bound prefill; see docs/perf-estimates.md",
+        }
+
+
+def default_max_num_tokens(input_len: int) -> int:
+    """TensorRT-LLM's usual 8192, raised to the prompt length (a whole prompt must fit one step unless
+    chunked context is on)."""
+    return max(8192, input_len)
+
+
+def make_plan(spec, gpu_name: str, workload: Workload, *, num_gpus: int | None = None,
+              gpus_per_node: int | None = None, tp: int | None = None, pp: int | None = None) -> Plan:
+    """Size ``spec``'s model on ``gpu_name`` for ``workload``. With ``tp``/``pp`` the layout is fixed; otherwise
+    the smallest layout that holds ``workload.concurrency`` sequences is chosen (see :func:`layouts`)."""
+    gpu = Gpu.get(gpu_name)
+    shape = Shape.from_model(spec.model)
+    precision = spec.precision.format.value
+    kv_dtype = spec.precision.resolved_kv_dtype.value
+    for name, value in (("input length", workload.input_len), ("output length", workload.output_len),
+                        ("concurrency", workload.concurrency)):
+        if value < 1:
+            raise UsageError(f"{name} must be at least 1, got {value}")
+    if workload.seq_len > shape.context_length:
+        raise UsageError(f"input + output = {workload.seq_len} tokens exceeds {shape.name}'s context length "
+                         f"{shape.context_length}")
+    check_precision(gpu, precision, kv_dtype)
+    per_node = gpus_per_node or (gpu.nvlink_domain if gpu.nvlink_domain > 1 else 8)
+    max_batch = min(max(workload.concurrency, 1), 4096)
+    mnt = default_max_num_tokens(workload.input_len)
+    kw = dict(precision=precision, kv_dtype=kv_dtype, workload=workload, max_num_tokens=mnt,
+              max_batch_size=max_batch, kv_fraction=spec.kv_cache.free_gpu_mem_fraction,
+              tokens_per_block=spec.kv_cache.tokens_per_block, group_size=spec.precision.awq_block_size)
+
+    fixed = tp is not None or pp is not None
+    if fixed:
+        tp, pp = tp or 1, pp or 1
+        if num_gpus is not None and tp * pp > num_gpus:
+            raise GatingError(f"tp x pp = {tp} x {pp} = {tp * pp} GPUs but --num-gpus is {num_gpus}")
+        if shape.heads % tp:
+            raise GatingError(f"tp={tp} does not divide {shape.name}'s {shape.heads} attention heads")
+        candidates = [(tp, pp, "given")]
+    else:
+        candidates = layouts(shape, gpu, max_gpus=num_gpus or 64, gpus_per_node=per_node)
+
+    considered: list[dict] = []
+    chosen = first_fit = None
+    group = kw["group_size"]
+    worlds: dict[int, list[tuple[int, int, str]]] = {}
+    for cand in candidates:
+        worlds.setdefault(cand[0] * cand[1], []).append(cand)
+    for world_candidates in worlds.values():
+        holding = []
+        for ctp, cpp, where in world_candidates:
+            fit = memory_fit(shape, gpu, tp=ctp, pp=cpp, **kw)
+            entry = {"tp": ctp, "pp": cpp, "where": where, "weights_gb": round(fit.weights_gb, 2),
+                     "kv_pool_gb": round(fit.kv_pool_gb, 2), "sequences": fit.sequences, "fits": fit.fits}
+            considered.append(entry)
+            if fit.fits and first_fit is None:
+                first_fit = (ctp, cpp, where, fit)
+            if fit.fits and fit.sequences >= workload.concurrency:
+                holding.append(((ctp, cpp, where, fit), entry))
+        if len(holding) > 1:
+            # Same GPU count, different layouts (no NVLink: pp or tp over PCIe): keep the faster estimate.
+            for (ctp, cpp, _where, _fit), entry in holding:
+                est = Estimator(shape, gpu, precision=precision, kv_dtype=kv_dtype, tp=ctp, pp=cpp, group_size=group)
+                entry["sustained_output_tps"] = round(est.sustained(workload.concurrency, workload), 1)
+            holding.sort(key=lambda h: -h[1]["sustained_output_tps"])
+        if holding:
+            chosen = holding[0][0]
+            break
+    if first_fit is None:
+        raise _does_not_fit(shape, gpu, workload, precision, candidates, per_node, kw)
+
+    warnings: list[str] = []
+    if chosen is None:
+        # Fits, but nothing within the allowed GPUs holds the requested concurrency: take the most KV.
+        best = max((c for c in considered if c["fits"]), key=lambda c: c["sequences"])
+        chosen_tp, chosen_pp = best["tp"], best["pp"]
+        where = next(w for t, p, w in candidates if (t, p) == (chosen_tp, chosen_pp))
+        fit = memory_fit(shape, gpu, tp=chosen_tp, pp=chosen_pp, **kw)
+        warnings.append(f"the KV cache holds only {fit.sequences} concurrent {workload.input_len}+"
+                        f"{workload.output_len}-token sequences, not {workload.concurrency}; requests beyond that "
+                        f"queue (more GPUs, a smaller --kv-dtype or precision would raise it)")
+        chosen = (chosen_tp, chosen_pp, where, fit)
+    ctp, cpp, where, fit = chosen
+
+    est = Estimator(shape, gpu, precision=precision, kv_dtype=kv_dtype, tp=ctp, pp=cpp,
+                    group_size=spec.precision.awq_block_size)
+    perf = est.performance(workload, min(workload.concurrency, fit.sequences), fit.sequences)
+    explanation = _explain(shape, gpu, workload, ctp, cpp, where, fit, considered, fixed)
+    if cpp > 1 and ctp * cpp > per_node:
+        warnings.append(f"tp={ctp} x pp={cpp} spans {math.ceil(ctp * cpp / per_node)} nodes: a multi-node "
+                        "(MPI) launch that tritongen's local/docker serve does not start for you")
+    if ctp > 1 and where in ("tp-pcie",):
+        warnings.append(f"tensor parallelism over {gpu.pcie} (no NVLink) adds two all-reduces per layer per step")
+    if ctp > shape.kv_heads:
+        warnings.append(f"tp={ctp} exceeds the model's {shape.kv_heads} KV heads: KV heads are replicated")
+
+    overrides = {
+        "precision": {"format": precision, "kv_cache_dtype": spec.precision.kv_cache_dtype.value},
+        "parallelism": {"tp": ctp, "pp": cpp},
+        "limits": {"max_batch_size": max_batch, "max_input_len": workload.input_len,
+                   "max_seq_len": workload.seq_len, "max_num_tokens": mnt},
+        "kv_cache": {"free_gpu_mem_fraction": spec.kv_cache.free_gpu_mem_fraction},
+        "engine": {"gpu": gpu.key},
+    }
+    convert = [f"--tp_size {ctp}", f"--pp_size {cpp}"]
+    build = [f"--max_batch_size {max_batch}", f"--max_input_len {workload.input_len}",
+             f"--max_seq_len {workload.seq_len}", f"--max_num_tokens {mnt}"]
+    runtime = {"kv_cache_free_gpu_mem_fraction": spec.kv_cache.free_gpu_mem_fraction,
+               "max_tokens_in_paged_kv_cache": fit.kv_pool_tokens}
+    return Plan(model=shape.name, gpu=gpu, precision=precision, kv_dtype=kv_dtype, workload=workload, tp=ctp,
+                pp=cpp, memory=fit, performance=perf, explanation=explanation, warnings=warnings,
+                spec_overrides=overrides, convert_flags=convert, build_flags=build, runtime_parameters=runtime,
+                considered=considered)
+
+
+def _explain(shape, gpu, workload, tp, pp, where, fit, considered, fixed) -> list[str]:
+    lines = []
+    if fixed:
+        lines.append(f"tp={tp} pp={pp} as given")
+    else:
+        smaller = [c for c in considered if c["tp"] * c["pp"] < tp * pp]
+        if smaller:
+            c = smaller[-1]
+            why = ("the weights do not fit" if not c["fits"] else
+                   f"its KV cache holds {c['sequences']} sequences, fewer than the {workload.concurrency} asked for")
+            lines.append(f"{c['tp'] * c['pp']} GPU(s) (tp={c['tp']} pp={c['pp']}) is not enough: {why}")
+        lines.append(f"tp={tp} pp={pp} is the smallest layout whose KV cache holds "
+                     f"{min(fit.sequences, workload.concurrency)} of {workload.concurrency} requested "
+                     f"{workload.input_len}+{workload.output_len}-token sequences")
+    rivals = [c for c in considered if c["tp"] * c["pp"] == tp * pp and "sustained_output_tps" in c
+              and (c["tp"], c["pp"]) != (tp, pp)]
+    mine = next((c for c in considered if (c["tp"], c["pp"]) == (tp, pp)), {})
+    for r in rivals:
+        lines.append(f"tp={tp} pp={pp} beats tp={r['tp']} pp={r['pp']} on the same {tp * pp} GPUs: est. "
+                     f"{mine.get('sustained_output_tps', 0):,.0f} vs {r['sustained_output_tps']:,.0f} output tok/s "
+                     "(pp runs its stages one after another for every token and re-reads each stage's weights per "
+                     "micro-batch; tp splits every layer but pays two all-reduces per layer)")
+    if where == "nvlink":
+        lines.append(f"tensor parallelism stays inside one NVLink domain ({gpu.nvlink_domain} x {gpu.key}, "
+                     f"{gpu.nvlink_gbps:g} GB/s per GPU)")
+    elif where == "pp-across-domains":
+        lines.append(f"tp fills one NVLink domain ({gpu.nvlink_domain} GPUs); pipeline stages span domains/nodes, "
+                     "which only pass activations between stages")
+    elif where in ("pp-pcie", "pp-across-nodes"):
+        lines.append(f"{gpu.key} has no NVLink: pipeline parallelism over {gpu.pcie} moves one activation per "
+                     "stage instead of two all-reduces per layer")
+    elif where == "tp-pcie":
+        lines.append(f"{gpu.key} has no NVLink: tensor parallelism runs its all-reduces over {gpu.pcie}")
+    return lines
+
+
+def _does_not_fit(shape, gpu, workload, precision, candidates, per_node, kw) -> GatingError:
+    """A one-line 'does not fit' with what would: more GPUs, a smaller format, or a bigger GPU."""
+    biggest = max(candidates, key=lambda c: c[0] * c[1]) if candidates else (1, 1, "single")
+    n = biggest[0] * biggest[1]
+    fit = memory_fit(shape, gpu, tp=biggest[0], pp=biggest[1], **kw)
+    total = fit.weights_total_gb
+    msg = (f"{shape.name} in {precision} does not fit on {n} x {gpu.key} ({gpu.memory_gb:g} GB): weights are "
+           f"{total:.1f} GB ({fit.weights_gb:.1f} GB per GPU at tp={biggest[0]} pp={biggest[1]}) plus "
+           f"{fit.allowance_gb:.1f} GB runtime allowance and the KV cache for one {workload.seq_len}-token sequence")
+    ideas: list[str] = []
+    # 1. more of the same GPU
+    for tp, pp, _where in layouts(shape, gpu, max_gpus=64, gpus_per_node=per_node):
+        if tp * pp <= n:
+            continue
+        f = memory_fit(shape, gpu, tp=tp, pp=pp, **kw)
+        if f.fits:
+            ideas.append(f"{tp * pp} x {gpu.key} (tp={tp} pp={pp})")
+            break
+    # 2. a smaller format on the same GPUs
+    for p in PRECISION_LADDER:
+        if BYTES_PER_PARAM[p] >= BYTES_PER_PARAM[precision] or p not in allowed_precisions(gpu):
+            continue
+        f = memory_fit(shape, gpu, tp=biggest[0], pp=biggest[1], **{**kw, "precision": p})
+        if f.fits:
+            ideas.append(f"--precision {p} on {n} x {gpu.key}")
+            break
+    # 3. a bigger GPU, same format and GPU count
+    for key in sorted(gpu_table.table(), key=lambda k: gpu_table.table()[k]["memory_gb"]):
+        other = Gpu.get(key)
+        if other.memory_gb <= gpu.memory_gb or not runs_on(other, precision):
+            continue
+        if other.peak_flops(COMPUTE_RATE[precision]) is None:
+            continue
+        f = memory_fit(shape, other, tp=biggest[0], pp=biggest[1], **kw)
+        if f.fits:
+            ideas.append(f"{n} x {other.key} ({other.memory_gb:g} GB)")
+            break
+    hint = ("would fit: " + "; or ".join(ideas)) if ideas else "no catalogued layout of up to 64 GPUs fits"
+    return GatingError(msg, hint=hint)
