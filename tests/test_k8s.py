@@ -277,9 +277,9 @@ def test_one_node_deployment(rendered):
 def test_launch_is_the_docker_launch(rendered, tmp_path):
     """The Deployment's args are what `tritongen serve --docker --dry-run` prints for the same repository."""
     from tritongen.deploy.k8s.model import CACHE_PATH
-    from tritongen.serve import docker
-    from tritongen.serve.command import ServeOptions
-    from tritongen.serve.mpi import inspect_repo
+    from tritongen.repo.inspect import inspect_repo
+    from tritongen.runtime import docker
+    from tritongen.runtime.command import ServeOptions
 
     tree = rendered["llama3-70b-tp4"]
     repo = tmp_path / "models"
@@ -658,7 +658,7 @@ def test_triton_serves_the_configmap_layout(rendered, tiny_dir, server_factory, 
     folder (``..data`` and ``..<timestamp>`` inside each). Only the checkpoint path, which in the pod is the
     cache volume, points at this machine's tiny model."""
     _needs_kubectl()
-    from tritongen.client import GenerateParams, LLMClient
+    from tritongen.clients.triton import GenerateParams, LLMClient
 
     _, volumes = _materialize(rendered["tiny-cpu"], tmp_path)
     root = tmp_path / "models"

@@ -1,13 +1,13 @@
 """The one place this package reaches into modules that the layout change (issue 12) is moving.
 
 Everything else under ``tritongen.deploy.k8s`` imports only ``tritongen.spec``, ``catalog``, ``versions``,
-``errors``, ``names``, ``gpus`` and ``sizing``. When render.py becomes render/ + routes/, serve/ becomes
-runtime/ and the engine planner settles, only the imports inside these functions change:
+``errors``, ``names``, ``gpus`` and the planner's shapes. Written against the pre-issue-12 layout (render.py,
+serve/), repointed here after the layout change landed; only the imports inside these functions changed:
 
-* :func:`render_repository`: the model repository for a spec, rendered into a folder (render.render_into +
-  the lock file, which records the spec the manifests were made from);
+* :func:`render_repository`: the model repository for a spec, rendered into a folder (resolve ->
+  render.tree.render_into + repo.lock.write_lock, whose lock file records the spec the manifests were made from);
 * :func:`serving_launch`: the serving command exactly as ``tritongen serve --docker`` builds it
-  (serve.mpi.inspect_repo -> serve.docker.container_plan), for a repository mounted at ``repo_path``;
+  (repo.inspect.inspect_repo -> runtime.docker.container_plan), for a repository mounted at ``repo_path``;
 * :func:`engine_build`: the engine cache entry name, its key material and the download / convert / quantize /
   trtllm-build argument lists inside the pinned image (engine.plan.plan_build with the docker runner, whose
   container paths are /checkpoint and /work).
@@ -51,19 +51,22 @@ class EngineBuild:
 
 def render_repository(spec, dest: Path) -> None:
     """Render the spec's model repository (and its lock file) into the existing folder ``dest``."""
-    from ...render import render_into, write_lock
+    from ...render.tree import render_into
+    from ...repo.lock import write_lock
+    from ...resolve import resolve
 
-    render_into(spec, dest)
-    write_lock(spec, dest)
+    deployment = resolve(spec)
+    render_into(deployment, dest)
+    write_lock(deployment, dest)
 
 
 def serving_launch(repo_dir: Path, repo_path: str, *, image: str, http_port: int, grpc_port: int,
                    metrics_port: int) -> Launch:
     """The command ``tritongen serve --docker`` runs for the repository in ``repo_dir``, as if it were mounted
     at ``repo_path`` inside the container, listening on the container's addresses (a pod's own network)."""
-    from ...serve import docker
-    from ...serve.command import ServeOptions
-    from ...serve.mpi import inspect_repo
+    from ...repo.inspect import inspect_repo
+    from ...runtime import docker
+    from ...runtime.command import ServeOptions
 
     info = inspect_repo(repo_dir)
     info.path = Path(repo_path)

@@ -1,6 +1,6 @@
 """What one serving pod needs, from the spec: GPUs, nodes, shared memory, host memory, volume size, load time.
 
-The rules are tritongen's own first-order estimates (the planner's weight sizes from ``tritongen.sizing``), each
+The rules are tritongen's own first-order estimates (the planner's weight sizes from ``tritongen.planner.shapes``), each
 explained where it is computed. ``tritongen k8s`` sizes the manifests with them and ``tritongen k8s --check``
 compares a (possibly edited) manifest against them.
 """
@@ -60,7 +60,7 @@ def _round_gi(n: float) -> int:
 
 def weights(spec) -> tuple[float, float]:
     """(serving weights, 16-bit checkpoint) in bytes, from the planner's shape arithmetic."""
-    from ...sizing import Shape, weight_bytes
+    from ...planner.shapes import Shape, weight_bytes
 
     shape = Shape.from_model(spec.model)
     fmt = spec.precision.format.value
