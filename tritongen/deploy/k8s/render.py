@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ...errors import OutputError, RepoExistsError
 from ...names import inside, show_path
-from . import model, yamlout
+from . import around, lws, model, volume, yamlout
 from .model import Plan
 
 MARKER = ".tritongen-k8s.json"
@@ -51,23 +51,23 @@ def objects(plan: Plan) -> dict[str, dict]:
     prod overlay (dev has none); everything else in the base."""
     out: dict[str, dict] = {}
     if plan.opts.namespace != "default":
-        out["base/namespace.yaml"] = model.namespace(plan)
-    out["base/cache-pvc.yaml"] = model.pvc(plan)
-    job = model.job(plan)
+        out["base/namespace.yaml"] = around.namespace(plan)
+    out["base/cache-pvc.yaml"] = volume.pvc(plan)
+    job = volume.job(plan)
     if job is not None:
         out[f"base/{'engine' if plan.build else 'checkpoint'}-job.yaml"] = job
     if plan.needs.multi_node:
-        out["base/leaderworkerset.yaml"] = model.leaderworkerset(plan)
+        out["base/leaderworkerset.yaml"] = lws.leaderworkerset(plan)
     else:
         out["base/deployment.yaml"] = model.deployment(plan)
-    out["base/service.yaml"] = model.service(plan)
-    out["base/pdb.yaml"] = model.pdb(plan)
-    out["base/networkpolicy.yaml"] = model.network_policy(plan)
-    out["base/servicemonitor.yaml"] = model.service_monitor(plan)
+    out["base/service.yaml"] = around.service(plan)
+    out["base/pdb.yaml"] = around.pdb(plan)
+    out["base/networkpolicy.yaml"] = around.network_policy(plan)
+    out["base/servicemonitor.yaml"] = around.service_monitor(plan)
     if plan.opts.openai:
-        for obj in model.openai_objects(plan):
+        for obj in around.openai_objects(plan):
             out[f"base/openai-{obj['kind'].lower()}.yaml"] = obj
-    out["overlays/prod/hpa.yaml"] = model.hpa(plan)
+    out["overlays/prod/hpa.yaml"] = around.hpa(plan)
     return out
 
 
@@ -120,9 +120,9 @@ def files(plan: Plan) -> dict[str, bytes]:
     out["kustomization.yaml"] = _doc(_kustomization(resources=["overlays/prod"]),
                                      "`kubectl apply -k` on this folder applies overlays/prod").encode()
     out["monitoring/prometheus-adapter-rules.yaml"] = _doc(
-        model.adapter_rules(plan),
+        around.adapter_rules(plan),
         "Helm values for prometheus-community/prometheus-adapter: serves the per-pod metric the HPA scales on\n"
-        f"({model.QUEUE_METRIC}: microseconds a request waited in the queue, last minute). Apply with\n"
+        f"({around.QUEUE_METRIC}: microseconds a request waited in the queue, last minute). Apply with\n"
         "  helm upgrade --install prometheus-adapter prometheus-community/prometheus-adapter -n monitoring \\\n"
         "    -f monitoring/prometheus-adapter-rules.yaml").encode()
     return out
