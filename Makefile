@@ -169,4 +169,4 @@ lint: $(STAMP) ## ruff over the package, templates' Python and tests
 	$(BIN)/ruff check tritongen templates tests benchmarks docker
 
 clean: ## Remove generated repositories and caches (keeps .venv)
-	rm -rf .cache repos/*/ repos/*.compose.yaml .pytest_cache
+	rm -rf .cache repos/*/ repos/*.compose.yaml deploy/ .pytest_cache

@@ -690,7 +690,10 @@ def test_rendered_pod_runs_in_the_standin_image(dockerd, standin_image, tiny_dir
         if not path.is_symlink():
             path.chmod(0o755 if path.is_dir() else 0o644)
     name = f"tritongen-k8s-test-{os.getpid()}"
-    argv = _docker_run_argv(deploy, volumes, cache, standin_image, name)
+    # In a pod, 0.0.0.0 is the pod's own network; here the container shares the host's, so the test keeps the
+    # server on loopback (tritonserver takes the last of a repeated flag) and changes nothing else of the launch.
+    loopback = [f"--{api}-address=127.0.0.1" for api in ("http", "grpc", "metrics")]
+    argv = [*_docker_run_argv(deploy, volumes, cache, standin_image, name), *loopback]
     rc, text = _docker(dockerd, *argv)
     assert rc == 0, text
     try:

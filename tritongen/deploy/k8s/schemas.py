@@ -132,7 +132,7 @@ def _validate_builtin(obj: dict, prefix: str = "") -> list[str]:
         import kubernetes_validate
     except ImportError:
         raise MissingDependency("schema validation needs kubernetes-validate",
-                                hint="pip install 'kubernetes-validate==1.32.0'") from None
+                                hint="pip install 'tritongen[k8s]' (kubernetes-validate==1.32.0)") from None
     try:
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
     except kubernetes_validate.ValidationError as exc:
