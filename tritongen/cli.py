@@ -72,6 +72,7 @@ LAZY_COMMANDS = {
     "bench": "tritongen.commands.bench",
     "openai": "tritongen.commands.openai",
     "k8s": "tritongen.commands.k8s",
+    "dynamo": "tritongen.commands.dynamo",
 }
 
 
