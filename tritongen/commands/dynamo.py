@@ -165,7 +165,8 @@ def up_cmd(model, workers, disagg, router, migration_limit, mocker, http_port, h
     record = runtime.start(name, [runtime.GraphProcess(p.name, p.role, p.argv, p.env) for p in procs],
                            model=graph.served_name(spec), host=host, http_port=http_port, timeout=timeout,
                            echo=lambda m: click.echo("  " + m, err=True),
-                           extra={"mocker": mocker, "router": router})
+                           extra={"mocker": mocker, "router": router,
+                                  "tokenizer": str(spec.tokenizer_dir)})
     click.echo(f"ready: {name} (Dynamo {graph.release()['version']}{', MOCKER workers' if mocker else ''})")
     click.echo(f"  OpenAI  http://{record.client_host}:{http_port}/v1   model {graph.served_name(spec)!r}")
     click.echo(f"  metrics http://{record.client_host}:{http_port}/metrics")

@@ -151,7 +151,7 @@ def start(name: str, processes: list[GraphProcess], *, model: str, host: str, ht
             workers += 1
         children.append(launch(p.name, p.role, p.argv, env))
     record = ServerRecord(
-        name=name, repo=str(gdir), runtime="local", launcher=LAUNCHER, host=host, http_port=http_port,
+        name=name, repo=str(gdir), runtime="dynamo", launcher=LAUNCHER, host=host, http_port=http_port,
         grpc_port=0, metrics_port=http_port, log=entries[1]["log"], pid=broker.pid,
         command=processes[0].argv if processes else [],
         extra={"processes": entries, "discovery": str(gdir / "discovery"), "model": model,
