@@ -119,8 +119,8 @@ def render_cmd(model, workers, disagg, router, migration_limit, namespace, out, 
               help="Address of every socket the graph opens (loopback by default).")
 @click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for readiness.")
 def up_cmd(model, workers, disagg, router, migration_limit, mocker, http_port, host, timeout, **kwargs) -> None:
-    """Start the Dynamo graph of MODEL on this machine: an event broker, the frontend and the workers, one
-    process group recorded as one server (tritongen status / logs / stop NAME; NAME is the spec's --name, by
+    """Start the Dynamo graph of MODEL on this machine: an event broker, the frontend and the workers, recorded
+    as one server (tritongen status / logs / stop NAME take them as a whole; NAME is the spec's --name, by
     default the model). Then `tritongen infer --openai`, the openai client or `tritongen bench` against
     http://127.0.0.1:PORT/v1.
 
