@@ -114,11 +114,14 @@ def render_cmd(model, workers, disagg, router, migration_limit, namespace, out, 
 @_graph_options
 @click.option("--mocker", is_flag=True, help="Run Dynamo's mocker (--engine-type trtllm: simulated TensorRT-LLM "
               "timing, the model's tokenizer, no GPU, no weights) in place of dynamo.trtllm.")
+@click.option("--mocker-speedup", type=float, default=1.0, show_default=True,
+              help="--mocker: run the simulated engine this many times faster than the TRT-LLM timing it models.")
 @click.option("--http-port", type=int, default=8000, show_default=True, help="Frontend HTTP port (OpenAI API).")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address of every socket the graph opens (loopback by default).")
 @click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for readiness.")
-def up_cmd(model, workers, disagg, router, migration_limit, mocker, http_port, host, timeout, **kwargs) -> None:
+def up_cmd(model, workers, disagg, router, migration_limit, mocker, mocker_speedup, http_port, host, timeout,
+           **kwargs) -> None:
     """Start the Dynamo graph of MODEL on this machine: an event broker, the frontend and the workers, recorded
     as one server (tritongen status / logs / stop NAME take them as a whole; NAME is the spec's --name, by
     default the model). Then `tritongen infer --openai`, the openai client or `tritongen bench` against
@@ -136,7 +139,8 @@ def up_cmd(model, workers, disagg, router, migration_limit, mocker, http_port, h
     from ..runtime.base import record_alive
 
     spec, opts = _prepare(model, kwargs, workers=workers, disagg=disagg, router=router,
-                          migration_limit=migration_limit, mocker=mocker, http_port=http_port, host=host)
+                          migration_limit=migration_limit, mocker=mocker, mocker_speedup=mocker_speedup,
+                          http_port=http_port, host=host)
     graph.check(spec)
     if not mocker and importlib.util.find_spec("tensorrt_llm") is None:
         raise MissingDependency("dynamo.trtllm needs TensorRT-LLM (and a GPU), which this Python lacks",

@@ -51,6 +51,8 @@ class DynamoOptions(BaseModel):
     host: str = "127.0.0.1"
     http_port: int = Field(8000, ge=1, le=65535)
     mocker: bool = False
+    mocker_speedup: float = Field(1.0, gt=0, le=10000, description="The mocker's simulated time runs this many "
+                                  "times faster than the TRT-LLM timing it models (benchmarks of the serving path).")
     migration_limit: int = Field(0, ge=0, le=100, description="Times the frontend re-sends a request whose "
                                  "worker died mid-stream (0: the request fails).")
     namespace: str = Field("default", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
@@ -157,6 +159,8 @@ def mocker_argv(spec: Spec, opts: DynamoOptions, role: Role, *, python: str = sy
             "--max-model-len", str(lim.max_seq_len),
             "--enable-prefix-caching" if kv.enable_reuse else "--no-enable-prefix-caching",
             "--enable-chunked-prefill" if spec.scheduling.enable_chunked_context else "--no-enable-chunked-prefill"]
+    if opts.mocker_speedup != 1.0:
+        argv += ["--speedup-ratio", f"{opts.mocker_speedup:g}"]
     if role != "agg":
         argv += ["--disaggregation-mode", role]
     return argv + TRANSPORT_FLAGS
