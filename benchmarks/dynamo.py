@@ -30,6 +30,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# This file is named dynamo.py: with its folder first on sys.path, `import dynamo` would find it, not Dynamo.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TRITONGEN_CACHE", tempfile.mkdtemp(prefix="tritongen-bench-dynamo-"))
 
@@ -79,13 +81,16 @@ def measure(record, config: BenchConfig, concurrency: int, prompts) -> dict:
     cpu0 = serving_cpu(record)
     level = asyncio.run(run_level(config, concurrency, prompts))
     cpu = serving_cpu(record) - cpu0
+    if level.errors:
+        print(f"  {record.name} c={concurrency}: {level.errors} error(s): {level.error_messages}", file=sys.stderr)
     tokens = level.output_tokens
     return {"tok_s": level.output_tokens_per_s, "ttft_p50": level.ttft_ms.p50, "ttft_p99": level.ttft_ms.p99,
-            "cpu_per_1k": 1000 * cpu / tokens if tokens else float("nan"), "errors": level.errors}
+            # A process that exits during the level (a crashed stub) takes its CPU out of the sum: no figure then.
+            "cpu_per_1k": 1000 * cpu / tokens if tokens and cpu >= 0 else float("nan"), "errors": level.errors}
 
 
 def median_of(runs: list[dict]) -> dict:
-    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    return {k: statistics.median(r[k] if r[k] is not None else float("nan") for r in runs) for k in runs[0]}
 
 
 def main() -> int:
