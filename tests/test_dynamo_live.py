@@ -164,6 +164,10 @@ def test_aggregated_kv_two_workers_openai_and_bench(graph, tmp_path):
                                             stream_options={"include_usage": True}))
     assert chunks[-1].usage.completion_tokens == 9
 
+    infer = _cli("infer", "--protocol", "openai", "--server", record.name, "The mill", "--max-tokens", "7", "--json")
+    assert infer.exit_code == 0, infer.output
+    assert json.loads(infer.output.strip().splitlines()[-1])["usage"]["completion_tokens"] == 7
+
     out = tmp_path / "bench"
     result = _cli("bench", "--protocol", "openai", "--server", record.name, "--concurrency", "16", "--requests",
                   "64", "--input-len", "64", "--output-len", "24", "--out", str(out), "--no-plot")

@@ -13,8 +13,8 @@ from typing import Protocol
 
 from ..repo.inspect import inspect_repo
 from . import docker, local, mpi, state
-from .dynamo import DynamoRuntime
 from .command import ServeOptions
+from .dynamo import DynamoRuntime
 from .launch import LaunchLayout, choose_layout
 from .state import ServerRecord
 

@@ -93,7 +93,7 @@ def check(spec: Spec) -> None:
 def engine_args(spec: Spec, role: Role) -> dict:
     """The ``--extra-engine-args`` YAML of one worker role: the llmapi route's LLM() arguments, less the model
     (given as ``--model-path``), plus what a disaggregated role needs."""
-    args = {k: v for k, v in llm_args(spec).items() if k not in ("model", "tokenizer")}
+    args = {k: v for k, v in llm_args(spec).items() if k != "model"}
     if role != "agg":
         # Prefill and decode workers hand the KV cache over; DEFAULT lets TensorRT-LLM pick NIXL/UCX/MPI.
         args["cache_transceiver_config"] = {"backend": "DEFAULT"}
