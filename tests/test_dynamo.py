@@ -103,6 +103,16 @@ def test_rendered_graph_validates_and_mutations_do_not():
     assert any("apiVersion" in p for p in broken(lambda o: o.update(apiVersion="nvidia.com/v1alpha1")))
 
 
+def test_a_worker_larger_than_a_node_spans_nodes():
+    spec = _spec("llama3-70b", **{"parallelism.tp": 8, "parallelism.pp": 2})
+    obj = dgd.build(spec, DynamoOptions())
+    assert dgd.validate(obj) == []
+    worker = obj["spec"]["components"][1]
+    assert worker["multinode"] == {"nodeCount": 2}
+    assert worker["podTemplate"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "8"
+    assert "multinode" not in dgd.build(_spec(), DynamoOptions())["spec"]["components"][1]
+
+
 def test_schema_is_data_with_source_and_version():
     text = (Path(catalog.__file__).parent / dgd.SCHEMA_FILE).read_text()
     assert "Release: ai-dynamo 1.6.1" in text and "Source:" in text

@@ -77,11 +77,14 @@ def command() -> None:
 @spec_options
 @_graph_options
 @click.option("--namespace", default="default", show_default=True, help="Kubernetes namespace of the graph.")
+@click.option("--gpus-per-node", type=int, default=8, show_default=True,
+              help="GPUs per node; a worker with more (tp x pp) spans several nodes (multinode).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Output folder (default: deploy/<name>/dynamo).")
 @click.option("--force", is_flag=True, help="Replace the folder even if tritongen dynamo render did not write it.")
 @click.option("--dry-run", is_flag=True, help="Print the files instead of writing them.")
-def render_cmd(model, workers, disagg, router, migration_limit, namespace, out, force, dry_run, **kwargs) -> None:
+def render_cmd(model, workers, disagg, router, migration_limit, namespace, gpus_per_node, out, force, dry_run,
+               **kwargs) -> None:
     """Write the Dynamo deployment of MODEL: engine-<role>.yaml (TRT-LLM --extra-engine-args), run-local.sh
     (frontend and worker command lines for one GPU host, on loopback) and k8s/dynamo-graph.yaml (a ConfigMap and
     a DynamoGraphDeployment, validated against the pinned release's schema and Kubernetes 1.32 before writing).
@@ -95,7 +98,7 @@ def render_cmd(model, workers, disagg, router, migration_limit, namespace, out, 
     from ..names import inside
 
     spec, opts = _prepare(model, kwargs, workers=workers, disagg=disagg, router=router,
-                          migration_limit=migration_limit, namespace=namespace)
+                          migration_limit=migration_limit, namespace=namespace, gpus_per_node=gpus_per_node)
     tree = render.files(spec, opts)
     if dry_run:
         click.echo(render.dry_run_text(tree), nl=False)

@@ -126,7 +126,7 @@ def start(name: str, processes: list[GraphProcess], *, model: str, host: str, ht
     common = {"DYN_FILE_KV": str(gdir / "discovery"),
               "DYN_ZMQ_BROKER_URL": f"xsub=tcp://127.0.0.1:{xsub},xpub=tcp://127.0.0.1:{xpub}",
               # Worker logs without colour codes, so that `tritongen logs` reads cleanly.
-              "NO_COLOR": "1", "DYN_LOGGING_JSONL": "0"}
+              "NO_COLOR": "1", "DYN_SDK_DISABLE_ANSI_LOGGING": "1"}
     entries: list[dict] = []
 
     def launch(pname: str, role: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:

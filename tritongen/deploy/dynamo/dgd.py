@@ -55,11 +55,17 @@ def _worker(spec: Spec, opts: DynamoOptions, role: Role, count: int, name: str) 
     rel = graph.release()
     comp = rel["components"]["worker" if role == "agg" else role]
     argv = graph.trtllm_worker_argv(spec, opts, role, f"{CONFIG_MOUNT}/engine-{role}.yaml", local=False)
-    container = _container(rel["images"]["trtllm"], argv[:3], argv[3:], gpus=graph.gpus_per_worker(spec, opts),
+    gpus = graph.gpus_per_worker(spec, opts)
+    # A worker larger than one node spans ceil(gpus / per-node) pods, each with a node's share of the GPUs.
+    nodes = -(-gpus // opts.gpus_per_node) if gpus else 1
+    container = _container(rel["images"]["trtllm"], argv[:3], argv[3:], gpus=-(-gpus // nodes) if gpus else 0,
                            config=True)
     pod = {"spec": {"containers": [container],
                     "volumes": [{"name": "engine-args", "configMap": {"name": config_map_name(name)}}]}}
-    return {"name": comp["name"], "type": comp["type"], "replicas": count, "podTemplate": pod}
+    out = {"name": comp["name"], "type": comp["type"], "replicas": count, "podTemplate": pod}
+    if nodes > 1:
+        out["multinode"] = {"nodeCount": nodes}
+    return out
 
 
 def build(spec: Spec, opts: DynamoOptions, name: str | None = None) -> dict:

@@ -57,6 +57,8 @@ class DynamoOptions(BaseModel):
                                  "worker died mid-stream (0: the request fails).")
     namespace: str = Field("default", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
     gpus_per_worker: int | None = Field(None, ge=0, description="Override of tp x pp x cp.")
+    gpus_per_node: int = Field(8, ge=1, le=64, description="GPUs per Kubernetes node: a worker needing more spans "
+                               "several nodes (the DGD's multinode.nodeCount).")
 
     @model_validator(mode="after")
     def _disagg_pair(self) -> DynamoOptions:
