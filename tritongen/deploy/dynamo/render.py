@@ -53,6 +53,7 @@ def run_script(spec: Spec, opts: DynamoOptions) -> str:
              "# Needs ai-dynamo[trtllm]==" + graph.release()["version"] + " (or the runtime image) and the GPUs.",
              "# Every Dynamo address is on loopback; events go through a ZMQ broker on loopback because the event",
              "# publishers would otherwise bind 0.0.0.0.", "set -euo pipefail", 'cd "$(dirname "$0")"',
+             "# Ctrl-C (or any exit) stops the whole graph, not just this script.", "trap 'kill 0' EXIT INT TERM",
              'export DYN_FILE_KV="${DYN_FILE_KV:-$PWD/.discovery}"',
              'export DYN_ZMQ_BROKER_URL="${DYN_ZMQ_BROKER_URL:-xsub=tcp://127.0.0.1:5601,xpub=tcp://127.0.0.1:5602}"']
     lines += [f"export {k}={shlex.quote(v)}" for k, v in graph.loopback_env(opts.host).items()]

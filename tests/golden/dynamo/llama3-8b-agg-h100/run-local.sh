@@ -6,6 +6,8 @@
 # publishers would otherwise bind 0.0.0.0.
 set -euo pipefail
 cd "$(dirname "$0")"
+# Ctrl-C (or any exit) stops the whole graph, not just this script.
+trap 'kill 0' EXIT INT TERM
 export DYN_FILE_KV="${DYN_FILE_KV:-$PWD/.discovery}"
 export DYN_ZMQ_BROKER_URL="${DYN_ZMQ_BROKER_URL:-xsub=tcp://127.0.0.1:5601,xpub=tcp://127.0.0.1:5602}"
 export DYN_TCP_RPC_HOST=127.0.0.1
