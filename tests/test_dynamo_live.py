@@ -286,6 +286,8 @@ def test_disaggregated_prefill_and_decode(graph):
     assert counts["prefill-0"] >= 8 and counts["decode-0"] >= 8, counts
     frontend = _metrics(record.http_port)
     assert 'worker_type="prefill"' in frontend and 'worker_type="decode"' in frontend
+    sockets = _listening(_tree_pids(record))
+    assert {a for a, _, _ in sockets} <= {"127.0.0.1", "::1", "::ffff:127.0.0.1"}, sockets
 
 
 def test_stop_leaves_no_process_and_no_socket(graph):
