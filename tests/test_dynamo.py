@@ -177,3 +177,25 @@ def test_refuses_to_overwrite_a_folder_it_did_not_write(tmp_path):
 def test_up_without_mocker_or_tensorrt_llm_says_so():
     result = CliRunner().invoke(cli, ["dynamo", "up", "tiny", "--http-port", "1"])
     assert result.exit_code != 0 and "--mocker" in result.output
+
+
+def test_a_dead_graph_is_reported_and_its_record_removed_by_stop(tmp_path):
+    """The registry knows the dynamo runtime: status/stop handle a graph record whose processes are gone."""
+    from tritongen.runtime import base, state
+
+    assert isinstance(base.RUNTIMES["dynamo"], base.DynamoRuntime)
+    gone = 2 ** 22 + 12345  # above the usual pid range: no such process
+    record = state.ServerRecord(
+        name="deadgraph", repo=str(tmp_path), runtime="dynamo", launcher="dynamo", host="127.0.0.1", http_port=1,
+        grpc_port=0, metrics_port=1, log=str(tmp_path / "frontend.log"), pid=gone,
+        extra={"processes": [{"name": n, "role": r, "pid": gone + i, "log": str(tmp_path / f"{n}.log")}
+                             for i, (n, r) in enumerate([("broker", "broker"), ("frontend", "frontend"),
+                                                         ("worker-0", "agg")])],
+               "model": "tiny", "workers": 1})
+    record.save()
+    status = _run("status").output
+    assert "deadgraph" in status and "dead" in status.split("deadgraph", 1)[1].splitlines()[0]
+    assert "==> worker-0 (pid" in _run("logs", "deadgraph").output
+    result = _run("stop", "deadgraph")
+    assert "removed stale record of 'deadgraph' (dynamo" in result.output
+    assert not state.find("deadgraph")
