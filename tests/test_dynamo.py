@@ -174,6 +174,27 @@ def test_refuses_to_overwrite_a_folder_it_did_not_write(tmp_path):
     assert _run("dynamo", "render", "llama3-8b", "--gpu", "h100", "--out", str(out)).exit_code == 0
 
 
+def test_an_edited_render_is_not_replaced_and_a_failed_one_changes_nothing(tmp_path, monkeypatch):
+    """The artefact writer the repositories use: hashes recorded, hand edits kept, writes atomic."""
+    out = tmp_path / "r"
+    assert _run("dynamo", "render", "llama3-8b", "--gpu", "h100", "--out", str(out)).exit_code == 0
+    (out / "run-local.sh").write_text("# my own launch\n")
+    result = CliRunner().invoke(cli, ["dynamo", "render", "llama3-8b", "--gpu", "h100", "--out", str(out)])
+    assert result.exit_code == 5 and "run-local.sh changed" in result.output
+    assert (out / "run-local.sh").read_text() == "# my own launch\n"
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("pathlib.Path.write_bytes", full_disk)
+    result = CliRunner().invoke(cli, ["dynamo", "render", "llama3-8b", "--gpu", "h100", "--out", str(out),
+                                      "--force"])
+    assert result.exit_code == 12 and "No space left on device" in result.output
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["r"]  # no temporary folder left
+
+
 def test_up_without_mocker_or_tensorrt_llm_says_so():
     result = CliRunner().invoke(cli, ["dynamo", "up", "tiny", "--http-port", "1"])
     assert result.exit_code != 0 and "--mocker" in result.output

@@ -9,17 +9,17 @@ overwritten unless --force is given.
 from __future__ import annotations
 
 import shlex
-import shutil
 from pathlib import Path
 
 import yaml
 
-from ...errors import RepoExistsError, ValidationFailed
+from ...errors import ValidationFailed
+from ...render.writer import write_files
 from ...spec import Spec
 from . import dgd, graph
 from .graph import DynamoOptions
 
-MARKER = ".tritongen-dynamo"
+MARKER = ".tritongen-dynamo.json"
 
 
 class _Dumper(yaml.SafeDumper):
@@ -89,25 +89,14 @@ def files(spec: Spec, opts: DynamoOptions, name: str | None = None) -> dict[str,
     out["k8s/dynamo-graph.yaml"] = (_header(spec, opts, "ConfigMap (engine arguments) + DynamoGraphDeployment.")
                                     + "# kubectl create secret generic hf-token-secret --from-literal=HF_TOKEN=... "
                                     "first.\n" + _yaml(cm) + "---\n" + _yaml(obj))
-    out[MARKER] = f"tritongen dynamo render {spec.repo_name}\n"
     return out
 
 
-def write(tree: dict[str, str], out_dir: Path, *, force: bool = False) -> None:
-    """Write the files into ``out_dir`` (replacing a folder this command wrote before)."""
-    if out_dir.exists() and any(out_dir.iterdir()):
-        if not (out_dir / MARKER).is_file() and not force:
-            raise RepoExistsError(f"{out_dir} exists and was not written by tritongen dynamo render",
-                                  hint="choose another --out, or --force to replace it")
-        shutil.rmtree(out_dir)
-    for rel, text in tree.items():
-        path = out_dir / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        if rel.endswith(".sh"):
-            path.chmod(0o755)
+def write(tree: dict[str, str], out_dir: Path, *, force: bool = False) -> Path:
+    """Write the files into ``out_dir`` with the one artefact writer (atomic, its hashes in :data:`MARKER`)."""
+    return write_files(out_dir, tree, tool="tritongen dynamo render", record=MARKER, force=force)
 
 
 def dry_run_text(tree: dict[str, str]) -> str:
-    return "".join(f"--- {rel}\n{text}" + ("" if text.endswith("\n") else "\n") for rel, text in tree.items()
-                   if rel != MARKER)
+    """What ``--dry-run`` prints: every file under a ``--- path`` line."""
+    return "".join(f"--- {rel}\n{text}" + ("" if text.endswith("\n") else "\n") for rel, text in tree.items())

@@ -22,14 +22,9 @@ folders in ``resources`` and ``patches``; use a kubectl of 1.21 or newer.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
-from ...errors import OutputError, RepoExistsError
-from ...names import inside, show_path
+from ...render.writer import write_files
 from . import around, lws, model, volume, yamlout
 from .model import Plan
 
@@ -140,69 +135,6 @@ def dry_run_text(tree: dict[str, bytes]) -> str:
     return "".join(parts)
 
 
-def _hashes(tree: dict[str, bytes]) -> dict[str, str]:
-    return {rel: hashlib.sha256(content).hexdigest() for rel, content in sorted(tree.items())}
-
-
-def _current(out_dir: Path) -> dict[str, str]:
-    found = {}
-    for path in sorted(out_dir.rglob("*")):
-        if path.is_file() and path.name != MARKER:
-            found[path.relative_to(out_dir).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return found
-
-
-def check_overwritable(out_dir: Path) -> None:
-    """Refuse to replace a folder tritongen k8s did not write, or one edited since."""
-    if not out_dir.exists():
-        return
-    if not out_dir.is_dir():
-        raise RepoExistsError(f"{show_path(out_dir)} exists and is not a directory", hint="choose another --out")
-    if not any(out_dir.iterdir()):
-        return
-    try:
-        recorded = json.loads((out_dir / MARKER).read_text())["files"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise RepoExistsError(f"{show_path(out_dir)} exists and was not written by tritongen k8s (no {MARKER})",
-                              hint="choose another --out, or pass --force to replace it") from None
-    current = _current(out_dir)
-    changed = sorted(p for p in recorded if current.get(p) != recorded[p])
-    added = sorted(p for p in current if p not in recorded)
-    if changed or added:
-        what = ", ".join([*(f"{p} changed" for p in changed), *(f"{p} added" for p in added)][:5])
-        raise RepoExistsError(f"{show_path(out_dir)} was edited after tritongen k8s wrote it ({what})",
-                              hint="move the edits into the spec or an overlay of your own, or pass --force")
-
-
 def write(tree: dict[str, bytes], out_dir: Path, *, force: bool = False) -> Path:
-    """Write ``tree`` to ``out_dir``: into a temporary sibling first, then swapped into place."""
-    out_dir = Path(os.path.abspath(out_dir))
-    if out_dir.parent == out_dir:
-        raise OutputError(f"{out_dir}: not the file system root")
-    if not force:
-        check_overwritable(out_dir)
-    tmp = None
-    try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-        for rel, content in tree.items():
-            target = inside(tmp / rel, tmp, "k8s file")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(content)
-        (tmp / MARKER).write_text(json.dumps({"generated_by": "tritongen k8s", "files": _hashes(tree)},
-                                             indent=1, sort_keys=True) + "\n")
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-        tmp = None
-    except OSError as exc:
-        raise OutputError(f"cannot write {show_path(out_dir)}: {exc.strerror or exc}",
-                          hint="nothing was changed; free space or pick another --out") from None
-    finally:
-        if tmp is not None and tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return out_dir
+    """Write ``tree`` to ``out_dir`` with the one artefact writer (atomic, its hashes in :data:`MARKER`)."""
+    return write_files(out_dir, tree, tool="tritongen k8s", record=MARKER, force=force)
