@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from .infer import target_options
+
 
 def _levels(value: str) -> list[int]:
     try:
@@ -64,11 +66,8 @@ class _ProgressBar:
 
 
 @click.command("bench")
-@click.option("--url", help="Server address host:port (default: the running tritongen server, else 127.0.0.1).")
-@click.option("--server", help="Name of a server started by `tritongen serve`.")
-@click.option("--protocol", type=click.Choice(["grpc", "http", "openai"]), default="grpc", show_default=True,
-              help="grpc: ModelStreamInfer streaming; http: the generate_stream endpoint; openai: streamed "
-                   "/v1/completions (a Dynamo graph from `tritongen dynamo up`, or any OpenAI-compatible server).")
+@target_options("grpc: ModelStreamInfer streaming; http: the generate_stream endpoint; openai: streamed "
+                "/v1/completions (a Dynamo graph from `tritongen dynamo up`, or any OpenAI-compatible server).")
 @click.option("--model", default="ensemble", show_default=True, help="Model to load (ensemble, tensorrt_llm_bls; "
               "with --protocol openai: the served model, by default the Dynamo graph's).")
 @click.option("--concurrency", "concurrency", default="1,8,32,64", show_default=True,

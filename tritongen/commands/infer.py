@@ -24,6 +24,22 @@ def default_target(server: str | None, protocol: str) -> tuple[str, str]:
     return ("127.0.0.1:8001" if protocol == "grpc" else "127.0.0.1:8000"), ""
 
 
+def target_options(protocol_help: str):
+    """The options that pick the server a client command talks to (--url, --server, --protocol), shared by
+    ``infer`` and ``bench``; ``protocol_help`` says what each protocol means for the command."""
+    def apply(func):
+        for opt in reversed([
+            click.option("--url", help="Server address host:port (default: the running tritongen server, else "
+                                       "127.0.0.1)."),
+            click.option("--server", help="Name of a server started by `tritongen serve`."),
+            click.option("--protocol", type=click.Choice(["grpc", "http", "openai"]), default="grpc",
+                         show_default=True, help=protocol_help),
+        ]):
+            func = opt(func)
+        return func
+    return apply
+
+
 def _first(value):
     """A scalar from an output that arrives nested over gRPC ([[n]]) and flat over HTTP (n)."""
     while isinstance(value, list):
@@ -33,11 +49,8 @@ def _first(value):
 
 @click.command("infer")
 @click.argument("prompt")
-@click.option("--url", help="Server address host:port (default: the running tritongen server, else 127.0.0.1).")
-@click.option("--server", help="Name of a server started by `tritongen serve`.")
-@click.option("--protocol", type=click.Choice(["grpc", "http", "openai"]), default="grpc", show_default=True,
-              help="grpc: stream_infer; http: the generate / generate_stream endpoints; openai: /v1/completions "
-                   "(/v1/chat/completions with --chat) of a Dynamo graph or any OpenAI-compatible server.")
+@target_options("grpc: stream_infer; http: the generate / generate_stream endpoints; openai: /v1/completions "
+                "(/v1/chat/completions with --chat) of a Dynamo graph or any OpenAI-compatible server.")
 @click.option("--model", help="ensemble (default; with the served repository's model prefix), tensorrt_llm_bls, ...")
 @click.option("--max-tokens", type=click.IntRange(1, 2**31 - 1), default=64, show_default=True,
               help="Tokens to generate at most (the contract's INT32).")
