@@ -123,6 +123,36 @@ def test_schema_is_data_with_source_and_version():
     assert rel["dgd_api_version"] == f"{stored['group']}/{stored['version']}"
 
 
+def test_stored_schema_is_the_pruned_operator_crd_and_rejects_what_it_should():
+    text = (Path(catalog.__file__).parent / dgd.SCHEMA_FILE).read_text()
+    assert "deploy/operator/config/crd/bases/nvidia.com_dynamographdeployments.yaml" in text
+    assert "df7deed0d81bb2ad53dcb6ee4230631d5a9cd7e1" in text
+    component = catalog.load(dgd.SCHEMA_FILE)["openAPIV3Schema"]["properties"]["spec"]["properties"][
+        "components"]["items"]
+    # The CRD's own fields, as published (not a hand-written subset); only the inlined pod template is opaque.
+    assert {"name", "type", "replicas", "multinode", "scalingAdapter", "runtimeVersionOverride"} <= set(
+        component["properties"])
+    assert component["properties"]["podTemplate"]["x-tritongen-validated-as"] == "v1 PodTemplateSpec"
+    assert component["required"] == ["name"]
+
+    obj = dgd.build(_spec("llama3-70b", **{"parallelism.tp": 8, "parallelism.pp": 2}), DynamoOptions())
+    assert dgd.validate(obj) == []
+
+    def broken(edit):
+        bad = copy.deepcopy(obj)
+        edit(bad)
+        return dgd.validate(bad)
+
+    worker = lambda o: o["spec"]["components"][1]  # noqa: E731
+    assert any("spec" in p and "services" in p for p in broken(lambda o: o["spec"].update(services={})))
+    assert any("nodeCount" in p for p in broken(lambda o: worker(o)["multinode"].update(nodeCount=1)))
+    assert any("multinode" in p and "gpus" in p for p in broken(lambda o: worker(o)["multinode"].update(gpus=8)))
+    assert any("name" in p for p in broken(lambda o: worker(o).update(name="trtllm_worker")))
+    assert any("runtimeVersionOverride" in p for p in broken(lambda o: worker(o).update(
+        runtimeVersionOverride="v1.6")))
+    assert any("kind" in p for p in broken(lambda o: o.update(kind="DynamoGraph")))
+
+
 def test_local_commands_are_loopback_only():
     spec = load_spec("tiny", options={"route": "llmapi"})
     procs = graph.local_processes(spec, DynamoOptions(workers=2, mocker=True), python="python3")
@@ -220,3 +250,20 @@ def test_a_dead_graph_is_reported_and_its_record_removed_by_stop(tmp_path):
     result = _run("stop", "deadgraph")
     assert "removed stale record of 'deadgraph' (dynamo" in result.output
     assert not state.find("deadgraph")
+
+
+def test_prune_makes_each_components_pod_template_opaque():
+    from tritongen.deploy.k8s.schemas import prune
+
+    pod = {"type": "object", "description": "inlined", "properties": {"spec": {"type": "object"}}}
+    crd = {"metadata": {"name": "dynamographdeployments.nvidia.com"},
+           "spec": {"group": "nvidia.com", "names": {"kind": "DynamoGraphDeployment"}, "versions": [
+               {"name": "v1beta1", "subresources": {"status": {}}, "schema": {"openAPIV3Schema": {
+                   "type": "object", "properties": {"spec": {"type": "object", "properties": {"components": {
+                       "type": "array", "items": {"type": "object", "description": "a component", "properties": {
+                           "name": {"type": "string"}, "podTemplate": pod}}}}}}}}}]}}
+    out = prune(crd, "v1beta1")
+    comp = out["openAPIV3Schema"]["properties"]["spec"]["properties"]["components"]["items"]
+    assert comp["properties"]["podTemplate"]["x-tritongen-validated-as"] == "v1 PodTemplateSpec"
+    assert "description" not in comp and crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"][
+        "spec"]["properties"]["components"]["items"]["properties"]["podTemplate"] is pod

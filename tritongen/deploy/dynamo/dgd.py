@@ -99,15 +99,22 @@ def validate_builtin(obj: dict) -> list[str]:
 
 
 def validate(obj: dict) -> list[str]:
-    """Problems of a DynamoGraphDeployment (empty when valid): the stored v1beta1 schema of the pinned release,
+    """Problems of a DynamoGraphDeployment (empty when valid): the stored v1beta1 CRD schema (pruned), the
+    apiVersion and kind it is served under (the CRD schema only says "string"; the apiserver routes on them),
     and each component's pod template against the Kubernetes 1.32 PodTemplateSpec (strict)."""
     import jsonschema
 
     from ..k8s.schemas import validate as k8s_validate
 
+    stored = catalog.load(SCHEMA_FILE)
     validator = jsonschema.Draft202012Validator(_jsonschema())
     problems = [f"{'.'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
                 for e in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path)))]
+    api_version = f"{stored['group']}/{stored['version']}"
+    if obj.get("apiVersion") != api_version:
+        problems.append(f"apiVersion: {obj.get('apiVersion')!r} is not {api_version!r}")
+    if obj.get("kind") != stored["kind"]:
+        problems.append(f"kind: {obj.get('kind')!r} is not {stored['kind']!r}")
     if not (obj.get("metadata") or {}).get("name"):
         problems.append("metadata.name is missing")
     components = (obj.get("spec") or {}).get("components") or []

@@ -10,7 +10,8 @@
   structure, validated at least as strictly.
 
 ``python -m tritongen.deploy.k8s.schemas prune CRD.yaml VERSION`` prints the stored form of a CRD (the
-openAPIV3Schema of VERSION, descriptions dropped, the pod templates of a LeaderWorkerSet made opaque).
+openAPIV3Schema of VERSION, descriptions dropped, the pod templates of a LeaderWorkerSet and of each
+DynamoGraphDeployment component made opaque).
 """
 
 from __future__ import annotations
@@ -49,11 +50,17 @@ def prune(crd: dict, version: str) -> dict:
     if not found:
         raise ValueError(f"CRD {crd['metadata']['name']} has no version {version}")
     schema = copy.deepcopy(found[0]["schema"]["openAPIV3Schema"])
-    if crd["spec"]["names"]["kind"] == "LeaderWorkerSet":
+    opaque = {"type": "object", "x-kubernetes-preserve-unknown-fields": True,
+              "x-tritongen-validated-as": "v1 PodTemplateSpec"}
+    kind = crd["spec"]["names"]["kind"]
+    if kind == "LeaderWorkerSet":
         lwt = schema["properties"]["spec"]["properties"]["leaderWorkerTemplate"]["properties"]
         for name in _OPAQUE_TEMPLATES:
-            lwt[name] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True,
-                         "x-tritongen-validated-as": "v1 PodTemplateSpec"}
+            lwt[name] = dict(opaque)
+    elif kind == "DynamoGraphDeployment":
+        # Each component inlines a full PodTemplateSpec; the caller validates it as a core v1 PodTemplate.
+        component = schema["properties"]["spec"]["properties"]["components"]["items"]["properties"]
+        component["podTemplate"] = dict(opaque)
     return {
         "group": crd["spec"]["group"],
         "kind": crd["spec"]["names"]["kind"],
