@@ -38,8 +38,10 @@ def _explicit_parallelism(kwargs: dict) -> bool:
 @spec_options
 @click.option("--num-gpus", type=int, help="GPUs you have (default: search layouts up to 64 GPUs).")
 @click.option("--gpus-per-node", type=int, help="GPUs per server (default: the GPU's NVLink domain, else 8).")
-@click.option("--input-len", type=int, default=1024, show_default=True, help="Prompt tokens per request.")
-@click.option("--output-len", type=int, default=256, show_default=True, help="Generated tokens per request.")
+@click.option("--input-len", type=int, help="Prompt tokens per request [default: 1024, less when the model's "
+              "context is shorter].")
+@click.option("--output-len", type=int, help="Generated tokens per request [default: 256, less when the model's "
+              "context is shorter].")
 @click.option("--concurrency", type=int, default=16, show_default=True, help="Requests in flight at once.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--write-spec", type=click.Path(dir_okay=False, path_type=Path),
@@ -69,6 +71,7 @@ def command(model, num_gpus, gpus_per_node, input_len, output_len, concurrency, 
 
         raise UsageError("plan needs a GPU type: give --gpu (no GPU was found with nvidia-smi)",
                          hint=f"known GPUs: {', '.join(table())}")
+    input_len, output_len = default_lengths(input_len, output_len, spec.model.context_length)
     workload = Workload(input_len, output_len, concurrency)
     plan = make_plan(spec, gpu, workload, num_gpus=num_gpus, gpus_per_node=gpus_per_node,
                      tp=spec.parallelism.tp if explicit else None, pp=spec.parallelism.pp if explicit else None)
@@ -81,6 +84,19 @@ def command(model, num_gpus, gpus_per_node, input_len, output_len, concurrency, 
     click.echo(render_table(plan))
     if written:
         click.echo(f"\nwrote {written}; apply it with: tritongen repo {plan.model} --spec {written}")
+
+
+def default_lengths(input_len: int | None, output_len: int | None, context: int) -> tuple[int, int]:
+    """The workload's lengths: what was given, else 1024 + 256 cut down to the model's context (a 2k-context
+    model plans 1024 + 256, a 1k one 820 + 204) so the defaults never ask for more than the model holds."""
+    out = output_len if output_len is not None else 256
+    inp = input_len if input_len is not None else 1024
+    if inp + out > context:
+        if output_len is None:
+            out = max(1, min(out, context // 5))
+        if input_len is None:
+            inp = max(1, context - out)
+    return inp, out
 
 
 def _write_spec(spec, plan, path: Path) -> Path:
