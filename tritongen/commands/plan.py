@@ -43,10 +43,13 @@ def _explicit_parallelism(kwargs: dict) -> bool:
 @click.option("--output-len", type=int, help="Generated tokens per request [default: 256, less when the model's "
               "context is shorter].")
 @click.option("--concurrency", type=int, default=16, show_default=True, help="Requests in flight at once.")
+@click.option("--traffic", type=click.Choice(["auto", "chat", "long-prompt", "batch"]), default="auto",
+              show_default=True, help="What the requests look like: chat turns KV-cache reuse on (shared "
+              "prefixes), long-prompt chunked context; auto and chat chunk prompts of 4096+ tokens; batch neither.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--write-spec", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the plan's settings as a spec file for `tritongen repo MODEL --spec FILE`.")
-def command(model, num_gpus, gpus_per_node, input_len, output_len, concurrency, as_json, write_spec,
+def command(model, num_gpus, gpus_per_node, input_len, output_len, concurrency, traffic, as_json, write_spec,
             **kwargs) -> None:
     """Size MODEL on a GPU type: memory fit, the smallest tp/pp, speed, and the matching settings.
 
@@ -74,7 +77,8 @@ def command(model, num_gpus, gpus_per_node, input_len, output_len, concurrency, 
     input_len, output_len = default_lengths(input_len, output_len, spec.model.context_length)
     workload = Workload(input_len, output_len, concurrency)
     plan = make_plan(spec, gpu, workload, num_gpus=num_gpus, gpus_per_node=gpus_per_node,
-                     tp=spec.parallelism.tp if explicit else None, pp=spec.parallelism.pp if explicit else None)
+                     tp=spec.parallelism.tp if explicit else None, pp=spec.parallelism.pp if explicit else None,
+                     traffic=traffic)
     written = _write_spec(spec, plan, write_spec) if write_spec else None
     if as_json:
         data = plan.to_dict()
@@ -174,11 +178,21 @@ def render_table(plan) -> str:
     sets = [f"--precision {ov['precision']['format']}", f"--kv-dtype {ov['precision']['kv_cache_dtype']}",
             f"--tp {plan.tp}", f"--pp {plan.pp}", f"--gpu {g.key}",
             *(f"--set limits.{k}={v}" for k, v in lim.items()),
-            f"--set kv_cache.free_gpu_mem_fraction={ov['kv_cache']['free_gpu_mem_fraction']:g}"]
+            f"--set kv_cache.free_gpu_mem_fraction={ov['kv_cache']['free_gpu_mem_fraction']:g}",
+            f"--set kv_cache.enable_reuse={str(ov['kv_cache']['enable_reuse']).lower()}",
+            f"--set scheduling.enable_chunked_context={str(ov['scheduling']['enable_chunked_context']).lower()}"]
     add(f"  spec:              {' '.join(sets)}")
     add(f"  convert/quantize:  {' '.join(plan.convert_flags)}")
     add(f"  trtllm-build:      {' '.join(plan.build_flags)}")
     add("  tensorrt_llm:      " + " ".join(f"{k}={v}" for k, v in plan.runtime_parameters.items()))
+    if plan.recommendations:
+        add("")
+        add(click.style("RECOMMENDED (applied unless marked 'suggested')", bold=True))
+        for r in plan.recommendations:
+            mark = "" if r.get("applied") else " (suggested)"
+            buys = f": {r['buys']}" if r.get("buys") else ""
+            add(f"  {r['setting']}={str(r['value']).lower()}{mark}{buys}")
+            add(f"      why: {r['why']}")
     for warning in plan.warnings:
         add(click.style(f"warning: {warning}", fg="yellow"))
     return "\n".join(out)

@@ -21,6 +21,11 @@ class Workload:
     def seq_len(self) -> int:
         return self.input_len + self.output_len
 
+    @property
+    def mean_seq_len(self) -> float:
+        """Tokens a sequence holds on average over its life (paged KV grows as it generates)."""
+        return self.input_len + self.output_len / 2
+
 
 @dataclass(frozen=True)
 class Gpu:
@@ -48,11 +53,17 @@ class Gpu:
                    bandwidth_gbps=float(f["memory_bandwidth_gbps"]), tflops=dict(f["tflops"]),
                    nvlink_gbps=float(link.get("nvlink_gbps") or 0), nvlink_domain=int(link.get("nvlink_domain") or 1),
                    pcie=str(link.get("pcie") or "PCIe"), pcie_gbps=float(link.get("pcie_gbps") or 32),
-                   source=str(f.get("source", "")))
+                   source=str(f.get("source", "")),
+                   memory_mib=float(f["memory_mib"]) if f.get("memory_mib") else None)
+
+    #: What nvidia-smi reports as memory.total, MiB (None: not recorded; the datasheet GB is used instead).
+    memory_mib: float | None = None
 
     @property
     def memory_bytes(self) -> float:
-        return self.memory_gb * GB
+        """The memory the GPU really offers: nvidia-smi's total where recorded (an H200 reports 143771 MiB =
+        150.8e9 bytes, not 141e9), else the datasheet figure (at or below the real one for every GPU)."""
+        return self.memory_mib * 2**20 if self.memory_mib else self.memory_gb * GB
 
     def peak_flops(self, rate: str) -> float | None:
         value = self.tflops.get(rate)
