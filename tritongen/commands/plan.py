@@ -46,11 +46,18 @@ def _explicit_parallelism(kwargs: dict) -> bool:
 @click.option("--traffic", type=click.Choice(["auto", "chat", "long-prompt", "batch"]), default="auto",
               show_default=True, help="What the requests look like: chat turns KV-cache reuse on (shared "
               "prefixes), long-prompt chunked context; auto and chat chunk prompts of 4096+ tokens; batch neither.")
+@click.option("--replicas", help="auto: compare every tp/pp layout x replicas on --num-gpus and keep the best "
+              "output tok/s per GPU; N: that many replicas. --concurrency is then the whole deployment's.")
+@click.option("--slo", help="Latency objectives, e.g. ttft_p99=500ms,itl_p50=30ms,e2e_p99=20s (also ttft_p50, "
+              "itl_p99, e2e_p50): the layout, replicas and requests in flight with the most tok/s per GPU within "
+              "them, or a warning that nothing meets them.")
+@click.option("--expect", help="Check claimed figures against the bandwidth/compute roofline, e.g. "
+              "tok_s=30000,ttft_ms=50 (also tok_s_per_gpu, tok_s_per_user, itl_ms).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--write-spec", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the plan's settings as a spec file for `tritongen repo MODEL --spec FILE`.")
-def command(model, num_gpus, gpus_per_node, input_len, output_len, concurrency, traffic, as_json, write_spec,
-            **kwargs) -> None:
+def command(model, num_gpus, gpus_per_node, input_len, output_len, concurrency, traffic, replicas, slo, expect,
+            as_json, write_spec, **kwargs) -> None:
     """Size MODEL on a GPU type: memory fit, the smallest tp/pp, speed, and the matching settings.
 
     All figures are first-order estimates from the GPU's datasheet and the model's shape (see
@@ -64,7 +71,7 @@ def command(model, num_gpus, gpus_per_node, input_len, output_len, concurrency, 
       tritongen repo llama3-70b --spec plan.yaml
     """
     from ..errors import UsageError
-    from ..planner import Workload, make_plan
+    from ..planner import Workload, make_deployment, parse_claims, parse_slo
 
     explicit = _explicit_parallelism(kwargs)
     spec = resolve(model, kwargs)
@@ -76,9 +83,14 @@ def command(model, num_gpus, gpus_per_node, input_len, output_len, concurrency, 
                          hint=f"known GPUs: {', '.join(table())}")
     input_len, output_len = default_lengths(input_len, output_len, spec.model.context_length)
     workload = Workload(input_len, output_len, concurrency)
-    plan = make_plan(spec, gpu, workload, num_gpus=num_gpus, gpus_per_node=gpus_per_node,
-                     tp=spec.parallelism.tp if explicit else None, pp=spec.parallelism.pp if explicit else None,
-                     traffic=traffic)
+    if replicas is not None and replicas != "auto" and not replicas.isdigit():
+        raise UsageError(f"--replicas {replicas}: give auto or a number of replicas")
+    if replicas == "auto" and not num_gpus:
+        raise UsageError("--replicas auto needs --num-gpus (the GPUs to spread replicas over)")
+    plan = make_deployment(spec, gpu, workload, num_gpus=num_gpus, gpus_per_node=gpus_per_node,
+                           tp=spec.parallelism.tp if explicit else None, pp=spec.parallelism.pp if explicit else None,
+                           traffic=traffic, replicas=replicas, slo=parse_slo(slo) if slo else None,
+                           claims=parse_claims(expect) if expect else None)
     written = _write_spec(spec, plan, write_spec) if write_spec else None
     if as_json:
         data = plan.to_dict()
@@ -185,6 +197,22 @@ def render_table(plan) -> str:
     add(f"  convert/quantize:  {' '.join(plan.convert_flags)}")
     add(f"  trtllm-build:      {' '.join(plan.build_flags)}")
     add("  tensorrt_llm:      " + " ".join(f"{k}={v}" for k, v in plan.runtime_parameters.items()))
+    if plan.fleet:
+        add("")
+        add(click.style(f"REPLICAS: {plan.replicas} x (tp={plan.tp} pp={plan.pp}) on {plan.replicas * plan.num_gpus} "
+                        "GPUs; layouts x replicas compared, best first", bold=True))
+        for o in plan.fleet:
+            slo_mark = "" if o["meets_slo"] is None else ("  meets SLO" if o["meets_slo"] else "  misses SLO")
+            lat = o["latency_ms"]
+            add(f"  {o['replicas']:>3} x tp={o['tp']} pp={o['pp']}: {o['output_tps']:>10,.0f} tok/s "
+                f"({o['output_tps_per_gpu']:,.0f}/GPU), {o['in_flight_per_replica']} in flight per replica "
+                f"(holds {o['capacity_per_replica']}); ttft p99 {lat['ttft_p99']:,.0f} ms, itl p50 "
+                f"{lat['itl_p50']:,.1f} ms{slo_mark}")
+    if plan.claims:
+        add("")
+        add(click.style("CLAIMS against the roofline (datasheet peaks at 100%)", bold=True))
+        for c in plan.claims:
+            add(f"  {c['metric']}={c['claimed']:g}: {c['verdict'].upper()} - {c['why']}")
     if plan.recommendations:
         add("")
         add(click.style("RECOMMENDED (applied unless marked 'suggested')", bold=True))

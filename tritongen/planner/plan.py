@@ -35,6 +35,12 @@ class Plan:
     considered: list[dict] = field(default_factory=list)
     #: The settings that matter, each {"setting", "value", "why"} (and "buys" where it is a number).
     recommendations: list[dict] = field(default_factory=list)
+    #: Replicas of this tp x pp engine (--replicas), the layouts x replicas compared, objectives and claims.
+    replicas: int = 1
+    fleet: list[dict] = field(default_factory=list)
+    slo: dict = field(default_factory=dict)
+    slo_met: bool | None = None
+    claims: list[dict] = field(default_factory=list)
 
     @property
     def num_gpus(self) -> int:
@@ -57,6 +63,9 @@ class Plan:
             "settings": {"spec_overrides": self.spec_overrides, "convert_checkpoint_flags": self.convert_flags,
                          "trtllm_build_flags": self.build_flags, "runtime_parameters": self.runtime_parameters},
             "recommendations": self.recommendations,
+            "replicas": self.replicas, "total_gpus": self.num_gpus * self.replicas,
+            "fleet": self.fleet, "slo": {k: v for k, v in self.slo.items()}, "slo_met": self.slo_met,
+            "claims": self.claims,
             "considered": self.considered,
             "assumptions": {k: v["value"] for k, v in ASSUMPTIONS.items()},
             "estimate": "first-order: bandwidth-bound decode, compute-bound prefill; see docs/perf-estimates.md",
@@ -335,3 +344,72 @@ def _does_not_fit(shape, gpu, workload, precision, candidates, per_node, kw) -> 
             break
     hint = ("would fit: " + "; or ".join(ideas)) if ideas else "no catalogued layout of up to 64 GPUs fits"
     return GatingError(msg, hint=hint)
+
+
+def make_deployment(spec, gpu_name: str, workload: Workload, *, num_gpus: int | None = None,
+                    gpus_per_node: int | None = None, tp: int | None = None, pp: int | None = None,
+                    traffic: str = "auto", replicas: str | int | None = None, slo: dict | None = None,
+                    claims: dict | None = None) -> Plan:
+    """:func:`make_plan`, then (``replicas`` "auto" or N, or ``slo``) the best layout x replicas on
+    ``num_gpus`` by output tokens/s per GPU within the objectives, and ``claims`` checked against the ceilings.
+    ``workload.concurrency`` is the whole deployment's requests in flight."""
+    from .fleet import ceilings, check_claims, compare_fleet
+
+    base = make_plan(spec, gpu_name, workload, num_gpus=num_gpus, gpus_per_node=gpus_per_node, tp=tp, pp=pp,
+                     traffic=traffic)
+    plan = base
+    if replicas is not None or slo:
+        fixed = None if replicas in (None, "auto") else int(replicas)
+        if fixed is not None and fixed < 1:
+            raise UsageError(f"--replicas must be auto or at least 1, got {replicas}")
+        total = num_gpus or (fixed * base.num_gpus if fixed else base.num_gpus)
+        per_node = gpus_per_node or (base.gpu.nvlink_domain if base.gpu.nvlink_domain > 1 else 8)
+        shape = Shape.from_model(spec.model)
+        kw = dict(precision=base.precision, kv_dtype=base.kv_dtype, workload=workload,
+                  max_num_tokens=base.spec_overrides["limits"]["max_num_tokens"], max_batch_size=4096,
+                  kv_fraction=spec.kv_cache.free_gpu_mem_fraction, tokens_per_block=spec.kv_cache.tokens_per_block,
+                  group_size=spec.precision.awq_block_size)
+        options = compare_fleet(shape, base.gpu, workload, total_gpus=total, replicas=fixed, kw=kw,
+                                gpus_per_node=per_node, slo=slo)
+        if tp is not None or pp is not None:
+            options = [o for o in options if (o.tp, o.pp) == (tp or 1, pp or 1)]
+        if not options:
+            raise GatingError(f"no layout x replicas of {shape.name} fits {total} x {base.gpu.key}"
+                              + (f" with {fixed} replicas" if fixed else ""))
+        best = options[0]
+        per_replica = Workload(workload.input_len, workload.output_len, max(best.in_flight_per_replica, 1))
+        plan = make_plan(spec, gpu_name, per_replica, num_gpus=best.tp * best.pp, gpus_per_node=gpus_per_node,
+                         tp=best.tp, pp=best.pp, traffic=traffic)
+        plan.workload = workload
+        plan.explanation = [line for line in plan.explanation if not line.endswith("as given")]
+        plan.replicas = best.replicas
+        plan.fleet = [o.to_dict() for o in options[:12]]
+        plan.slo = dict(slo or {})
+        plan.slo_met = best.meets_slo
+        plan.explanation.append(
+            f"{best.replicas} replica(s) of tp={best.tp} pp={best.pp} on {best.gpus} of {total} GPUs: est. "
+            f"{best.output_tps:,.0f} output tok/s ({best.output_tps_per_gpu:,.0f} per GPU) with "
+            f"{best.in_flight_per_replica} requests in flight per replica, the best per GPU of "
+            f"{len(options)} layouts x replicas compared" + (" within the objectives" if slo and best.meets_slo else ""))
+        plan.explanation.insert(0, plan.explanation.pop())
+        if slo and not best.meets_slo:
+            plan.warnings.append("nothing meets the objectives " + ", ".join(f"{k}<={v * 1e3:g}ms" for k, v in slo.items())
+                                 + f": even one request in flight on the fastest layout takes "
+                                 + ", ".join(f"{k} {best.latency_s[k] * 1e3:,.1f}ms" for k in slo))
+    if claims:
+        m = plan.memory
+        mean_tokens = math.ceil(workload.mean_seq_len / m.tokens_per_block) * m.tokens_per_block
+        capacity = max(1, m.kv_pool_tokens // mean_tokens)
+        shape = Shape.from_model(spec.model)
+        ceiling = ceilings(shape, plan.gpu, workload, precision=plan.precision, kv_dtype=plan.kv_dtype, tp=plan.tp,
+                           pp=plan.pp, replicas=plan.replicas, capacity=capacity,
+                           group_size=spec.precision.awq_block_size)
+        p = plan.performance
+        estimate = {"tok_s": p.max_throughput_output_tps * plan.replicas,
+                    "tok_s_per_gpu": p.max_throughput_output_tps / plan.num_gpus,
+                    "tok_s_per_user": p.decode_tps_per_seq, "ttft_ms": p.ttft_ms, "itl_ms": p.decode_step_ms}
+        plan.claims = check_claims(claims, ceiling, estimate)
+        for c in plan.claims:
+            if c["verdict"] == "impossible":
+                plan.warnings.append(f"claim cannot be true: {c['why']}")
+    return plan
