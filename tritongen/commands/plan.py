@@ -44,14 +44,14 @@ def _explicit_parallelism(kwargs: dict) -> bool:
               "context is shorter].")
 @click.option("--concurrency", type=int, default=16, show_default=True, help="Requests in flight at once.")
 @click.option("--traffic", type=click.Choice(["auto", "chat", "long-prompt", "batch"]), default="auto",
-              show_default=True, help="What the requests look like: chat turns KV-cache reuse on (shared "
-              "prefixes), long-prompt chunked context; auto and chat chunk prompts of 4096+ tokens; batch neither.")
-@click.option("--replicas", help="auto: compare every tp/pp layout x replicas on --num-gpus and keep the best "
+              metavar="KIND", show_default=True, help="auto | chat | long-prompt | batch: chat turns KV-cache reuse "
+              "on (shared prefixes), long-prompt chunked context; auto and chat chunk prompts of 4096+ tokens.")
+@click.option("--replicas", metavar="auto|N", help="auto: compare every tp/pp layout x replicas on --num-gpus and keep the best "
               "output tok/s per GPU; N: that many replicas. --concurrency is then the whole deployment's.")
-@click.option("--slo", help="Latency objectives, e.g. ttft_p99=500ms,itl_p50=30ms,e2e_p99=20s (also ttft_p50, "
+@click.option("--slo", metavar="OBJECTIVES", help="Latency objectives, e.g. ttft_p99=500ms,itl_p50=30ms,e2e_p99=20s (also ttft_p50, "
               "itl_p99, e2e_p50): the layout, replicas and requests in flight with the most tok/s per GPU within "
               "them, or a warning that nothing meets them.")
-@click.option("--expect", help="Check claimed figures against the bandwidth/compute roofline, e.g. "
+@click.option("--expect", metavar="CLAIMS", help="Check claimed figures against the bandwidth/compute roofline, e.g. "
               "tok_s=30000,ttft_ms=50 (also tok_s_per_gpu, tok_s_per_user, itl_ms).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--write-spec", type=click.Path(dir_okay=False, path_type=Path),
@@ -69,6 +69,15 @@ def command(model, num_gpus, gpus_per_node, input_len, output_len, concurrency, 
       tritongen plan llama3-70b --gpu a100-80gb --input-len 2048 --output-len 512 --json
       tritongen plan llama3-70b --gpu h100 --precision fp8 --write-spec plan.yaml
       tritongen repo llama3-70b --spec plan.yaml
+      tritongen plan llama3-8b --gpu "NVIDIA H100 NVL" --traffic chat --input-len 8192
+      tritongen plan llama3-70b --gpu h200 --precision fp8 --num-gpus 8 --replicas auto --concurrency 2000
+      tritongen plan llama3-70b --gpu h200 --precision fp8 --num-gpus 8 --replicas auto --slo ttft_p99=1s,itl_p50=40ms
+      tritongen plan llama3-70b --gpu h200 --precision fp8 --expect tok_s=30000,ttft_ms=20
+      tritongen plan my-model --checkpoint ./ckpt --gpu l40s   (shape from its config.json)
+
+    GPU names must match the catalogue exactly (key, alias or the nvidia-smi name); a near miss is an error
+    with a did-you-mean. With FP8/FP4 weights on a GPU that runs it, the KV cache is FP8 unless --kv-dtype says
+    otherwise; the RECOMMENDED section says what each setting buys, and --write-spec carries all of them.
     """
     from ..errors import UsageError
     from ..planner import Workload, make_deployment, parse_claims, parse_slo

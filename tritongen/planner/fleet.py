@@ -4,8 +4,9 @@
   GPUs given, and ranks them by output tokens/s per GPU for the workload's requests in flight (spread evenly
   over the replicas; a replica never runs more than its KV cache holds at the mean sequence length).
 - With objectives (:func:`parse_slo`), each layout x replicas also searches its requests in flight: the most
-  that keeps every objective, so a latency-bound server is modelled with few requests in flight. Nothing
-  meeting them is said, with the closest figures reached.
+  that keeps every objective (up to what its KV cache holds; --concurrency is not a bound then), so a
+  latency-bound server is modelled with few requests in flight. Nothing meeting them is said, with the
+  closest figures reached.
 - :func:`check_claims` sets a claimed figure against physical ceilings at 100% of datasheet peaks: decode
   cannot beat reading the weights (and the KV) at full memory bandwidth, and no token costs less than
   2 x active parameters FLOP at full tensor rate.
@@ -157,8 +158,8 @@ def compare_fleet(shape: Shape, gpu: Gpu, workload: Workload, *, total_gpus: int
             est = Estimator(shape, gpu, precision=precision, kv_dtype=kv_dtype, tp=tp, pp=pp, group_size=group)
             wanted = max(1, math.ceil(workload.concurrency / r))
             batch = min(wanted, capacity)
-            if slo:
-                batch = _largest_batch_within(est, workload, batch, slo)
+            if slo:  # objectives decide the requests in flight: the most that keeps them, up to the KV capacity
+                batch = _largest_batch_within(est, workload, capacity, slo)
             lat = latencies(est, workload, max(batch, 1))
             tps = r * est.sustained(max(batch, 1), workload)
             options.append(Option(tp, pp, r, batch, capacity, tps, tps / (r * world), lat,
