@@ -119,4 +119,5 @@ if __name__ == "__main__":
         print(f"| {source} | {name}, {gpu}, tp{tp} | {isl}/{osl} | {batch or 'KV-limited'} | {pub:,.1f} | "
               f"{est:,.1f} | {err * 100:+.0f} % |")
     errs = [r[-1] for r in rows()]
-    print("median abs error %.3f, p90 %.3f over %d" % (*summary(errs), len(errs)))
+    median, p90 = summary(errs)
+    print(f"median abs error {median:.3f}, p90 {p90:.3f} over {len(errs)}")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from ..errors import UsageError
 from .layout import layouts
 from .memory import memory_fit
-from .shapes import Gpu, Shape, Workload, weight_bytes
+from .shapes import Gpu, Shape, Workload
 from .speed import Estimator
 
 #: Objective names --slo / --expect accept, and their unit.
@@ -191,7 +191,6 @@ def ceilings(shape: Shape, gpu: Gpu, workload: Workload, *, precision: str, kv_d
     world = tp * pp
     bw = gpu.bandwidth_gbps * 1e9 * world  # one replica's GPUs together
     flops = (gpu.peak_flops(COMPUTE_RATE[precision]) or gpu.peak_flops("bf16") or 1e12) * world
-    weights = weight_bytes(shape, precision, group_size=group_size)
     est = Estimator(shape, gpu, precision=precision, kv_dtype=kv_dtype, tp=tp, pp=pp, group_size=group_size)
     ctx = workload.input_len + workload.output_len / 2
     kv = shape.kv_bytes_per_token(kv_dtype)

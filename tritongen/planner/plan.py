@@ -393,9 +393,10 @@ def make_deployment(spec, gpu_name: str, workload: Workload, *, num_gpus: int | 
             f"{len(options)} layouts x replicas compared" + (" within the objectives" if slo and best.meets_slo else ""))
         plan.explanation.insert(0, plan.explanation.pop())
         if slo and not best.meets_slo:
-            plan.warnings.append("nothing meets the objectives " + ", ".join(f"{k}<={v * 1e3:g}ms" for k, v in slo.items())
-                                 + f": even one request in flight on the fastest layout takes "
-                                 + ", ".join(f"{k} {best.latency_s[k] * 1e3:,.1f}ms" for k in slo))
+            wanted = ", ".join(f"{k}<={v * 1e3:g}ms" for k, v in slo.items())
+            reached = ", ".join(f"{k} {best.latency_s[k] * 1e3:,.1f}ms" for k in slo)
+            plan.warnings.append(f"nothing meets the objectives {wanted}: even one request in flight on the "
+                                 f"fastest layout takes {reached}")
     if claims:
         m = plan.memory
         mean_tokens = math.ceil(workload.mean_seq_len / m.tokens_per_block) * m.tokens_per_block
