@@ -34,9 +34,15 @@ def test_replicas_auto_prefers_many_single_gpu_replicas_for_a_big_batch():
     assert p.to_dict()["total_gpus"] == 8
 
 
-def test_a_fixed_replica_count_is_kept():
+def test_a_fixed_replica_count_is_kept(tmp_path):
     p = _deploy((1024, 256, 256), num_gpus=8, replicas=2)
     assert p.replicas == 2 and all(o["replicas"] == 2 for o in p.fleet)
+    out = tmp_path / "plan.yaml"
+    result = CliRunner().invoke(cli, ["plan", "llama3-70b", "--gpu", "h200", "--precision", "fp8", "--num-gpus", "8",
+                                      "--replicas", "2", "--concurrency", "256", "--write-spec", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.read_text().startswith("# Written by `tritongen plan`: llama3-70b on 2 replicas of ")
+    assert load_spec("llama3-70b", spec_file=out).parallelism.tp * 2 <= 8
 
 
 def test_slo_limits_requests_in_flight_and_is_met():

@@ -135,9 +135,12 @@ def _write_spec(spec, plan, path: Path) -> Path:
         overrides["model"]["checkpoint_dir"] = str(spec.model.checkpoint_dir)
     build_spec(deep_merge(dump_spec(spec), overrides), source=f"plan for {spec.model.name}")
     w = plan.workload
-    header = (f"# Written by `tritongen plan`: {plan.model} on {plan.num_gpus} x {plan.gpu.key} for {w.input_len} "
+    fleet = (f"{plan.replicas} replicas of {plan.num_gpus}" if plan.replicas > 1 else f"{plan.num_gpus}")
+    header = (f"# Written by `tritongen plan`: {plan.model} on {fleet} x {plan.gpu.key} for {w.input_len} "
               f"input + {w.output_len} output tokens at concurrency {w.concurrency}.\n"
-              "# First-order sizing (docs/perf-estimates.md). Apply: tritongen repo "
+              + (f"# Each replica is one `tritongen repo` deployment; run {plan.replicas} of them behind a "
+                 "load balancer (e.g. `tritongen k8s --replicas N`).\n" if plan.replicas > 1 else "")
+              + "# First-order sizing (docs/perf-estimates.md). Apply: tritongen repo "
               f"{plan.model} --spec {path.name}\n")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(header + yaml.safe_dump(overrides, sort_keys=False))
