@@ -324,7 +324,7 @@ def test_the_gpu_is_detected_with_nvidia_smi(env, monkeypatch):
     assert (target.key, target.arch, target.sm, target.source) == ("h100-sxm", "hopper", "9.0", "nvidia-smi")
     # A GPU the catalogue does not know is placed by the compute capability nvidia-smi reports.
     monkeypatch.setenv("PATH", str(fake_bin(env / "other", docker=False)))
-    monkeypatch.setenv("FAKE_GPUS", "0, NVIDIA RTX PRO 6000 Blackwell Workstation Edition, 12.0, 97887")
+    monkeypatch.setenv("FAKE_GPUS", "0, NVIDIA RTX PRO 4000 Blackwell, 12.0, 24463")
     target = gating.resolve(load_spec("llama3-8b"))
     assert (target.key, target.arch, target.sm) == (None, "blackwell", "12.0")
 

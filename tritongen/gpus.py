@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 
 from . import catalog
@@ -12,39 +13,57 @@ ARCHS = ("ampere", "ada", "hopper", "blackwell")
 
 def _norm(name: str) -> str:
     text = name.strip().lower().replace("nvidia", "").replace("geforce", "geforce ")
-    return re.sub(r"[\s_]+", "-", text.strip()).strip("-")
+    return re.sub(r"[\s_-]+", "-", text.strip()).strip("-")
 
 
 def table() -> dict[str, dict]:
     return catalog.load("gpus.yaml")["gpus"]
 
 
+def _names(key: str, facts: dict) -> set[str]:
+    """Every exact name a catalogue entry answers to: its key, product name, aliases and the nvidia-smi /
+    GPU-feature-discovery product names (``NVIDIA-H100-80GB-HBM3``) it lists."""
+    raw = [key, facts.get("name", ""), *facts.get("aliases", []), *facts.get("k8s_product_labels", [])]
+    return {n for n in (_norm(str(r)) for r in raw) if n}
+
+
 def lookup(name: str) -> tuple[str, dict] | None:
-    """(key, facts) for a GPU name such as 'h100', 'H100 80GB HBM3' or 'NVIDIA A100-SXM4-80GB'."""
+    """(key, facts) for a GPU name such as 'h100', 'H100 80GB HBM3' or 'NVIDIA A100-SXM4-80GB'.
+
+    Exact names only (key, product name, alias, nvidia-smi product name), never a near match: "H100 NVL" is
+    not the H100 SXM, and planning one as the other is a silently wrong answer. A key wins over another
+    entry's alias or label."""
     wanted = _norm(name)
     gpus = table()
     if wanted in gpus:
         return wanted, gpus[wanted]
     for key, facts in gpus.items():
-        names = {_norm(key), _norm(facts.get("name", "")), *(_norm(a) for a in facts.get("aliases", []))}
-        if wanted in names:
+        if wanted in _names(key, facts):
             return key, facts
-    # nvidia-smi names carry extra words ("NVIDIA H100 80GB HBM3"): match the longest known alias inside.
-    best = None
-    for key, facts in gpus.items():
-        for alias in (key, *facts.get("aliases", [])):
-            a = _norm(alias)
-            if a and re.search(rf"(^|-){re.escape(a)}($|-)", wanted) and (best is None or len(a) > best[0]):
-                best = (len(a), key)
-    if best:
-        return best[1], gpus[best[1]]
     return None
 
 
+def suggestions(name: str, n: int = 3) -> list[str]:
+    """Catalogue keys whose names are close to ``name`` (for a did-you-mean; never used to pick a GPU)."""
+    by_name = {alias: key for key, facts in table().items() for alias in _names(key, facts)}
+    close = difflib.get_close_matches(_norm(name), list(by_name), n=8, cutoff=0.6)
+    wanted = _norm(name)
+    # A name that contains a known key ("h100-nvl-94gb" -> h100-nvl) is a likely meaning too.
+    close += [a for a in by_name if a in wanted and len(a) > 2]
+    out: list[str] = []
+    for alias in close:
+        if by_name[alias] not in out:
+            out.append(by_name[alias])
+    return out[:n]
+
+
 def get(name: str) -> tuple[str, dict]:
+    """(key, facts) for an exact GPU name; a CatalogError with a did-you-mean otherwise."""
     found = lookup(name)
     if found is None:
-        raise CatalogError(f"unknown GPU {name!r}; known: {', '.join(table())}")
+        close = suggestions(name)
+        hint = (f"did you mean {' or '.join(close)}? " if close else "") + f"known: {', '.join(table())}"
+        raise CatalogError(f"unknown GPU {name!r}: not a catalogued name or alias (catalog/gpus.yaml)", hint=hint)
     return found
 
 

@@ -57,8 +57,9 @@ def model_entry(name: str) -> dict:
     return entry
 
 
-def model_info_from_checkpoint(checkpoint_dir: Path) -> dict:
-    """Read a Hugging Face checkpoint's config.json into ``model`` spec fields (shape facts only)."""
+def _read_checkpoint_config(checkpoint_dir: Path):
+    from .hf_config import read_config
+
     cfg_path = Path(checkpoint_dir) / "config.json"
     try:
         cfg = json.loads(cfg_path.read_text())
@@ -66,30 +67,37 @@ def model_info_from_checkpoint(checkpoint_dir: Path) -> dict:
         raise CatalogError(f"{cfg_path}: cannot read the checkpoint's config.json ({exc.strerror})") from exc
     except json.JSONDecodeError as exc:
         raise CatalogError(f"{cfg_path}: not valid JSON ({exc})") from exc
-    # Multimodal / nested configs keep the language model under text_config.
-    text = cfg.get("text_config") if isinstance(cfg.get("text_config"), dict) else cfg
-    archs = cfg.get("architectures") or []
-    heads = text.get("num_attention_heads")
-    hidden = text.get("hidden_size")
-    info: dict[str, Any] = {
-        "architecture": archs[0] if archs else None,
-        "num_layers": text.get("num_hidden_layers"),
-        "hidden_size": hidden,
-        "num_heads": heads,
-        "num_kv_heads": text.get("num_key_value_heads") or heads,
-        "head_dim": text.get("head_dim") or (hidden // heads if hidden and heads else None),
-        "intermediate_size": text.get("intermediate_size"),
-        "vocab_size": text.get("vocab_size"),
-        "context_length": text.get("max_position_embeddings"),
-        "num_experts": text.get("num_local_experts") or text.get("num_experts") or 0,
-        "experts_per_token": text.get("num_experts_per_tok") or 0,
-    }
-    info = {k: v for k, v in info.items() if v is not None}
-    if "num_params" not in info:
-        estimate = estimate_params(info, tied=bool(text.get("tie_word_embeddings", False)))
-        if estimate:
-            info["num_params"] = float(estimate)
-    return info
+    if not isinstance(cfg, dict):
+        raise CatalogError(f"{cfg_path}: a config.json must be a JSON object")
+    return cfg_path, read_config(cfg)
+
+
+def model_info_from_checkpoint(checkpoint_dir: Path, *, given: set[str] | frozenset = frozenset()) -> dict:
+    """Read a Hugging Face checkpoint's config.json into ``model`` spec fields (shape facts only).
+
+    Every key spelling real checkpoints use is read (catalog/hf_config.py). A needed fact the config does not
+    state, and that is not ``given`` by the spec or options, is a CatalogError naming it and the keys looked for.
+    """
+    cfg_path, facts = _read_checkpoint_config(checkpoint_dir)
+    missing = {k: v for k, v in facts.missing.items() if k not in given}
+    if missing:
+        first = next(iter(missing))
+        raise CatalogError(
+            f"{cfg_path}: states no {', '.join(missing)} (looked for "
+            f"{'; '.join(k + ': ' + ', '.join(v) for k, v in missing.items())})",
+            hint=f"give it, e.g. --set model.{first}=N (from the model card), instead of a guess")
+    return dict(facts.spec)
+
+
+def checkpoint_extras(checkpoint_dir: Path) -> dict:
+    """Planner-only facts of a checkpoint's config.json the spec has no field for (MLA latent sizes, shared
+    experts, dense layers of a MoE model, MLP form); empty when there is no readable config.json."""
+    if not (Path(checkpoint_dir) / "config.json").is_file():
+        return {}
+    try:
+        return dict(_read_checkpoint_config(checkpoint_dir)[1].extra)
+    except CatalogError:
+        return {}
 
 
 def estimate_params(info: dict, *, tied: bool = False) -> int | None:

@@ -38,14 +38,26 @@ def _explicit_parallelism(kwargs: dict) -> bool:
 @spec_options
 @click.option("--num-gpus", type=int, help="GPUs you have (default: search layouts up to 64 GPUs).")
 @click.option("--gpus-per-node", type=int, help="GPUs per server (default: the GPU's NVLink domain, else 8).")
-@click.option("--input-len", type=int, default=1024, show_default=True, help="Prompt tokens per request.")
-@click.option("--output-len", type=int, default=256, show_default=True, help="Generated tokens per request.")
+@click.option("--input-len", type=int, help="Prompt tokens per request [default: 1024, less when the model's "
+              "context is shorter].")
+@click.option("--output-len", type=int, help="Generated tokens per request [default: 256, less when the model's "
+              "context is shorter].")
 @click.option("--concurrency", type=int, default=16, show_default=True, help="Requests in flight at once.")
+@click.option("--traffic", type=click.Choice(["auto", "chat", "long-prompt", "batch"]), default="auto",
+              metavar="KIND", show_default=True, help="auto | chat | long-prompt | batch: chat turns KV-cache reuse "
+              "on (shared prefixes), long-prompt chunked context; auto and chat chunk prompts of 4096+ tokens.")
+@click.option("--replicas", metavar="auto|N", help="auto: compare every tp/pp layout x replicas on --num-gpus and keep the best "
+              "output tok/s per GPU; N: that many replicas. --concurrency is then the whole deployment's.")
+@click.option("--slo", metavar="OBJECTIVES", help="Latency objectives, e.g. ttft_p99=500ms,itl_p50=30ms,e2e_p99=20s (also ttft_p50, "
+              "itl_p99, e2e_p50): the layout, replicas and requests in flight with the most tok/s per GPU within "
+              "them, or a warning that nothing meets them.")
+@click.option("--expect", metavar="CLAIMS", help="Check claimed figures against the bandwidth/compute roofline, e.g. "
+              "tok_s=30000,ttft_ms=50 (also tok_s_per_gpu, tok_s_per_user, itl_ms).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--write-spec", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the plan's settings as a spec file for `tritongen repo MODEL --spec FILE`.")
-def command(model, num_gpus, gpus_per_node, input_len, output_len, concurrency, as_json, write_spec,
-            **kwargs) -> None:
+def command(model, num_gpus, gpus_per_node, input_len, output_len, concurrency, traffic, replicas, slo, expect,
+            as_json, write_spec, **kwargs) -> None:
     """Size MODEL on a GPU type: memory fit, the smallest tp/pp, speed, and the matching settings.
 
     All figures are first-order estimates from the GPU's datasheet and the model's shape (see
@@ -57,9 +69,18 @@ def command(model, num_gpus, gpus_per_node, input_len, output_len, concurrency, 
       tritongen plan llama3-70b --gpu a100-80gb --input-len 2048 --output-len 512 --json
       tritongen plan llama3-70b --gpu h100 --precision fp8 --write-spec plan.yaml
       tritongen repo llama3-70b --spec plan.yaml
+      tritongen plan llama3-8b --gpu "NVIDIA H100 NVL" --traffic chat --input-len 8192
+      tritongen plan llama3-70b --gpu h200 --precision fp8 --num-gpus 8 --replicas auto --concurrency 2000
+      tritongen plan llama3-70b --gpu h200 --precision fp8 --num-gpus 8 --replicas auto --slo ttft_p99=1s,itl_p50=40ms
+      tritongen plan llama3-70b --gpu h200 --precision fp8 --expect tok_s=30000,ttft_ms=20
+      tritongen plan my-model --checkpoint ./ckpt --gpu l40s   (shape from its config.json)
+
+    GPU names must match the catalogue exactly (key, alias or the nvidia-smi name); a near miss is an error
+    with a did-you-mean. With FP8/FP4 weights on a GPU that runs it, the KV cache is FP8 unless --kv-dtype says
+    otherwise; the RECOMMENDED section says what each setting buys, and --write-spec carries all of them.
     """
     from ..errors import UsageError
-    from ..planner import Workload, make_plan
+    from ..planner import Workload, make_deployment, parse_claims, parse_slo
 
     explicit = _explicit_parallelism(kwargs)
     spec = resolve(model, kwargs)
@@ -69,9 +90,16 @@ def command(model, num_gpus, gpus_per_node, input_len, output_len, concurrency, 
 
         raise UsageError("plan needs a GPU type: give --gpu (no GPU was found with nvidia-smi)",
                          hint=f"known GPUs: {', '.join(table())}")
+    input_len, output_len = default_lengths(input_len, output_len, spec.model.context_length)
     workload = Workload(input_len, output_len, concurrency)
-    plan = make_plan(spec, gpu, workload, num_gpus=num_gpus, gpus_per_node=gpus_per_node,
-                     tp=spec.parallelism.tp if explicit else None, pp=spec.parallelism.pp if explicit else None)
+    if replicas is not None and replicas != "auto" and not replicas.isdigit():
+        raise UsageError(f"--replicas {replicas}: give auto or a number of replicas")
+    if replicas == "auto" and not num_gpus:
+        raise UsageError("--replicas auto needs --num-gpus (the GPUs to spread replicas over)")
+    plan = make_deployment(spec, gpu, workload, num_gpus=num_gpus, gpus_per_node=gpus_per_node,
+                           tp=spec.parallelism.tp if explicit else None, pp=spec.parallelism.pp if explicit else None,
+                           traffic=traffic, replicas=replicas, slo=parse_slo(slo) if slo else None,
+                           claims=parse_claims(expect) if expect else None)
     written = _write_spec(spec, plan, write_spec) if write_spec else None
     if as_json:
         data = plan.to_dict()
@@ -81,6 +109,19 @@ def command(model, num_gpus, gpus_per_node, input_len, output_len, concurrency, 
     click.echo(render_table(plan))
     if written:
         click.echo(f"\nwrote {written}; apply it with: tritongen repo {plan.model} --spec {written}")
+
+
+def default_lengths(input_len: int | None, output_len: int | None, context: int) -> tuple[int, int]:
+    """The workload's lengths: what was given, else 1024 + 256 cut down to the model's context (a 2k-context
+    model plans 1024 + 256, a 1k one 820 + 204) so the defaults never ask for more than the model holds."""
+    out = output_len if output_len is not None else 256
+    inp = input_len if input_len is not None else 1024
+    if inp + out > context:
+        if output_len is None:
+            out = max(1, min(out, context // 5))
+        if input_len is None:
+            inp = max(1, context - out)
+    return inp, out
 
 
 def _write_spec(spec, plan, path: Path) -> Path:
@@ -94,9 +135,12 @@ def _write_spec(spec, plan, path: Path) -> Path:
         overrides["model"]["checkpoint_dir"] = str(spec.model.checkpoint_dir)
     build_spec(deep_merge(dump_spec(spec), overrides), source=f"plan for {spec.model.name}")
     w = plan.workload
-    header = (f"# Written by `tritongen plan`: {plan.model} on {plan.num_gpus} x {plan.gpu.key} for {w.input_len} "
+    fleet = (f"{plan.replicas} replicas of {plan.num_gpus}" if plan.replicas > 1 else f"{plan.num_gpus}")
+    header = (f"# Written by `tritongen plan`: {plan.model} on {fleet} x {plan.gpu.key} for {w.input_len} "
               f"input + {w.output_len} output tokens at concurrency {w.concurrency}.\n"
-              "# First-order sizing (docs/perf-estimates.md). Apply: tritongen repo "
+              + (f"# Each replica is one `tritongen repo` deployment; run {plan.replicas} of them behind a "
+                 "load balancer (e.g. `tritongen k8s --replicas N`).\n" if plan.replicas > 1 else "")
+              + "# First-order sizing (docs/perf-estimates.md). Apply: tritongen repo "
               f"{plan.model} --spec {path.name}\n")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(header + yaml.safe_dump(overrides, sort_keys=False))
@@ -158,11 +202,37 @@ def render_table(plan) -> str:
     sets = [f"--precision {ov['precision']['format']}", f"--kv-dtype {ov['precision']['kv_cache_dtype']}",
             f"--tp {plan.tp}", f"--pp {plan.pp}", f"--gpu {g.key}",
             *(f"--set limits.{k}={v}" for k, v in lim.items()),
-            f"--set kv_cache.free_gpu_mem_fraction={ov['kv_cache']['free_gpu_mem_fraction']:g}"]
+            f"--set kv_cache.free_gpu_mem_fraction={ov['kv_cache']['free_gpu_mem_fraction']:g}",
+            f"--set kv_cache.enable_reuse={str(ov['kv_cache']['enable_reuse']).lower()}",
+            f"--set scheduling.enable_chunked_context={str(ov['scheduling']['enable_chunked_context']).lower()}"]
     add(f"  spec:              {' '.join(sets)}")
     add(f"  convert/quantize:  {' '.join(plan.convert_flags)}")
     add(f"  trtllm-build:      {' '.join(plan.build_flags)}")
     add("  tensorrt_llm:      " + " ".join(f"{k}={v}" for k, v in plan.runtime_parameters.items()))
+    if plan.fleet:
+        add("")
+        add(click.style(f"REPLICAS: {plan.replicas} x (tp={plan.tp} pp={plan.pp}) on {plan.replicas * plan.num_gpus} "
+                        "GPUs; layouts x replicas compared, best first", bold=True))
+        for o in plan.fleet:
+            slo_mark = "" if o["meets_slo"] is None else ("  meets SLO" if o["meets_slo"] else "  misses SLO")
+            lat = o["latency_ms"]
+            add(f"  {o['replicas']:>3} x tp={o['tp']} pp={o['pp']}: {o['output_tps']:>10,.0f} tok/s "
+                f"({o['output_tps_per_gpu']:,.0f}/GPU), {o['in_flight_per_replica']} in flight per replica "
+                f"(holds {o['capacity_per_replica']}); ttft p99 {lat['ttft_p99']:,.0f} ms, itl p50 "
+                f"{lat['itl_p50']:,.1f} ms{slo_mark}")
+    if plan.claims:
+        add("")
+        add(click.style("CLAIMS against the roofline (datasheet peaks at 100%)", bold=True))
+        for c in plan.claims:
+            add(f"  {c['metric']}={c['claimed']:g}: {c['verdict'].upper()} - {c['why']}")
+    if plan.recommendations:
+        add("")
+        add(click.style("RECOMMENDED (applied unless marked 'suggested')", bold=True))
+        for r in plan.recommendations:
+            mark = "" if r.get("applied") else " (suggested)"
+            buys = f": {r['buys']}" if r.get("buys") else ""
+            add(f"  {r['setting']}={str(r['value']).lower()}{mark}{buys}")
+            add(f"      why: {r['why']}")
     for warning in plan.warnings:
         add(click.style(f"warning: {warning}", fg="yellow"))
     return "\n".join(out)

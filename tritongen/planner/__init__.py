@@ -22,14 +22,16 @@ The model, in short (per GPU, after tp x pp sharding):
 """
 
 from .assumptions import ASSUMPTIONS, BYTES_PER_PARAM, COMPUTE_RATE, GB, KV_BYTES, PRECISION_LADDER
+from .fleet import parse_claims, parse_slo
 from .layout import check_precision, layouts, runs_on
 from .memory import MemoryFit, memory_fit
-from .plan import Plan, default_max_num_tokens, make_plan
+from .plan import Plan, default_max_num_tokens, make_deployment, make_plan
 from .shapes import Gpu, Shape, Workload, scale_bytes_per_param, weight_bytes
 from .speed import Estimator, Performance
 
 __all__ = [
     "ASSUMPTIONS", "BYTES_PER_PARAM", "COMPUTE_RATE", "GB", "KV_BYTES", "PRECISION_LADDER", "Estimator", "Gpu",
     "MemoryFit", "Performance", "Plan", "Shape", "Workload", "check_precision", "default_max_num_tokens",
-    "layouts", "make_plan", "memory_fit", "runs_on", "scale_bytes_per_param", "weight_bytes",
+    "layouts", "make_deployment", "make_plan", "memory_fit", "parse_claims", "parse_slo", "runs_on",
+    "scale_bytes_per_param", "weight_bytes",
 ]

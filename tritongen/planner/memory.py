@@ -58,7 +58,7 @@ def memory_fit(shape: Shape, gpu: Gpu, *, precision: str, kv_dtype: str, tp: int
     blocks = math.ceil(workload.seq_len / tokens_per_block)
     sequences = pool_tokens // (blocks * tokens_per_block)
     return MemoryFit(
-        tp=tp, pp=pp, gpu_memory_gb=gpu.memory_gb, weights_total_gb=w_total / GB, weights_gb=w_gpu / GB,
+        tp=tp, pp=pp, gpu_memory_gb=gpu.memory_bytes / GB, weights_total_gb=w_total / GB, weights_gb=w_gpu / GB,
         runtime_fixed_gb=fixed / GB, activations_gb=act / GB, logits_gb=logits / GB, cuda_graphs_gb=graphs / GB,
         allowance_gb=allowance / GB, free_gb=free / GB, kv_fraction=kv_fraction, kv_pool_gb=pool / GB,
         kv_bytes_per_token=kv_tok, kv_bytes_per_token_model=shape.kv_bytes_per_token(kv_dtype),

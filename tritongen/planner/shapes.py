@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 from .. import gpus
-from ..catalog import estimate_params
+from ..catalog import checkpoint_extras, estimate_params
 from ..errors import CatalogError
 from .assumptions import BYTES_PER_PARAM, GB, KV_BYTES
 
@@ -20,6 +20,11 @@ class Workload:
     @property
     def seq_len(self) -> int:
         return self.input_len + self.output_len
+
+    @property
+    def mean_seq_len(self) -> float:
+        """Tokens a sequence holds on average over its life (paged KV grows as it generates)."""
+        return self.input_len + self.output_len / 2
 
 
 @dataclass(frozen=True)
@@ -48,11 +53,17 @@ class Gpu:
                    bandwidth_gbps=float(f["memory_bandwidth_gbps"]), tflops=dict(f["tflops"]),
                    nvlink_gbps=float(link.get("nvlink_gbps") or 0), nvlink_domain=int(link.get("nvlink_domain") or 1),
                    pcie=str(link.get("pcie") or "PCIe"), pcie_gbps=float(link.get("pcie_gbps") or 32),
-                   source=str(f.get("source", "")))
+                   source=str(f.get("source", "")),
+                   memory_mib=float(f["memory_mib"]) if f.get("memory_mib") else None)
+
+    #: What nvidia-smi reports as memory.total, MiB (None: not recorded; the datasheet GB is used instead).
+    memory_mib: float | None = None
 
     @property
     def memory_bytes(self) -> float:
-        return self.memory_gb * GB
+        """The memory the GPU really offers: nvidia-smi's total where recorded (an H200 reports 143771 MiB =
+        150.8e9 bytes, not 141e9), else the datasheet figure (at or below the real one for every GPU)."""
+        return self.memory_mib * 2**20 if self.memory_mib else self.memory_gb * GB
 
     def peak_flops(self, rate: str) -> float | None:
         value = self.tflops.get(rate)
@@ -76,6 +87,11 @@ class Shape:
     experts: int = 0
     experts_per_token: int = 0
     tied_embeddings: bool = False
+    #: MLA (DeepSeek): the KV cache holds one latent of kv_lora_rank + qk_rope_head_dim per layer, not heads.
+    kv_lora_rank: int = 0
+    qk_rope_head_dim: int = 0
+    #: MoE models whose first layers are dense (DeepSeek's first_k_dense_replace).
+    dense_layers: int = 0
 
     @classmethod
     def from_model(cls, m) -> Shape:
@@ -87,10 +103,16 @@ class Shape:
         untied_est, tied_est = estimate_params(info, tied=False), estimate_params(info, tied=True)
         if untied_est and tied_est:
             tied = abs(tied_est - m.num_params) < abs(untied_est - m.num_params)
+        # What config.json says and the spec cannot hold (checkpoint given): its word beats the inference above.
+        extra = checkpoint_extras(m.checkpoint_dir) if m.checkpoint_dir is not None else {}
+        tied = extra.get("tied_embeddings", tied)
         return cls(name=m.name, params=float(m.num_params), layers=m.num_layers, hidden=m.hidden_size,
                    heads=m.num_heads, kv_heads=m.num_kv_heads, head_dim=m.resolved_head_dim, intermediate=inter,
                    vocab=m.vocab_size, context_length=m.context_length, experts=m.num_experts,
-                   experts_per_token=m.experts_per_token, tied_embeddings=tied)
+                   experts_per_token=m.experts_per_token, tied_embeddings=tied,
+                   kv_lora_rank=int(extra.get("kv_lora_rank") or 0),
+                   qk_rope_head_dim=int(extra.get("qk_rope_head_dim") or 0),
+                   dense_layers=int(extra.get("dense_layers") or 0))
 
     @property
     def embedding_params(self) -> float:
@@ -101,7 +123,8 @@ class Shape:
     def expert_params(self) -> float:
         if self.experts <= 1:
             return 0.0
-        return float(self.layers * self.experts * 3 * self.hidden * self.intermediate)
+        moe_layers = max(self.layers - self.dense_layers, 0)
+        return min(float(moe_layers * self.experts * 3 * self.hidden * self.intermediate), self.params)
 
     @property
     def linear_params(self) -> float:
@@ -116,9 +139,12 @@ class Shape:
         return self.params - self.expert_params * (1 - self.experts_per_token / self.experts)
 
     def kv_bytes_per_token(self, kv_dtype: str, *, tp: int = 1, pp: int = 1) -> int:
-        """2 (K, V) x layers x KV heads x head_dim x bytes, for one GPU of a tp x pp group (whole model at 1x1)."""
-        heads = math.ceil(self.kv_heads / tp)
+        """2 (K, V) x layers x KV heads x head_dim x bytes, for one GPU of a tp x pp group (whole model at 1x1).
+        MLA: one compressed latent (kv_lora_rank + qk_rope_head_dim) per layer, kept whole on every tp rank."""
         layers = math.ceil(self.layers / pp)
+        if self.kv_lora_rank:
+            return layers * (self.kv_lora_rank + self.qk_rope_head_dim) * KV_BYTES[kv_dtype]
+        heads = math.ceil(self.kv_heads / tp)
         return 2 * layers * heads * self.head_dim * KV_BYTES[kv_dtype]
 
 

@@ -243,16 +243,37 @@ def load_spec(
     # The positional MODEL is a command-line value, so it names the model over the catalogue and file.
     merged.setdefault("model", {})["name"] = model or merged["model"].get("name") or name
     if checkpoint and Path(str(checkpoint)).joinpath("config.json").is_file():
-        facts = catalog.model_info_from_checkpoint(Path(str(checkpoint)))
         # Facts from the checkpoint fill what the catalogue/spec did not say; an explicit value still wins.
         explicit = deep_merge(file_data.get("model") or {}, cli_data.get("model") or {})
+        facts = catalog.model_info_from_checkpoint(Path(str(checkpoint)),
+                                                   given=set(explicit) | set(base.get("model") or {}))
         for key, value in facts.items():
             if key not in explicit:
                 merged["model"][key] = value
+    _limits_within_context(merged)
     adopted = adopt_engine(merged, explicit=_dotted_keys(deep_merge(file_data, cli_data)))
     spec = build_spec(merged, source=str(spec_file) if spec_file else "catalogue + options")
     spec._from_engine = adopted
     return spec
+
+
+def _limits_within_context(merged: dict) -> None:
+    """Lower the ``limits`` defaults (max_seq_len 4096, max_input_len 2048) that no source set to what the
+    model's context allows, so a 2k-context model is usable without overrides; a value given anywhere stays
+    (and is still checked against the context)."""
+    from .model import Limits
+
+    ctx = (merged.get("model") or {}).get("context_length")
+    lim = merged.get("limits", {})
+    if not isinstance(ctx, int) or isinstance(ctx, bool) or ctx < 2 or not isinstance(lim, dict):
+        return
+    seq = lim.get("max_seq_len", Limits.model_fields["max_seq_len"].default)
+    if "max_seq_len" not in lim and seq > ctx:
+        lim["max_seq_len"] = seq = ctx
+    if "max_input_len" not in lim and isinstance(seq, int) and Limits.model_fields["max_input_len"].default >= seq:
+        lim["max_input_len"] = max(1, seq // 2)
+    if lim:
+        merged["limits"] = lim
 
 
 def _dotted_keys(data: dict, prefix: str = "") -> set[str]:
