@@ -198,3 +198,8 @@ def sentencepiece_style_dir(session_root) -> Path:
     if not (out / "tokenizer.json").is_file():
         sentencepiece_style_tokenizer().save_pretrained(out)
     return out
+
+
+# The docker tests' session fixtures, registered here once: a fixture imported into two test files would be two
+# fixtures, and the second would wait on the first one's daemon lock.
+from docker_env import dockerd, standin_image  # noqa: E402,F401

@@ -549,7 +549,7 @@ def test_make_k8s_calls_the_command():
 
 # -- the pod's main container, for real (docker) ---------------------------------------------------------------
 
-from test_docker_e2e import _docker, _tritongen, dockerd, standin_image  # noqa: E402,F401 - fixtures, used by name
+from docker_env import _docker, _tritongen  # noqa: E402 - the daemon and image fixtures come from conftest
 
 
 def _materialize(tree: Path, dest: Path) -> tuple[dict, dict[str, Path]]:
@@ -674,7 +674,7 @@ def test_triton_serves_the_configmap_layout(rendered, tiny_dir, server_factory, 
 
 
 @pytest.mark.docker
-def test_rendered_pod_runs_in_the_standin_image(dockerd, standin_image, tiny_dir, tmp_path):  # noqa: F811
+def test_rendered_pod_runs_in_the_standin_image(dockerd, standin_image, tiny_dir, tmp_path):
     _needs_kubectl()
     http, grpc, metrics = free_ports(3)
     out = tmp_path / "k8s"
