@@ -231,8 +231,9 @@ class MetricsSpec(StrictModel):
     enabled: StrictBool = Field(True, description="LLM metrics (TTFT, inter-token, e2e and queue histograms, token "
                                 "and finish-reason counters, in flight) from the python-backend models on Triton's "
                                 "metrics port; README \"Monitoring\".")
-    triton_latency_histograms: StrictBool = Field(False, description="Also Triton's own per-model latency "
-                                                  "histograms (tritonserver --metrics-config histogram_latencies=true).")
+    triton_latency_summaries: StrictBool = Field(False, description="Also Triton's own per-model latency summaries "
+                                                 "(p50/p90/p95/p99: tritonserver --metrics-config "
+                                                 "summary_latencies=true; Triton 2.51 has no latency histograms).")
     ttft_p99_slo_s: Float = Field(2.0, gt=0, description="TTFT p99 above which the rendered alert rules fire (s).")
     max_error_ratio: Float = Field(0.05, gt=0, le=1, description="Share of failed requests above which the "
                                            "rendered alert rules fire.")
