@@ -79,14 +79,27 @@ class Prometheus:
 
 
 @pytest.fixture(scope="module")
-def prometheus(server, repo, tmp_path_factory):
+def openai_front(server):
+    """The OpenAI front (a process, as `tritongen serve --openai` starts it) on the same server."""
+    from tritongen import proc
+    from tritongen.clients.openai import launch
+
+    (port,) = free_ports(1)
+    url, pid = launch._launch(server, port)
+    yield url
+    proc.stop_pid(pid, timeout=10)
+
+
+@pytest.fixture(scope="module")
+def prometheus(server, repo, openai_front, tmp_path_factory):
     binary = shutil.which("prometheus")
     if binary is None:
         pytest.skip("Debian's prometheus is not installed (apt-get install prometheus; .ci/run does)")
     from tritongen.deploy import monitoring
 
     root = tmp_path_factory.mktemp("prometheus")
-    facts = monitoring.facts_of(repo, target=f"127.0.0.1:{server.metrics_port}", scrape_interval="1s")
+    facts = monitoring.facts_of(repo, target=f"127.0.0.1:{server.metrics_port}", scrape_interval="1s",
+                                openai_target=openai_front.split("//", 1)[1])
     monitoring.write_files(monitoring.render_files(facts), root / "conf")
     (port,) = free_ports(1)
     log = open(root / "prometheus.log", "wb")
@@ -202,3 +215,25 @@ def test_rules_load_and_evaluate(server, prometheus):
     alerts = {r["name"]: r["state"] for r in rules if r["type"] == "alerting"}
     assert set(alerts.values()) == {"inactive"}, alerts
     assert prometheus.query('up{job="tritongen-metrics-mock"}') == {"": 1.0}
+
+
+def test_the_openai_fronts_own_metrics(openai_front, prometheus):
+    import openai
+
+    oai = openai.OpenAI(base_url=f"{openai_front}/v1", api_key="unused", max_retries=0, timeout=60)
+    usage = [oai.completions.create(model=oai.models.list().data[0].id, prompt="The river", max_tokens=n).usage
+             for n in (4, 6)]
+    stream = oai.chat.completions.create(model=oai.models.list().data[0].id, max_tokens=5, stream=True,
+                                         messages=[{"role": "user", "content": "Hi"}])
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    with pytest.raises(openai.NotFoundError):
+        oai.completions.create(model="no-such-model", prompt="x", max_tokens=2)
+    job = 'job="tritongen-metrics-mock-openai"'
+    want = {"": float(sum(u.completion_tokens for u in usage) + 5)}
+    assert prometheus.wait_for(f"sum(tritongen_openai_completion_tokens_total{{{job}}})", want) == want
+    by = {(r["metric"]["endpoint"], r["metric"]["status"]): float(r["value"][1]) for r in prometheus.api(
+        "query", query=f"sum by (endpoint, status) (tritongen_openai_requests_total{{{job}}})")["result"]}
+    assert by[("/v1/completions", "200")] == 2 and by[("/v1/chat/completions", "200")] == 1
+    assert by[("/v1/completions", "404")] == 1
+    assert prometheus.query(f"sum(tritongen_openai_time_to_first_token_seconds_count{{{job}}})") == {"": 3.0}
+    assert prometheus.query(f"sum(tritongen_openai_requests_in_flight{{{job}}})") == {"": 0.0}
