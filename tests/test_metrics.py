@@ -202,7 +202,7 @@ def test_metrics_command_once_json(endpoint):
     snap = json.loads(result.output)
     assert snap["target"] == f"http://{endpoint}/metrics"
     (f,) = snap["models"]
-    assert f["model"] == "ensemble" and f["requests"] == 20 and f["generation_tokens"] == 200
+    assert f["model"] == "ensemble" and f["requests"] == 20 + 1 and f["generation_tokens"] == 200  # + 1 error
     assert f["tokens_per_s"] == pytest.approx(100 / snap["interval_s"])
     table = CliRunner().invoke(cli, ["metrics", endpoint, "--once", "--interval", "0.1"])
     assert table.exit_code == 0 and "TTFT p50" in table.output and "ensemble" in table.output
