@@ -102,7 +102,7 @@ def prometheus(server, repo, openai_front, tmp_path_factory):
                                 openai_target=openai_front.split("//", 1)[1])
     monitoring.write_files(monitoring.render_files(facts), root / "conf")
     (port,) = free_ports(1)
-    log = open(root / "prometheus.log", "wb")
+    log = open(root / "prometheus.log", "wb")  # noqa: SIM115 - the process writes it until the fixture ends
     proc = subprocess.Popen(
         [binary, f"--config.file={root / 'conf' / monitoring.PROMETHEUS_FILE}", f"--storage.tsdb.path={root / 'data'}",
          f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h"],

@@ -56,7 +56,7 @@ def scrape(target: str, timeout: float = 5.0) -> Samples:
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise ClientError(f"cannot read {url}: {reason}",
-                          hint="is the server running? `tritongen status` lists them (metrics port, default 8002)")
+                          hint="is the server running? `tritongen status` lists them (metrics port, default 8002)") from None
 
 
 def _by_model(samples: Samples, name: str, **match) -> dict[str, float]:
