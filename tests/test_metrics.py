@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -232,3 +233,138 @@ def test_openai_front_metrics_count_refusals():
     assert s[("tritongen_openai_requests_total", (("endpoint", "/metrics"), ("status", "401")))] == 1
     assert s[("tritongen_openai_requests_total", (("endpoint", "/v1/completions"), ("status", "503")))] == 1
     assert s[("tritongen_openai_requests_in_flight", (("model", "tiny"),))] == 0
+
+
+# -- the template helper, with a stand-in for Triton's python backend --------------------------------------
+
+
+class _Recorder:
+    """triton_python_backend_utils' MetricFamily, recording every call the way Triton would receive it."""
+
+    COUNTER, GAUGE, HISTOGRAM = "counter", "gauge", "histogram"
+    calls: list = []
+
+    def __init__(self, name, description, kind):
+        self.name, self.kind = name, kind
+
+    def Metric(self, labels=None, buckets=None):  # noqa: N802 - the python backend's name
+        family = self
+
+        class _M:
+            def increment(self, v):
+                _Recorder.calls.append((family.name, "inc", tuple(sorted(labels.items())), v))
+
+            def set(self, v):
+                _Recorder.calls.append((family.name, "set", tuple(sorted(labels.items())), v))
+
+            def observe(self, v):
+                _Recorder.calls.append((family.name, "observe", tuple(sorted(labels.items())), v))
+
+        assert (buckets is not None) == (self.kind == "histogram")
+        return _M()
+
+
+@pytest.fixture()
+def lib(monkeypatch):
+    import importlib
+    import types
+
+    fake = types.ModuleType("triton_python_backend_utils")
+    fake.MetricFamily = _Recorder
+    fake.TRITONSERVER_RESPONSE_COMPLETE_FINAL = 1
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake)
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "templates" / "common" / "lib"))
+    monkeypatch.delitem(sys.modules, "llm_metrics", raising=False)
+    _Recorder.calls = []
+    module = importlib.import_module("llm_metrics")
+    monkeypatch.setattr(module, "FLUSH_S", 3600)  # flushed by hand
+    return module
+
+
+def test_a_requests_timeline_becomes_its_histograms(lib):
+    metrics = lib.Metrics("ensemble")
+    s = 10**9
+    r = lib.Request(metrics, arrival_ns=100 * s, prompt_tokens=7)
+    r.scheduled_ns = 100 * s + s // 100
+    r.sent(1, now_ns=100 * s + s // 4)  # first token 250 ms after arrival
+    r.sent(2, now_ns=100 * s + s // 2)
+    r.sent(1, now_ns=101 * s)
+    r.finish("length", now_ns=101 * s)
+    r.finish("length")  # once only
+    metrics.flush()
+    got = {(name, how, labels): v for name, how, labels, v in _Recorder.calls}
+    model = (("model", "ensemble"),)
+    assert got[("tritongen_time_to_first_token_seconds", "observe", model)] == pytest.approx(0.25)
+    assert got[("tritongen_inter_token_latency_seconds", "observe", model)] == pytest.approx(0.75 / 3)
+    assert got[("tritongen_e2e_request_latency_seconds", "observe", model)] == pytest.approx(1.0)
+    assert got[("tritongen_request_queue_seconds", "observe", model)] == pytest.approx(0.01)
+    assert got[("tritongen_generation_tokens_total", "inc", model)] == 4
+    assert got[("tritongen_prompt_tokens_total", "inc", model)] == 7
+    assert got[("tritongen_requests_total", "inc", (("finish_reason", "length"), ("model", "ensemble")))] == 1
+    assert got[("tritongen_requests_in_flight", "set", model)] == 0
+    assert len([c for c in _Recorder.calls if c[0] == "tritongen_requests_total"]) == 1
+
+
+def test_counters_are_flushed_once_per_interval_whatever_the_token_rate(lib):
+    metrics = lib.Metrics("m")
+    for _ in range(100):
+        r = lib.Request(metrics)
+        for _ in range(50):
+            r.sent(1)
+        r.finish("stop")
+    metrics.flush()
+    incs = [c for c in _Recorder.calls if c[1] == "inc"]
+    # 5000 tokens, 100 requests: one call per counter and label set, 3 observations per request (no queue time).
+    assert sorted((c[0], c[3]) for c in incs) == [("tritongen_generation_tokens_total", 5000),
+                                                  ("tritongen_requests_total", 100)]
+    assert len([c for c in _Recorder.calls if c[1] == "observe"]) == 300
+    _Recorder.calls.clear()
+    metrics.flush()
+    assert [c[1] for c in _Recorder.calls] == ["set"]  # nothing new: only the gauge is set again
+
+
+def test_an_errored_request_counts_but_has_no_timings(lib):
+    metrics = lib.Metrics("m")
+    lib.Request(metrics).finish("error")
+    lib.Request(metrics).finish("weird")
+    metrics.flush()
+    assert [c[3] for c in _Recorder.calls if c[0] == "tritongen_requests_total"] == [2]
+    assert not [c for c in _Recorder.calls if c[1] == "observe"]
+
+
+def test_switched_off_nothing_is_registered_or_called(lib):
+    metrics = lib.Metrics("m", on=False)
+    r = lib.Request(metrics)
+    r.sent(3)
+    r.finish("stop")
+    metrics.flush()
+    metrics.close()
+    assert _Recorder.calls == []
+    assert lib.enabled({"parameters": {"metrics": {"string_value": "false"}}}) is False
+    assert lib.enabled({}) is True
+
+
+def test_postprocessing_without_stream_stats_counts_tokens_only(lib, monkeypatch):
+    """The engine route: the TensorRT-LLM backend sends no stream key or stats, so only tokens are counted."""
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("post_model", REPO_ROOT / "templates/common/postprocessing/1/model.py")
+    post = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(post)
+    model = post.TritonPythonModel.__new__(post.TritonPythonModel)
+    model.metrics, model.timed = lib.Metrics("ensemble"), {}
+    model._measure(np.array([[3], [2]], dtype=np.int32), None, None, None, 2)
+    model._measure(np.array([[1]], dtype=np.int32), None, None, None, 1)
+    # With stats (the cpu route): one request, first and final responses.
+    stats = np.array([[1, 2, 5, 0]], dtype=np.int64)
+    model._measure(np.array([[2]]), np.array([7], dtype=np.uint64), np.array([False]), stats, 1)
+    model._measure(np.array([[1]]), np.array([7], dtype=np.uint64), np.array([True]),
+                   np.array([[1, 2, 5, 2]], dtype=np.int64), 1)
+    assert model.timed == {}
+    model.metrics.flush()
+    got = {(c[0], c[2]): c[3] for c in _Recorder.calls if c[1] == "inc"}
+    assert got[("tritongen_generation_tokens_total", (("model", "ensemble"),))] == 6 + 3
+    assert got[("tritongen_requests_total", (("finish_reason", "length"), ("model", "ensemble")))] == 1
+    assert got[("tritongen_prompt_tokens_total", (("model", "ensemble"),))] == 5

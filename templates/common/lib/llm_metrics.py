@@ -235,8 +235,9 @@ class Request:
         self.done = True
         m = self.metrics
         now = now_ns or time.time_ns()
+        reason = reason if reason in FINISH_REASONS else "error"
         m.move("tritongen_requests_in_flight", -1)
-        m.add("tritongen_requests_total", 1, finish_reason=reason if reason in FINISH_REASONS else "error")
+        m.add("tritongen_requests_total", 1, finish_reason=reason)
         m.add("tritongen_prompt_tokens_total", self.prompt_tokens)
         if reason == "error":
             return
