@@ -11,6 +11,7 @@ TORCH       ?= torch==2.13.0
 # tests need only the CPU build (about 190 MB). `make venv` takes torch from this index when it answers, else from
 # pip's configured index (saying so). TORCH_INDEX= (empty) always uses pip's configured index.
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+DYNAMO_PACKAGES ?= ai-dynamo==1.6.1 ai-dynamo-runtime==1.6.1
 EXTRAS      ?= cpu,local-server,openai,bench,dev
 BIN         := $(VENV)/bin
 TRITONGEN   := $(BIN)/tritongen
@@ -87,6 +88,8 @@ $(STAMP): pyproject.toml
 	@# torch first, pinned, so that no dependency can pull a multi-GB CUDA build.
 	@$(MAKE) --no-print-directory torch VENV=$(VENV) PYTHON=$(PYTHON)
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	@# Dynamo without its declared dependencies: the dynamo extra (in dev) holds what it imports (pyproject.toml).
+	$(BIN)/python -m pip install --quiet --no-deps $(DYNAMO_PACKAGES)
 	@touch $(STAMP)
 
 torch: ## Install TORCH into VENV: the CPU build from TORCH_INDEX when it answers, else pip's configured index

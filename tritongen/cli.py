@@ -74,6 +74,7 @@ LAZY_COMMANDS = {
     "k8s": "tritongen.commands.k8s",
     "metrics": "tritongen.commands.metrics",
     "monitoring": "tritongen.commands.monitoring",
+    "dynamo": "tritongen.commands.dynamo",
 }
 
 

@@ -66,9 +66,11 @@ class _ProgressBar:
 @click.command("bench")
 @click.option("--url", help="Server address host:port (default: the running tritongen server, else 127.0.0.1).")
 @click.option("--server", help="Name of a server started by `tritongen serve`.")
-@click.option("--protocol", type=click.Choice(["grpc", "http"]), default="grpc", show_default=True,
-              help="grpc: ModelStreamInfer streaming; http: the generate_stream endpoint.")
-@click.option("--model", default="ensemble", show_default=True, help="Model to load (ensemble, tensorrt_llm_bls).")
+@click.option("--protocol", type=click.Choice(["grpc", "http", "openai"]), default="grpc", show_default=True,
+              help="grpc: ModelStreamInfer streaming; http: the generate_stream endpoint; openai: streamed "
+                   "/v1/completions (a Dynamo graph from `tritongen dynamo up`, or any OpenAI-compatible server).")
+@click.option("--model", default="ensemble", show_default=True, help="Model to load (ensemble, tensorrt_llm_bls; "
+              "with --protocol openai: the served model, by default the Dynamo graph's).")
 @click.option("--concurrency", "concurrency", default="1,8,32,64", show_default=True,
               help="Comma-separated concurrency levels, run in order.")
 @click.option("--input-len", type=int, default=128, show_default=True, help="Prompt tokens (synthetic prompts).")
@@ -116,7 +118,11 @@ def command(url, server, protocol, model, concurrency, input_len, output_len, re
             url = "127.0.0.1:8001" if protocol == "grpc" else "127.0.0.1:8000"
         else:
             url = record.grpc_url if protocol == "grpc" else record.http_url
-    if repo is None and record is not None and Path(record.repo).is_dir():
+    if protocol == "openai" and record is not None and record.launcher == "dynamo":
+        # A Dynamo graph serves its model under the spec's name and keeps no Triton repository.
+        model = record.extra.get("model", model) if model == "ensemble" else model
+        tokenizer_dir = tokenizer_dir or record.extra.get("tokenizer")
+    if repo is None and record is not None and record.launcher != "dynamo" and Path(record.repo).is_dir():
         repo = Path(record.repo)
     config = bench.BenchConfig(
         url=url, protocol=protocol, model=model, concurrency=levels, input_len=input_len, output_len=output_len,

@@ -35,8 +35,9 @@ def _first(value):
 @click.argument("prompt")
 @click.option("--url", help="Server address host:port (default: the running tritongen server, else 127.0.0.1).")
 @click.option("--server", help="Name of a server started by `tritongen serve`.")
-@click.option("--protocol", type=click.Choice(["grpc", "http"]), default="grpc", show_default=True,
-              help="grpc: stream_infer; http: the generate / generate_stream endpoints.")
+@click.option("--protocol", type=click.Choice(["grpc", "http", "openai"]), default="grpc", show_default=True,
+              help="grpc: stream_infer; http: the generate / generate_stream endpoints; openai: /v1/completions "
+                   "(/v1/chat/completions with --chat) of a Dynamo graph or any OpenAI-compatible server.")
 @click.option("--model", help="ensemble (default; with the served repository's model prefix), tensorrt_llm_bls, ...")
 @click.option("--max-tokens", type=click.IntRange(1, 2**31 - 1), default=64, show_default=True,
               help="Tokens to generate at most (the contract's INT32).")
@@ -60,6 +61,9 @@ def command(prompt, url, server, protocol, model, max_tokens, temperature, top_k
       tritongen infer "Hi" --chat --top-p 0.9 --temperature 0.7 --seed 1
       tritongen infer "Hi" --protocol http --no-stream
     """
+    if protocol == "openai":
+        return _openai(prompt, url, server, model, max_tokens, chat, as_json,
+                       dict(temperature=temperature, top_p=top_p, seed=seed, stop=list(stop_words) or None))
     from ..clients.triton import GenerateParams, LLMClient
 
     params = GenerateParams(
@@ -100,3 +104,37 @@ def command(prompt, url, server, protocol, model, max_tokens, temperature, top_k
     if first is not None:
         stats += f", first text after {first * 1000:.0f} ms, done in {last * 1000:.0f} ms"
     click.echo(click.style(stats + "]", dim=True), err=True)
+
+
+def _openai(prompt, url, server, model, max_tokens, chat, as_json, sampling) -> None:
+    """--protocol openai: stream from an OpenAI-compatible server (a `tritongen dynamo up` graph by default)."""
+    from ..clients import openai_client
+
+    if not url:
+        from ..runtime import state
+
+        records = [r for r in state.find(server) if r.launcher == "dynamo"]
+        if len(records) == 1:
+            url, model = records[0].http_url, model or records[0].extra.get("model")
+        else:
+            url = "127.0.0.1:8000"
+    if not model:
+        raise UsageError("--protocol openai needs --model (the served model name) when no Dynamo graph is running")
+    text, first, last, usage = [], None, 0.0, {}
+    for d in openai_client.stream(url, model, prompt, max_tokens=max_tokens, chat=chat, **sampling):
+        if d.text:
+            first = d.at if first is None else first
+            text.append(d.text)
+            if not as_json:
+                sys.stdout.write(d.text)
+                sys.stdout.flush()
+        last, usage = d.at, d.usage or usage
+    if as_json:
+        click.echo(json.dumps({"text": "".join(text), "elapsed_s": round(last, 4), "usage": usage,
+                               "ttft_s": None if first is None else round(first, 4)}, ensure_ascii=False))
+        return
+    sys.stdout.write("\n")
+    stats = f"[{usage.get('completion_tokens', '?')} tokens"
+    if first is not None:
+        stats += f", first text after {first * 1000:.0f} ms"
+    click.echo(click.style(stats + f", done in {last * 1000:.0f} ms]", dim=True), err=True)

@@ -321,7 +321,10 @@ def status(as_json) -> None:
     gone: dict[str, list[str]] = {}
     for record in state.find(None, everyone=True):
         alive = _alive(record)
-        is_ready = alive and ready(record.client_host, record.http_port)
+        runtime = runtime_of(record)
+        # A runtime that is not tritonserver (a Dynamo graph) says itself when it is ready.
+        is_ready = alive and (runtime.ready(record) if hasattr(runtime, "ready")
+                              else ready(record.client_host, record.http_port))
         gone[record.name] = runtime_of(record).missing_stubs(record) if is_ready else []
         if gone[record.name]:
             label = "degraded"  # Triton still answers ready, but these models fail every request

@@ -14,6 +14,7 @@ from typing import Protocol
 from ..repo.inspect import inspect_repo
 from . import docker, local, mpi, state
 from .command import ServeOptions
+from .dynamo import DynamoRuntime
 from .launch import LaunchLayout, choose_layout
 from .state import ServerRecord
 
@@ -120,7 +121,9 @@ class DockerRuntime:
         return []  # counted for servers on this machine only: a container's stubs have the container's paths
 
 
-RUNTIMES: dict[str, Runtime] = {"local": LocalRuntime(), "mpi": MpiRuntime(), "docker": DockerRuntime()}
+#: "dynamo": a local Dynamo graph (broker + frontend + workers as one process group; tritongen dynamo up).
+RUNTIMES: dict[str, Runtime] = {"local": LocalRuntime(), "mpi": MpiRuntime(), "docker": DockerRuntime(),
+                                "dynamo": DynamoRuntime()}
 
 
 def _layout_of(request: LaunchRequest) -> LaunchLayout:

@@ -10,7 +10,7 @@ from ...errors import UsageError
 @dataclass
 class BenchConfig:
     url: str = "127.0.0.1:8001"
-    protocol: str = "grpc"  #: grpc | http
+    protocol: str = "grpc"  #: grpc | http | openai (streamed /v1/completions)
     model: str = "ensemble"
     concurrency: list[int] = field(default_factory=lambda: [1, 8, 32, 64])
     input_len: int = 128  #: prompt tokens (synthetic prompts)
@@ -28,8 +28,8 @@ class BenchConfig:
     repo: str | None = None  #: the served repository (for its tritongen.lock.yaml), when known
 
     def validate(self) -> None:
-        if self.protocol not in ("grpc", "http"):
-            raise UsageError(f"protocol {self.protocol!r}: use grpc or http")
+        if self.protocol not in ("grpc", "http", "openai"):
+            raise UsageError(f"protocol {self.protocol!r}: use grpc, http or openai")
         if not self.concurrency or any(c < 1 for c in self.concurrency):
             raise UsageError(f"concurrency levels must be positive integers, got {self.concurrency}")
         if self.requests is not None and self.duration is not None:

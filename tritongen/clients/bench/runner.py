@@ -90,6 +90,10 @@ def run(config: BenchConfig, *, prompts: list[Prompt] | None = None, progress: P
 
 def require_ready(config: BenchConfig) -> None:
     """ClientError unless the model answers ready at the URL (so a wrong port fails fast, not per request)."""
+    if config.protocol == "openai":
+        from .openai_transport import require_ready as openai_ready
+
+        return openai_ready(config)
     from ..triton import LLMClient
 
     client = LLMClient(config.url, protocol=config.protocol, model=config.model, timeout=10,

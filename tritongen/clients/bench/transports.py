@@ -193,4 +193,8 @@ def _grpc_message(exc: Exception, timeout: float) -> str:
 
 
 def make_transport(config: BenchConfig):
+    if config.protocol == "openai":
+        from .openai_transport import OpenAITransport
+
+        return OpenAITransport(config)
     return GrpcTransport(config) if config.protocol == "grpc" else HttpTransport(config)
