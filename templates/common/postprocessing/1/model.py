@@ -126,10 +126,17 @@ class TritonPythonModel:
 
     def _measure(self, lengths, keys, finals, stats, batch):
         """The LLM metrics of one response (see the module docstring)."""
-        if stats is None or keys is None or keys.size < batch or stats.shape[0] < batch:
-            self.metrics.add("tritongen_generation_tokens_total", int(np.maximum(lengths, 0).sum()))
-            return
         now = time.time_ns()
+        if stats is None or keys is None or keys.size < batch or stats.shape[0] < batch:
+            # The engine route (no key, no stats), or a response between a timed request's first and last.
+            for b in range(batch):
+                n = int(max(lengths[b].max(), 0))
+                request = self.timed.get(int(keys[b])) if keys is not None and keys.size > b else None
+                if request is not None:
+                    request.sent(n, now)
+                else:
+                    self.metrics.add("tritongen_generation_tokens_total", n)
+            return
         for b in range(batch):
             key = int(keys[b])
             request = self.timed.get(key)

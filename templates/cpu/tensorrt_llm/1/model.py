@@ -613,6 +613,7 @@ class TritonPythonModel:
             ids, lps = seq.generated, seq.logprobs
         else:
             ids, lps = seq.prompt + seq.generated, seq.logprobs
+        first = seq.sent_upto == 0
         seq.sent_upto = len(seq.generated)
         tensors = [
             pb_utils.Tensor("output_ids", np.array(ids, dtype=np.int32).reshape(1, 1, -1)),
@@ -620,7 +621,9 @@ class TritonPythonModel:
             pb_utils.Tensor("stream_key", np.array([[seq.key]], dtype=np.uint64)),
             pb_utils.Tensor("stream_final", np.array([[final_row]], dtype=bool)),
         ]
-        if self.send_stats:
+        if self.send_stats and (final_row or first):
+            # Only the first and the last response carry it: postprocessing needs the arrival time once and the
+            # finish reason at the end, and every tensor the ensemble carries costs CPU on each streamed token.
             stats = [seq.origin_ns, seq.scheduled_ns, len(seq.prompt), seq.finish if final_row else FINISH_NONE]
             tensors.append(pb_utils.Tensor("stream_stats", np.array([stats], dtype=np.int64)))
         if seq.want_logprobs:
