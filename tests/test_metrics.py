@@ -345,7 +345,8 @@ def test_switched_off_nothing_is_registered_or_called(lib):
 
 
 def test_postprocessing_without_stream_stats_counts_tokens_only(lib, monkeypatch):
-    """The engine route: the TensorRT-LLM backend sends no stream key or stats, so only tokens are counted."""
+    """The engine route: the TensorRT-LLM backend sends no stream key or stats, so only tokens are counted; the
+    cpu route's stats come on a request's first and last responses."""
     import importlib.util
 
     import numpy as np
@@ -360,11 +361,14 @@ def test_postprocessing_without_stream_stats_counts_tokens_only(lib, monkeypatch
     # With stats (the cpu route): one request, first and final responses.
     stats = np.array([[1, 2, 5, 0]], dtype=np.int64)
     model._measure(np.array([[2]]), np.array([7], dtype=np.uint64), np.array([False]), stats, 1)
+    # Responses in between carry no stats: timed by their stream key.
+    model._measure(np.array([[4]]), np.array([7], dtype=np.uint64), np.array([False]), None, 1)
+    assert model.timed[7].tokens == 6
     model._measure(np.array([[1]]), np.array([7], dtype=np.uint64), np.array([True]),
                    np.array([[1, 2, 5, 2]], dtype=np.int64), 1)
     assert model.timed == {}
     model.metrics.flush()
     got = {(c[0], c[2]): c[3] for c in _Recorder.calls if c[1] == "inc"}
-    assert got[("tritongen_generation_tokens_total", (("model", "ensemble"),))] == 6 + 3
+    assert got[("tritongen_generation_tokens_total", (("model", "ensemble"),))] == 6 + 7
     assert got[("tritongen_requests_total", (("finish_reason", "length"), ("model", "ensemble")))] == 1
     assert got[("tritongen_prompt_tokens_total", (("model", "ensemble"),))] == 5
