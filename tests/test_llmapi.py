@@ -38,7 +38,8 @@ def test_golden_llmapi_llama3_8b_repository(tmp_path):
     """The llmapi repository for llama3-8b, byte for byte (TRITONGEN_UPDATE_GOLDEN=1 refreshes it)."""
     out = write_repo(load_spec("llama3-8b", options=FIXED), tmp_path / "llama3-8b")
     got = check_golden_tree(out, GOLDEN / "llmapi" / "llama3-8b")
-    assert sorted(got) == ["ensemble/1/contract_tables.py", "ensemble/1/model.py", "ensemble/1/textcodec.py",
+    assert sorted(got) == ["ensemble/1/contract_tables.py", "ensemble/1/llm_metrics.py", "ensemble/1/model.py",
+                           "ensemble/1/textcodec.py",
                            "ensemble/config.pbtxt",
                            "tensorrt_llm/1/model.py", "tensorrt_llm/1/model.yaml", "tensorrt_llm/config.pbtxt",
                            "tritongen.lock.yaml"]
@@ -64,7 +65,7 @@ def test_llmapi_repository_validates_and_follows_upstreams_contract(tmp_path):
     assert params_of(front) == {
         "tokenizer_dir": "/models/llama3-8b", "trust_remote_code": "false", "llm_model": "tensorrt_llm",
         "llm_decoupled": "true", "exclude_input_in_output": "true", "max_input_len": "4096", "max_seq_len": "8192",
-        "max_prompt_bytes": "0",
+        "max_prompt_bytes": "0", "metrics": "true",
     }
     data = _yaml(repo)
     assert data["triton_config"] == {"max_batch_size": 0, "decoupled": True}

@@ -14,7 +14,8 @@ from tritongen import contract, versions
 
 MODEL_FILES = sorted((REPO_ROOT / "templates").rglob("*.py"))
 # What the stock NGC TensorRT-LLM container provides, plus each model's sibling helper modules.
-ALLOWED = {"numpy", "torch", "transformers", "triton_python_backend_utils", "textcodec", "contract_tables"}
+ALLOWED = {"numpy", "torch", "transformers", "triton_python_backend_utils", "textcodec", "contract_tables",
+           "llm_metrics"}
 
 
 def _top_level_imports(path) -> set[str]:

@@ -72,6 +72,8 @@ LAZY_COMMANDS = {
     "bench": "tritongen.commands.bench",
     "openai": "tritongen.commands.openai",
     "k8s": "tritongen.commands.k8s",
+    "metrics": "tritongen.commands.metrics",
+    "monitoring": "tritongen.commands.monitoring",
     "dynamo": "tritongen.commands.dynamo",
 }
 

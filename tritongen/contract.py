@@ -483,6 +483,22 @@ STREAM_POST_INPUTS: tuple[Tensor, ...] = (
 #: tensorrt_llm output -> postprocessing input.
 STREAM_TO_POST: dict[str, str] = {"stream_key": "STREAM_KEY", "stream_final": "STREAM_FINAL"}
 
+# -- tritongen extensions: request timings for the LLM metrics (serving.metrics.enabled, cpu route) -----------
+# Postprocessing reports a request's TTFT, inter-token and end-to-end times when its first and last tokens leave
+# the ensemble (templates/common/lib/llm_metrics.py). The arrival time is taken by preprocessing and, since no
+# ensemble step may be fed from two streams, rides through the cpu engine, which adds its scheduling time, the
+# prompt length and the finish reason.
+
+#: Preprocessing output: time.time_ns() when the request reached the ensemble.
+ARRIVAL_OUTPUT = Tensor("ARRIVAL_NS", "TYPE_INT64", (1,))
+#: The cpu engine's input it feeds.
+ARRIVAL_INPUT = Tensor("tritongen_arrival_ns", "TYPE_INT64", (1,), optional=True)
+#: The cpu engine's output: [arrival_ns, scheduled_ns, prompt tokens, finish code (0 running, 1 stop, 2 length,
+#: 3 cancelled)].
+STATS_OUTPUT = Tensor("stream_stats", "TYPE_INT64", (4,))
+#: The postprocessing input it feeds (ragged like STREAM_POST_INPUTS).
+STATS_POST_INPUT = Tensor("STREAM_STATS", "TYPE_INT64", (4,), optional=True, ragged=True)
+
 
 # -- the stop request ------------------------------------------------------------------------------------------
 # A client that abandons a stream sends the stop model a `stop` for the request id (see clients/contract_io.py).

@@ -81,12 +81,28 @@ def tritonserver_args(
         argv += [f"--metrics-address={metrics_host}", f"--metrics-port={opts.metrics_port}"]
     else:
         argv.append("--allow-metrics=false")
+    if with_metrics:
+        argv += metrics_config_args(repos)
     if backend_dir:
         argv.append(f"--backend-directory={backend_dir}")
     if opts.shm_prefix:
         argv.append(f"--backend-config=python,shm-region-prefix-name={opts.shm_prefix}")
     argv += opts.extra_args
     return argv
+
+
+def metrics_config_args(repos: list[str]) -> list[str]:
+    """``--metrics-config`` flags the repositories' specs ask for (serving.metrics.triton_latency_summaries);
+    a repository whose lock file cannot be read here (a path inside a container) asks for none."""
+    from pathlib import Path
+
+    from ..repo.lock import read_lock
+
+    for repo in repos:
+        metrics = ((((read_lock(Path(repo)) or {}).get("spec") or {}).get("serving") or {}).get("metrics") or {})
+        if metrics.get("triton_latency_summaries"):
+            return ["--metrics-config=summary_latencies=true"]
+    return []
 
 
 def format_launch(argv: list[str]) -> str:

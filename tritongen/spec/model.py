@@ -227,6 +227,18 @@ class Decoding(StrictModel):
     gather_generation_logits: StrictBool = Field(False, description="Build the engine to return generation logits.")
 
 
+class MetricsSpec(StrictModel):
+    enabled: StrictBool = Field(True, description="LLM metrics (TTFT, inter-token, e2e and queue histograms, token "
+                                "and finish-reason counters, in flight) from the python-backend models on Triton's "
+                                "metrics port; README \"Monitoring\".")
+    triton_latency_summaries: StrictBool = Field(False, description="Also Triton's own per-model latency summaries "
+                                                 "(p50/p90/p95/p99: tritonserver --metrics-config "
+                                                 "summary_latencies=true; Triton 2.51 has no latency histograms).")
+    ttft_p99_slo_s: Float = Field(2.0, gt=0, description="TTFT p99 above which the rendered alert rules fire (s).")
+    max_error_ratio: Float = Field(0.05, gt=0, le=1, description="Share of failed requests above which the "
+                                           "rendered alert rules fire.")
+
+
 class Serving(StrictModel):
     streaming: StrictBool = Field(True, description="Stream tokens as they are made (decoupled models).")
     bls: StrictBool = Field(False, description="Also add tensorrt_llm_bls: one python model doing pre -> LLM -> post "
@@ -289,6 +301,7 @@ class Serving(StrictModel):
     http_port: StrictInt = Field(8000, ge=1, le=65535, description="HTTP/REST port.")
     grpc_port: StrictInt = Field(8001, ge=1, le=65535, description="gRPC port.")
     metrics_port: StrictInt = Field(8002, ge=1, le=65535, description="Prometheus metrics port.")
+    metrics: MetricsSpec = Field(default_factory=MetricsSpec)
 
 
 class Container(StrictModel):

@@ -1,5 +1,6 @@
 """The OpenAI-compatible HTTP API (FastAPI): ``GET /v1/models``, ``GET /v1/models/{id}``, ``POST /v1/completions``,
-``POST /v1/chat/completions`` (both streamed with server-sent events or not) and ``GET /health``. Run it with
+``POST /v1/chat/completions`` (both streamed with server-sent events or not), ``GET /health`` and ``GET /metrics``
+(clients/openai/metrics.py). Run it with
 ``tritongen openai --triton grpc://127.0.0.1:8001`` or ``tritongen serve --openai``.
 
 Errors use OpenAI's body ``{"error": {"message", "type", "param", "code"}}``: 400 for invalid requests (bad
@@ -41,6 +42,9 @@ def create_app(cfg: ServerConfig):
         raise MissingDependency(f"the OpenAI server needs FastAPI and uvicorn ({exc.name} is missing)",
                                 hint="pip install 'tritongen[openai]'") from None
     service = Service(cfg)
+    from . import metrics as front_metrics
+
+    service.metrics = front_metrics.make(cfg.model_name)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -56,7 +60,9 @@ def create_app(cfg: ServerConfig):
     app.add_exception_handler(StarletteHTTPException, asgi.http_error)
     _add_routes(app, service)
     limited = asgi.BodyLimit(app, cfg.max_body_bytes)
-    return asgi.ApiKeyGate(limited, cfg.api_key) if cfg.api_key else limited
+    gated = asgi.ApiKeyGate(limited, cfg.api_key) if cfg.api_key else limited
+    # Outermost, so refused requests (401, 413) are counted too; /metrics itself stays behind the key.
+    return front_metrics.Measured(gated, service.metrics) if service.metrics else gated
 
 
 def _add_routes(app, service: Service) -> None:
@@ -70,6 +76,14 @@ def _add_routes(app, service: Service) -> None:
         body = {"status": "ok" if ok else "unavailable", "triton": why, "model": cfg.model_name,
                 "triton_model": cfg.triton_model, **service.stats.__dict__}
         return JSONResponse(body, status_code=200 if ok else 503)
+
+    if service.metrics is not None:
+        from fastapi.responses import Response
+
+        @app.get("/metrics")
+        async def metrics():
+            body, content_type = service.metrics.exposition()
+            return Response(body, media_type=content_type)
 
     @app.get("/v1/models")
     async def list_models() -> ModelList:

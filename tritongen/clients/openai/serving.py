@@ -49,6 +49,8 @@ class Service:
         self.cfg = cfg
         self.triton = TritonBackend(cfg.triton_url, cfg.triton_model, timeout=cfg.timeout, stop_model=cfg.stop_model)
         self.stats = Stats()
+        #: The front's /metrics (clients/openai/metrics.py), when prometheus-client is installed.
+        self.metrics = None
 
     def check_model(self, name: str) -> None:
         if name != self.cfg.model_name:
@@ -61,6 +63,8 @@ class Service:
         counts: dict[str, int] = {}
         self.stats.active += 1
         outcome = "cancelled"
+        metrics, n_in, n_out = self.metrics, 0, 0
+        started = metrics.started() if metrics else 0.0
         try:
             async with contextlib.aclosing(self.triton.stream(request_id, gen)) as pieces:
                 async for piece in pieces:
@@ -68,6 +72,9 @@ class Service:
                         counts[key] = max(counts.get(key, 0), value)
                     out = scanner.push(piece.text)
                     if out:
+                        if metrics and started:
+                            metrics.first_text(started)
+                            started = 0.0
                         yield "text", out
                     if scanner.hit is not None:
                         break  # closing the stream cancels the rest
@@ -84,6 +91,8 @@ class Service:
             raise
         finally:
             self.stats.active -= 1
+            if metrics:
+                metrics.ended(n_in, n_out) if outcome == "completed" else metrics.ended()
             setattr(self.stats, outcome, getattr(self.stats, outcome) + 1)
             if outcome == "cancelled":
                 log.info("request %s cancelled (client disconnected)", request_id)

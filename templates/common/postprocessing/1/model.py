@@ -12,16 +12,28 @@ decode, and the stream's state is dropped. Only the cpu route's engine sends the
 route a key from preprocessing to this step, see tritongen.contract.STREAM_OUTPUTS); without them - the
 TensorRT-LLM C++ backend - each chunk is decoded on its own, as the reference postprocessing does (logged
 once), since requests cannot be told apart. tensorrt_llm_bls is exact on every route.
+
+LLM metrics (llm_metrics.py, serving.metrics.enabled): every response's tokens count as generated; with
+STREAM_STATS (the cpu route) a request's TTFT, mean inter-token time, end-to-end and queue times are measured when
+its first and last tokens leave this model, from the arrival time preprocessing took.
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import time
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
+from llm_metrics import Metrics, Request, enabled, served_name
 from textcodec import StreamTable, bool_param, decode, tokenizer_of
+
+#: stream_stats' finish codes (templates/cpu/tensorrt_llm/1/model.py).
+FINISH = {1: "stop", 2: "length", 3: "cancelled"}
+#: A timed request that sends nothing for this long is counted as cancelled (its client went away and the
+#: engine's error response never reaches this model).
+STALE_NS = 120 * 10**9
 
 
 class TritonPythonModel:
@@ -33,6 +45,9 @@ class TritonPythonModel:
         self.streams = StreamTable(self.tokenizer, self.skip_special)
         self.logger = pb_utils.Logger
         self.warned_no_key = False
+        self.metrics = Metrics(served_name(config, "ensemble"), enabled(config))
+        self.timed: dict[int, Request] = {}  # stream key -> its request's timeline
+        self.swept_ns = 0
         # Everything loaded so far (tokenizer, model) lives as long as the process: keep it out of the garbage
         # collector's full passes, which otherwise stall every request in flight (a TTFT tail).
         gc.freeze()
@@ -47,10 +62,23 @@ class TritonPythonModel:
             except Exception as exc:  # one bad response must not fail the batch
                 responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"postprocessing: {exc}")))
         self.streams.evict()
+        if self.timed:
+            self._sweep()
         return responses
 
+    def finalize(self):
+        self.metrics.close()
+
+    def _sweep(self):
+        now = time.time_ns()
+        if now - self.swept_ns < 10**9:
+            return
+        self.swept_ns = now
+        for key in [k for k, r in self.timed.items() if now - (r.last_ns or r.arrival_ns) > STALE_NS]:
+            self.timed.pop(key).finish("cancelled", now)
+
     def _one(self, request):
-        tokens = lengths = keys = finals = None
+        tokens = lengths = keys = finals = stats = None
         for tensor in request.inputs():  # one pass (get_input_tensor_by_name rescans the inputs per name)
             name = tensor.name()
             if name == "TOKENS_BATCH":
@@ -61,6 +89,8 @@ class TritonPythonModel:
                 keys = tensor.as_numpy().reshape(-1)
             elif name == "STREAM_FINAL":
                 finals = tensor.as_numpy().reshape(-1)
+            elif name == "STREAM_STATS":
+                stats = tensor.as_numpy().reshape(-1, 4)
         if tokens is None:
             raise ValueError("input TOKENS_BATCH is missing")
         if tokens.ndim == 2:  # [beam, len] from a caller without a batch dimension
@@ -90,4 +120,31 @@ class TritonPythonModel:
                 else:
                     text = self.streams.push(int(keys[b]), ids)
                 out[b * beams + k] = text.encode("utf-8")
+        if self.metrics.on:
+            self._measure(lengths, keys, finals, stats, batch)
         return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("OUTPUT", out)])
+
+    def _measure(self, lengths, keys, finals, stats, batch):
+        """The LLM metrics of one response (see the module docstring)."""
+        now = time.time_ns()
+        if stats is None or keys is None or keys.size < batch or stats.shape[0] < batch:
+            # The engine route (no key, no stats), or a response between a timed request's first and last.
+            for b in range(batch):
+                n = int(max(lengths[b].max(), 0))
+                request = self.timed.get(int(keys[b])) if keys is not None and keys.size > b else None
+                if request is not None:
+                    request.sent(n, now)
+                else:
+                    self.metrics.add("tritongen_generation_tokens_total", n)
+            return
+        for b in range(batch):
+            key = int(keys[b])
+            request = self.timed.get(key)
+            if request is None:
+                arrival, scheduled, prompt, _ = (int(v) for v in stats[b])
+                request = self.timed[key] = Request(self.metrics, arrival, prompt)
+                request.scheduled_ns = scheduled
+            request.sent(int(max(lengths[b].max(), 0)), now)
+            if finals is not None and finals.size > b and bool(finals[b]):
+                del self.timed[key]
+                request.finish(FINISH.get(int(stats[b][3]), "stop"), now)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import json
+import time
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -57,11 +58,15 @@ class TritonPythonModel:
         self.prompt_bytes = prompt_byte_limit(self.max_input_len, max_token_bytes(tok),
                                               int_param(config, "max_prompt_bytes", 0))
         self.chat_bytes = chat_template_bytes(tok)
+        self.send_arrival = any(o.get("name") == "ARRIVAL_NS" for o in config.get("output", []))
+        self.arrival_ns = 0
         # Everything loaded so far (tokenizer, model) lives as long as the process: keep it out of the garbage
         # collector's full passes, which otherwise stall every request in flight (a TTFT tail).
         gc.freeze()
 
     def execute(self, requests):
+        # The LLM metrics' arrival time (tritongen.contract.ARRIVAL_OUTPUT): taken once, as the batch arrives.
+        self.arrival_ns = time.time_ns()
         # Gather prompts of the whole batch, then tokenize each kind (plain / chat-formatted) in one call.
         rows = []  # (request, batch_row, text, chat)
         errors: dict[int, str] = {}
@@ -173,6 +178,8 @@ class TritonPythonModel:
             values = _one_of(request, new_name, old_name, batch)
             if values is not None:
                 tensors.append(pb_utils.Tensor(out_name, np.asarray(values, dtype=dtype).reshape(batch, 1)))
+        if self.send_arrival:
+            tensors.append(pb_utils.Tensor("ARRIVAL_NS", np.full((batch, 1), self.arrival_ns, dtype=np.int64)))
         if _wants(request, "DECODER_INPUT_ID"):
             # What the reference preprocessing gives a decoder-only model: one pad token of length 1, which the
             # backend ignores unless the engine is an encoder-decoder.

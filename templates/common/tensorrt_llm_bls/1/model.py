@@ -8,16 +8,21 @@ request id. Requests run concurrently on a thread pool sized to max_batch_size.
 Draft-target speculative decoding: when the ``draft_model`` parameter names a second model, each round asks
 the draft for ``num_draft_tokens`` tokens and lets the target (``tensorrt_llm``) verify them through its
 ``draft_input_ids`` input; accepted tokens plus the target's own next token are streamed.
+
+LLM metrics (llm_metrics.py, serving.metrics.enabled) are measured here, labelled with this model's name: a
+request arrives when execute() receives it, and its tokens are counted as each response leaves.
 """
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 from contract_tables import CLIENT_TO_LLM, CLIENT_TO_PRE, PASSTHROUGH, PRE_TO_LLM
+from llm_metrics import Metrics, Request, enabled
 from textcodec import (
     DaemonPool,
     IncrementalDecoder,
@@ -73,21 +78,24 @@ class TritonPythonModel:
         self.prompt_bytes = prompt_byte_limit(self.max_input_len, max_token_bytes(self.tokenizer),
                                               int_param(config, "max_prompt_bytes", 0))
         self.chat_bytes = chat_template_bytes(self.tokenizer)
+        self.metrics = Metrics(args["model_name"], enabled(config))
 
     def finalize(self):
         self.pool.shutdown()
+        self.metrics.close()
 
     def execute(self, requests):
+        arrival = time.time_ns()
         if self.decoupled:
             for request in requests:
-                self.pool.submit(self._serve, request, request.get_response_sender())
+                self.pool.submit(self._serve, request, request.get_response_sender(), False, arrival)
             return None
-        futures = [self.pool.submit(self._collect, request) for request in requests]
+        futures = [self.pool.submit(self._collect, request, arrival) for request in requests]
         return [f.result() for f in futures]
 
     # -- one request -------------------------------------------------------------------------------------
 
-    def _collect(self, request):
+    def _collect(self, request, arrival=0):
         """Non-decoupled: run the request to completion and return one response."""
         box = []
 
@@ -99,20 +107,23 @@ class TritonPythonModel:
             def is_cancelled(self):
                 return False
 
-        self._serve(request, _Sink(), force_final_text=True)
+        self._serve(request, _Sink(), True, arrival)
         errors = [r for r in box if r.has_error()]
         return errors[0] if errors else box[-1]
 
-    def _serve(self, request, sender, force_final_text=False):
+    def _serve(self, request, sender, force_final_text=False, arrival=0):
+        timeline = Request(self.metrics, arrival)
         try:
-            self._generate(request, sender, force_final_text)
+            self._generate(request, sender, force_final_text, timeline)
         except RequestError as exc:
+            timeline.finish("error")
             sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))), flags=FINAL)
         except Exception as exc:  # never leave a client waiting on an unanswered stream
+            timeline.finish("error")
             sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"tensorrt_llm_bls: {exc}")),
                         flags=FINAL)
 
-    def _generate(self, request, sender, force_final_text):
+    def _generate(self, request, sender, force_final_text, timeline):
         # Inner requests carry the client's request id (or a fresh one), so a `stop` can reach them.
         rid = request.request_id() or uuid.uuid4().hex
         client = {}
@@ -137,15 +148,19 @@ class TritonPythonModel:
             if k in self.client_to_llm:
                 llm_inputs[self.client_to_llm[k]] = v
         llm_inputs["streaming"] = np.array([[stream]], dtype=bool)
+        timeline.prompt_tokens = int(np.asarray(llm_inputs.get("input_lengths", [[0]])).sum())
+        budget = int(np.asarray(llm_inputs.get("request_output_len", [[0]])).reshape(-1)[0])
 
         if self.draft_model:
-            self._speculate(llm_inputs, sender, stream, request, rid)
+            self._speculate(llm_inputs, sender, stream, request, rid, timeline)
             return
         decoder = IncrementalDecoder(self.tokenizer, self.skip_special)
         all_ids: list[int] = []
         last = None
+        count = 0
         for response in self._stream(self.llm_model, llm_inputs, rid):
             if _cancelled(sender, request):
+                timeline.finish("cancelled")
                 self._stop(rid)
                 return
             _raise_if_error(response, self.llm_model)
@@ -154,9 +169,11 @@ class TritonPythonModel:
                 continue
             lens = pb_utils.get_output_tensor_by_name(response, "sequence_length").as_numpy().reshape(-1)
             ids = ids_t.as_numpy().reshape(-1)[: int(lens[0])].tolist()
+            count += len(ids)
             if stream:
                 text = decoder.push(ids)
                 sender.send(self._response(text, response), flags=0)
+                timeline.sent(len(ids))
             else:
                 all_ids.extend(ids)
             last = response
@@ -165,6 +182,8 @@ class TritonPythonModel:
         else:
             text = decode(self.tokenizer, all_ids, self.skip_special)
             sender.send(self._response(text, last), flags=FINAL)
+            timeline.sent(len(all_ids))
+        timeline.finish("length" if budget and count >= budget else "stop")
 
     def _check(self, client):
         """Refuse what the client got wrong by the names it sent, before anything reaches preprocessing (whose
@@ -223,7 +242,7 @@ class TritonPythonModel:
 
     # -- draft-target speculative decoding ---------------------------------------------------------------
 
-    def _speculate(self, llm_inputs, sender, stream, request, rid):
+    def _speculate(self, llm_inputs, sender, stream, request, rid, timeline):
         prompt_len = int(np.asarray(llm_inputs["input_lengths"]).reshape(-1)[0])
         ids = np.asarray(llm_inputs["input_ids"]).reshape(-1)[:prompt_len].tolist()
         budget = int(np.asarray(llm_inputs["request_output_len"]).reshape(-1)[0])
@@ -237,6 +256,7 @@ class TritonPythonModel:
         base["exclude_input_in_output"] = np.array([[True]], dtype=bool)
         while len(generated) < budget:
             if _cancelled(sender, request):
+                timeline.finish("cancelled")
                 self._stop(rid)
                 return
             context = ids + generated
@@ -261,6 +281,7 @@ class TritonPythonModel:
                 finished = True
             if stream and new:
                 sender.send(self._response(decoder.push(new), None), flags=0)
+                timeline.sent(len(new))
             if finished:
                 break
         tail = decoder.flush() if stream else decode(self.tokenizer, generated, self.skip_special)
@@ -271,6 +292,9 @@ class TritonPythonModel:
             pb_utils.Tensor("total_draft_tokens", np.array([[drafted]], dtype=np.int32)),
         ]
         sender.send(pb_utils.InferenceResponse(output_tensors=tensors), flags=FINAL)
+        if not stream:
+            timeline.sent(len(generated))
+        timeline.finish("length" if len(generated) >= budget else "stop")
 
     def _once(self, model, base, context, output_len, draft, rid):
         inputs = dict(base)

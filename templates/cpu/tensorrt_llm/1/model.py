@@ -31,7 +31,8 @@ import traceback
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
-from textcodec import LLM_TO_CLIENT, SAMPLING_RANGES, check_sampling, one_of
+from llm_metrics import ENGINE_FAMILIES, Metrics, enabled
+from textcodec import LLM_TO_CLIENT, SAMPLING_RANGES, check_sampling, one_of, output_names
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 MOCK_NICE = 10
@@ -39,6 +40,8 @@ MOCK_NICE = 10
 #: this process and tritonserver; asking on every token of every request cost the engine loop more than its
 #: own work at 0 ms/step. A cancelled request stops within this time.
 CANCEL_CHECK_S = 0.01
+#: stream_stats' finish codes (postprocessing turns them into tritongen_requests_total{finish_reason}).
+FINISH_NONE, FINISH_STOP, FINISH_LENGTH, FINISH_CANCELLED = 0, 1, 2, 3
 
 
 def _param(config, key, default=""):
@@ -102,7 +105,7 @@ class Sequence:
         "rep_penalty", "presence", "frequency", "min_tokens", "generator", "seed", "streaming", "exclude_input",
         "want_logprobs", "want_num_in", "want_num_out", "want_perf", "generated", "logprobs", "cum_logprob",
         "cache", "next_logits", "counts", "arrival_ns", "scheduled_ns", "first_token_ns", "last_token_ns",
-        "done", "bias", "sent_upto", "draft", "key",
+        "done", "bias", "sent_upto", "draft", "key", "origin_ns", "finish",
     )
 
 
@@ -277,6 +280,10 @@ class TritonPythonModel:
                 _param(config, "torch_dtype", "auto"), trust, int(_param(config, "torch_threads", "0") or 0),
             )
         self.is_mock = kind == "mock"
+        # The LLM metrics (templates/common/lib/llm_metrics.py): the engine's own figures here; request timings
+        # travel to postprocessing in stream_stats when the repository's ensemble carries it.
+        self.send_stats = "stream_stats" in output_names(config)
+        self.metrics = Metrics(args["model_name"], enabled(config), ENGINE_FAMILIES)
         # Each sequence's stream_key (tritongen.contract.STREAM_OUTPUTS): postprocessing keys its decoder by it, so
         # it must differ between all sequences in the server, whatever request ids clients send. The pid keeps
         # instances (one process each) apart; a random start keeps a restarted process with a reused pid apart.
@@ -296,6 +303,7 @@ class TritonPythonModel:
         self.stopping = True
         self.inbox.put(None)
         self.worker.join(timeout=10)
+        self.metrics.close()
 
     # -- request intake ----------------------------------------------------------------------------------
 
@@ -414,6 +422,9 @@ class TritonPythonModel:
             s.arrival_ns, s.scheduled_ns, s.first_token_ns, s.last_token_ns = now, 0, 0, 0
             s.done, s.sent_upto = False, 0
             s.key = self._key_base | (next(self._keys) & ((1 << 42) - 1))
+            # Arrival at the ensemble's preprocessing (its ARRIVAL_NS output) when the ensemble passes it on.
+            s.origin_ns = int(_row_scalar(_get(request, "tritongen_arrival_ns"), row, 0)) or now
+            s.finish = FINISH_NONE
             s.generator = None
             draft = _get(request, "draft_input_ids")
             s.draft = None
@@ -485,6 +496,9 @@ class TritonPythonModel:
 
     def _step(self):
         still = []
+        metrics = self.metrics
+        metrics.add("tritongen_engine_steps_total")
+        metrics.add("tritongen_engine_step_sequences_total", len(self.active))
         for seq in self.active:
             group = seq.group
             if group.failed:
@@ -494,6 +508,7 @@ class TritonPythonModel:
                 # tokens so far (streaming: those not sent yet), not an error the client would have to parse.
                 pb_utils.Logger.log_info(f"tensorrt_llm (cpu): request {group.request_id!r} cancelled after "
                                          f"{len(seq.generated)} tokens by a stop request")
+                seq.finish = FINISH_CANCELLED
                 self._emit(seq, final_row=True)
                 continue
             if group.cancelled():
@@ -505,7 +520,7 @@ class TritonPythonModel:
             token, logprob = self._choose(seq)
             finished = False
             if token == seq.end_id and len(seq.generated) >= seq.min_tokens:
-                finished = True
+                finished, seq.finish = True, FINISH_STOP
             else:
                 seq.generated.append(token)
                 seq.logprobs.append(logprob)
@@ -514,8 +529,10 @@ class TritonPythonModel:
                 now = time.time_ns()
                 seq.first_token_ns = seq.first_token_ns or now
                 seq.last_token_ns = now
-                if len(seq.generated) >= seq.max_new or self._hit_stop(seq) or self._draft_rejected(seq, token):
-                    finished = True
+                if len(seq.generated) >= seq.max_new:
+                    finished, seq.finish = True, FINISH_LENGTH
+                elif self._hit_stop(seq) or self._draft_rejected(seq, token):
+                    finished, seq.finish = True, FINISH_STOP
                 else:
                     self.engine.step(seq, token)
             if seq.streaming:
@@ -526,6 +543,7 @@ class TritonPythonModel:
             if not finished:
                 still.append(seq)
         self.active = still
+        metrics.set("tritongen_engine_active_sequences", len(still))
         if self.is_mock and self.engine.step_s:
             time.sleep(self.engine.step_s)
 
@@ -595,6 +613,7 @@ class TritonPythonModel:
             ids, lps = seq.generated, seq.logprobs
         else:
             ids, lps = seq.prompt + seq.generated, seq.logprobs
+        first = seq.sent_upto == 0
         seq.sent_upto = len(seq.generated)
         tensors = [
             pb_utils.Tensor("output_ids", np.array(ids, dtype=np.int32).reshape(1, 1, -1)),
@@ -602,6 +621,11 @@ class TritonPythonModel:
             pb_utils.Tensor("stream_key", np.array([[seq.key]], dtype=np.uint64)),
             pb_utils.Tensor("stream_final", np.array([[final_row]], dtype=bool)),
         ]
+        if self.send_stats and (final_row or first):
+            # Only the first and the last response carry it: postprocessing needs the arrival time once and the
+            # finish reason at the end, and every tensor the ensemble carries costs CPU on each streamed token.
+            stats = [seq.origin_ns, seq.scheduled_ns, len(seq.prompt), seq.finish if final_row else FINISH_NONE]
+            tensors.append(pb_utils.Tensor("stream_stats", np.array([stats], dtype=np.int64)))
         if seq.want_logprobs:
             tensors.append(pb_utils.Tensor("cum_log_probs", np.array([[seq.cum_logprob]], dtype=np.float32)))
             tensors.append(pb_utils.Tensor("output_log_probs", np.array(lps, dtype=np.float32).reshape(1, 1, -1)))

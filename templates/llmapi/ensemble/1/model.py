@@ -31,16 +31,22 @@ What it does itself:
 Client inputs the llmapi model has no input for (bad_words, end_id, pad_id, min_tokens, penalties other than
 presence/frequency, log probs, logits, LoRA, guided decoding, beam search, several sequences) are refused with an
 error naming them, never silently ignored. length_penalty only matters for beam search and is ignored.
+
+LLM metrics (llm_metrics.py, serving.metrics.enabled) are measured here, labelled with this model's name: arrival
+when execute() receives the request, the first token when the first text leaves; the generated-token count is
+the one return_num_output_tokens gives.
 """
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 from contract_tables import CLIENT_TO_LLMAPI, FRONT_HANDLED, LLMAPI_DTYPES, PASSTHROUGH, UNSUPPORTED
+from llm_metrics import Metrics, Request, enabled
 from textcodec import (
     DaemonPool,
     bool_param,
@@ -140,27 +146,33 @@ class TritonPythonModel:
         self.outputs = output_names(config)
         workers = max(4, int(config.get("max_batch_size", 0) or 0))
         self.pool = DaemonPool(workers, "llmapi-front")
+        self.metrics = Metrics(args["model_name"], enabled(config))
 
     def finalize(self):
         self.pool.shutdown()
+        self.metrics.close()
 
     def execute(self, requests):
         # Every request runs on the pool and answers through its response sender - a stream when decoupled,
         # exactly one response otherwise (as upstream's llmapi model does) - so execute() returns at once and
         # requests run concurrently in both modes.
+        arrival = time.time_ns()
         for request in requests:
-            self.pool.submit(self._serve, request, request.get_response_sender(), not self.decoupled)
+            self.pool.submit(self._serve, request, request.get_response_sender(), not self.decoupled, arrival)
         return None
 
     # -- one request -------------------------------------------------------------------------------------
 
-    def _serve(self, request, sender, final_only):
+    def _serve(self, request, sender, final_only, arrival=0):
+        timeline = Request(self.metrics, arrival)
         try:
-            self._generate(request, sender, final_only)
+            self._generate(request, sender, final_only, timeline)
         except RequestError as exc:
+            timeline.finish("error")
             self._send(sender, pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))), FINAL)
         except Exception as exc:  # never leave a client waiting on an unanswered stream
             message = f"ensemble (llmapi front): {type(exc).__name__}: {exc}"
+            timeline.finish("error")
             self._send(sender, pb_utils.InferenceResponse(error=pb_utils.TritonError(message)), FINAL)
 
     @staticmethod
@@ -243,9 +255,10 @@ class TritonPythonModel:
                 tensors.append(pb_utils.Tensor(target, np.array([value], dtype=LLMAPI_DTYPES[target])))
         return tensors
 
-    def _generate(self, request, sender, final_only):
+    def _generate(self, request, sender, final_only, timeline):
         found = self._inputs(request)
         prompt, n_in = self._prompt(found)
+        timeline.prompt_tokens = n_in
         if found.get("max_tokens") is None:
             raise RequestError("max_tokens is required: send the number of tokens to generate at most")
         max_tokens = int(scalar(found.get("max_tokens"), 0))
@@ -276,6 +289,7 @@ class TritonPythonModel:
         finish = ""
         for response in responses:
             if _cancelled(sender):
+                timeline.finish("cancelled")
                 self._abort(responses, request_id)
                 # Answer the cancelled request (its one final response) so Triton can release it.
                 self._send(sender, pb_utils.InferenceResponse(error=pb_utils.TritonError(
@@ -300,6 +314,7 @@ class TritonPythonModel:
                 upto = min(len(full.rstrip("\ufffd")), _stop_cut(full, stops)[0])
                 if upto > sent:
                     self._send(sender, self._response(prefix + full[sent:upto], {}), 0)
+                    timeline.mark()
                     prefix = ""
                     sent = upto
         end, hit = _stop_cut(full, stops)
@@ -307,12 +322,17 @@ class TritonPythonModel:
         counts = {}
         if want_in:
             counts["num_input_tokens"] = n_in
-        if want_out:
+        n_out = 0
+        if want_out or self.metrics.on:
             # Exact when the LLM API stopped for length; otherwise the generated text re-tokenized.
-            counts["num_output_tokens"] = max_tokens if finish == "length" else (
+            n_out = max_tokens if finish == "length" else (
                 len(self.tokenizer(full, add_special_tokens=False)["input_ids"]) if full else 0)
+        if want_out:
+            counts["num_output_tokens"] = n_out
         tail = prefix + full[sent:]
         self._send(sender, self._response(tail, {**extras, **counts}), FINAL)
+        timeline.sent(n_out)
+        timeline.finish(finish if finish in ("stop", "length", "cancelled") else "stop")
 
     def _passthrough(self, response) -> dict:
         out = {}
