@@ -101,16 +101,8 @@ def checkpoint_extras(checkpoint_dir: Path) -> dict:
 
 
 def estimate_params(info: dict, *, tied: bool = False) -> int | None:
-    """Parameter count of a Llama-style decoder from its shapes (attention + gated MLP + embeddings)."""
-    try:
-        layers, hidden, heads = info["num_layers"], info["hidden_size"], info["num_heads"]
-        kv, vocab, inter = info["num_kv_heads"], info["vocab_size"], info["intermediate_size"]
-    except KeyError:
-        return None
-    head_dim = info.get("head_dim") or hidden // heads
-    experts = max(1, info.get("num_experts") or 0)
-    attn = hidden * head_dim * (heads + 2 * kv) + heads * head_dim * hidden
-    mlp = 3 * hidden * inter * experts + (hidden * experts if experts > 1 else 0)
-    norms = 2 * hidden
-    embed = vocab * hidden * (1 if tied else 2)
-    return layers * (attn + mlp + norms) + embed + hidden
+    """Parameter count of a decoder from the spec's shape fields (attention + gated MLP + embeddings), by the one
+    formula config.json reading uses (:func:`hf_config.estimate_params_from`)."""
+    from .hf_config import ConfigFacts, estimate_params_from
+
+    return estimate_params_from(ConfigFacts(spec=info, extra={"tied_embeddings": tied}))

@@ -563,6 +563,13 @@ MAX_WORDS = 256
 MAX_WORDS_BYTES = 16384
 
 
+def prompt_bounds(model_config: dict, tokenizer, max_input_len: int) -> tuple[int, int]:
+    """What check_prompt_size needs of a model: the prompt byte bound (from max_input_len, the tokenizer and the
+    model's max_prompt_bytes parameter) and the bytes its chat template adds."""
+    limit = prompt_byte_limit(max_input_len, max_token_bytes(tokenizer), int_param(model_config, "max_prompt_bytes", 0))
+    return limit, chat_template_bytes(tokenizer)
+
+
 def byte_size(array) -> int:
     """Bytes of text in a BYTES tensor (or one row of it), counted without decoding it."""
     if array is None:

@@ -21,14 +21,12 @@ from textcodec import (
     bool_param,
     byte_size,
     chat_prompt,
-    chat_template_bytes,
     check_prompt_size,
     check_words,
     int_param,
     length_problem,
-    max_token_bytes,
     one_of,
-    prompt_byte_limit,
+    prompt_bounds,
     scalar,
     strings,
     to_word_list,
@@ -55,9 +53,7 @@ class TritonPythonModel:
         self.empty_words = np.array([[0], [-1]], dtype=np.int32)
         # A prompt longer than this surely has more than max_input_len tokens: refused before it is decoded or
         # tokenized (tokenizing 50 MB took 7 GB and minutes of CPU).
-        self.prompt_bytes = prompt_byte_limit(self.max_input_len, max_token_bytes(tok),
-                                              int_param(config, "max_prompt_bytes", 0))
-        self.chat_bytes = chat_template_bytes(tok)
+        self.prompt_bytes, self.chat_bytes = prompt_bounds(config, tok, self.max_input_len)
         self.send_arrival = any(o.get("name") == "ARRIVAL_NS" for o in config.get("output", []))
         self.arrival_ns = 0
         # Everything loaded so far (tokenizer, model) lives as long as the process: keep it out of the garbage

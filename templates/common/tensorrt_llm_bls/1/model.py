@@ -28,16 +28,14 @@ from textcodec import (
     IncrementalDecoder,
     bool_param,
     byte_size,
-    chat_template_bytes,
     check_prompt_size,
     check_sampling,
     check_words,
     decode,
     int_param,
-    max_token_bytes,
     max_tokens_problem,
     output_names,
-    prompt_byte_limit,
+    prompt_bounds,
     str_param,
     tokenizer_of,
 )
@@ -75,9 +73,7 @@ class TritonPythonModel:
         self.client_to_llm = {k: renames.get(v, v) for k, v in CLIENT_TO_LLM.items() if renames.get(v, v)}
         self.max_input_len = int_param(config, "max_input_len", 0)
         # Checked here too, so an over-long prompt is not copied on to preprocessing before it is refused.
-        self.prompt_bytes = prompt_byte_limit(self.max_input_len, max_token_bytes(self.tokenizer),
-                                              int_param(config, "max_prompt_bytes", 0))
-        self.chat_bytes = chat_template_bytes(self.tokenizer)
+        self.prompt_bytes, self.chat_bytes = prompt_bounds(config, self.tokenizer, self.max_input_len)
         self.metrics = Metrics(args["model_name"], enabled(config))
 
     def finalize(self):

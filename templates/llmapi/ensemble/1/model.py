@@ -52,15 +52,13 @@ from textcodec import (
     bool_param,
     byte_size,
     chat_prompt,
-    chat_template_bytes,
     check_prompt_size,
     check_sampling,
     check_words,
     int_param,
     length_problem,
-    max_token_bytes,
     output_names,
-    prompt_byte_limit,
+    prompt_bounds,
     scalar,
     str_param,
     strings,
@@ -140,9 +138,7 @@ class TritonPythonModel:
         adds_bos = tok.bos_token_id is not None and bool(probe) and probe[0] == tok.bos_token_id
         self.bos_text = tok.bos_token if adds_bos and tok.bos_token else ""
         # Refused before tokenizing: a prompt this long surely has more than max_input_len tokens.
-        self.prompt_bytes = prompt_byte_limit(self.max_input_len, max_token_bytes(tok),
-                                              int_param(config, "max_prompt_bytes", 0))
-        self.chat_bytes = chat_template_bytes(tok)
+        self.prompt_bytes, self.chat_bytes = prompt_bounds(config, tok, self.max_input_len)
         self.outputs = output_names(config)
         workers = max(4, int(config.get("max_batch_size", 0) or 0))
         self.pool = DaemonPool(workers, "llmapi-front")
