@@ -200,6 +200,21 @@ def sentencepiece_style_dir(session_root) -> Path:
     return out
 
 
+def with_env(env: dict[str, str], start):
+    """Call ``start()`` with ``env`` set in os.environ (a server started then inherits it), then put every
+    variable back as it was."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return start()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 # The docker tests' session fixtures, registered here once: a fixture imported into two test files would be two
 # fixtures, and the second would wait on the first one's daemon lock.
 from docker_env import dockerd, standin_image  # noqa: E402,F401

@@ -8,7 +8,6 @@ that execs the implementation and reads model.yaml from its own folder), the loc
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import FIXTURES, render
+from conftest import FIXTURES, render, with_env
 from tritongen.cli import cli
 from tritongen.clients.triton import GenerateParams, LLMClient
 from tritongen.errors import ClientError
@@ -28,19 +27,6 @@ STEP_MS = 10
 PROMPT = "The river ran past the old mill"
 
 
-def _with_env(env: dict[str, str], start):
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        return start()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 @pytest.fixture(scope="module")
 def llmapi_repo(tiny_dir, session_root):
     return render("tiny", session_root / "repos" / "llmapi-tiny", **{"name": "llmapi-tiny", "route": "llmapi"})
@@ -50,7 +36,7 @@ def llmapi_repo(tiny_dir, session_root):
 def llmapi_server(llmapi_repo, server_factory):
     """The llmapi repository served with the FAKE implementation (TRITONGEN_LLMAPI_IMPL_DIR)."""
     env = {"TRITONGEN_LLMAPI_IMPL_DIR": str(FAKE_IMPL), "FAKE_LLMAPI_STEP_MS": str(STEP_MS)}
-    return _with_env(env, lambda: server_factory(llmapi_repo, "test-llmapi"))
+    return with_env(env, lambda: server_factory(llmapi_repo, "test-llmapi"))
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +150,7 @@ def unary_server(tiny_dir, session_root, server_factory):
     repo = render("tiny", session_root / "repos" / "llmapi-unary", **{"name": "llmapi-unary", "route": "llmapi",
                                                                        "serving.streaming": False})
     env = {"TRITONGEN_LLMAPI_IMPL_DIR": str(FAKE_IMPL), "FAKE_LLMAPI_STEP_MS": "20"}
-    return _with_env(env, lambda: server_factory(repo, "test-llmapi-unary"))
+    return with_env(env, lambda: server_factory(repo, "test-llmapi-unary"))
 
 
 def test_without_streaming_requests_still_run_concurrently(unary_server, tok):

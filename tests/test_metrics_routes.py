@@ -4,12 +4,11 @@ real tritonserver, read straight from Triton's metrics port."""
 
 from __future__ import annotations
 
-import os
 import urllib.request
 
 import pytest
 
-from conftest import FIXTURES, render
+from conftest import FIXTURES, render, with_env
 from tritongen.clients import metrics as m
 from tritongen.clients.triton import GenerateParams, LLMClient
 
@@ -31,16 +30,8 @@ def _value(samples, name: str, **labels) -> float:
 @pytest.fixture(scope="module")
 def llmapi_server(tiny_dir, session_root, server_factory):
     repo = render("tiny", session_root / "repos" / "metrics-llmapi", **{"name": "metrics-llmapi", "route": "llmapi"})
-    saved = {k: os.environ.get(k) for k in ("TRITONGEN_LLMAPI_IMPL_DIR", "FAKE_LLMAPI_STEP_MS")}
-    os.environ.update({"TRITONGEN_LLMAPI_IMPL_DIR": str(FAKE_IMPL), "FAKE_LLMAPI_STEP_MS": "10"})
-    try:
-        return server_factory(repo, "test-metrics-llmapi")
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    env = {"TRITONGEN_LLMAPI_IMPL_DIR": str(FAKE_IMPL), "FAKE_LLMAPI_STEP_MS": "10"}
+    return with_env(env, lambda: server_factory(repo, "test-metrics-llmapi"))
 
 
 def test_the_llmapi_front_measures_its_requests(llmapi_server):
