@@ -12,6 +12,8 @@ TORCH       ?= torch==2.13.0
 # pip's configured index (saying so). TORCH_INDEX= (empty) always uses pip's configured index.
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 DYNAMO_PACKAGES ?= ai-dynamo==1.6.1 ai-dynamo-runtime==1.6.1
+# Installed with --no-deps too: see the guided extra in pyproject.toml.
+NO_DEPS_PACKAGES ?= xgrammar==0.2.9
 EXTRAS      ?= cpu,local-server,openai,bench,dev
 BIN         := $(VENV)/bin
 TRITONGEN   := $(BIN)/tritongen
@@ -90,6 +92,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
 	@# Dynamo without its declared dependencies: the dynamo extra (in dev) holds what it imports (pyproject.toml).
 	$(BIN)/python -m pip install --quiet --no-deps $(DYNAMO_PACKAGES)
+	$(BIN)/python -m pip install --quiet --no-deps $(NO_DEPS_PACKAGES)
 	@touch $(STAMP)
 
 torch: ## Install TORCH into VENV: the CPU build from TORCH_INDEX when it answers, else pip's configured index
