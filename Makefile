@@ -70,7 +70,7 @@ SPEC_ARGS = $(if $(SPEC),--spec $(SPEC)) $(if $(ROUTE),--route $(ROUTE)) $(if $(
 DRY_RUN_GPU_ARG = $(if $(GPU),,$(if $(shell command -v nvidia-smi 2>/dev/null),,--gpu $(DRY_RUN_GPU)))
 PORT_ARGS = --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 
-.PHONY: help venv torch repo validate spec models plan engine engines bench test test-fast test-docker standin demo serve k8s compose stop status infer docs lint clean
+.PHONY: help venv torch repo validate spec models plan engine engines bench bench-pipeline test test-fast test-docker standin demo serve k8s compose stop status infer docs lint clean
 
 help: ## Show this help (default goal)
 	@echo "tritongen - one spec -> a validated Triton repository for TensorRT-LLM, served and queried"
@@ -152,6 +152,10 @@ bench: $(STAMP) ## Load-test the served REPO: TTFT/ITL/throughput per level (CON
 	  --concurrency $(CONCURRENCY) --input-len $(INPUT_LEN) --output-len $(OUTPUT_LEN) \
 	  $(if $(REQUESTS),--requests $(REQUESTS)) $(if $(DURATION),--duration $(DURATION)) $(if $(SLO),--slo $(SLO)) \
 	  $(if $(wildcard $(REPO)),--repo $(REPO)) --out bench-results/$(or $(NAME),$(MODEL))
+
+bench-pipeline: $(STAMP) ## What the pipeline costs vs the engine alone (lean stand-in baseline; ~20 min, quiet machine)
+	@mkdir -p bench-results
+	$(BIN)/python benchmarks/pipeline.py $(BENCH_ARGS) --json bench-results/pipeline.json
 
 demo: $(STAMP) ## The whole stack on this machine: tiny model -> repo -> server -> gRPC stream + HTTP generate
 	$(TRITONGEN) demo $(if $(filter-out tiny,$(MODEL)),--model $(MODEL)) $(PORT_ARGS) --openai-port $(OPENAI_PORT)

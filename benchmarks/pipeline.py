@@ -1,14 +1,30 @@
 #!/usr/bin/env python3
-"""What the serving pipeline itself costs: the full ensemble vs the tensorrt_llm model called directly.
+"""What the serving pipeline itself costs: the ensemble vs the tensorrt_llm model called directly, on one server.
 
-Starts a real tritonserver (the one in the nvidia-pytriton wheel) on the cpu route, once with the MOCK engine at
-0 ms/step (no model: the pipeline's own capacity) and once with the tiny model, and for each target (ensemble,
-tensorrt_llm) and concurrency level prints streamed output tokens/s, TTFT and inter-token latency (p50/p99),
-and the server's CPU seconds per 1000 streamed tokens (tritonserver plus every python-backend stub: its
-process group, read from /proc). Figures, not assertions: run it on a quiet machine.
+Each variant is a cpu-route repository served by a real tritonserver (the one in the nvidia-pytriton wheel). All
+variants' servers run side by side and are measured in interleaved rounds (round 1: every variant and target at
+every level, then round 2, ...), so slow drifts of a shared machine hit them alike; figures are medians over the
+rounds with their min-max spread. Per level: streamed output tokens/s, TTFT and inter-token latency (p50/p99),
+server CPU per 1000 streamed tokens (tritonserver plus every python-backend stub, split by process), and the
+client's own CPU.
 
-    .venv/bin/python benchmarks/pipeline.py                       # everything (several minutes on 2 cores)
-    .venv/bin/python benchmarks/pipeline.py --engines mock --levels 64 --json out.json
+The honest baseline is the LEAN STAND-IN ENGINE (benchmarks/standin_engine.py): a decoupled python model with the
+TensorRT-LLM backend's tensor contract that emits one token per sequence per step and nothing else, used for the
+ensemble and for the engine-alone run alike. tritongen's MOCK engine and the tiny torch model are measured too,
+but they spend CPU of their own per token (sampling, cancellation checks), which makes the pipeline's share look
+better than it is. A pipeline share above 100% of the engine alone is flagged: it means the baseline is wrong.
+
+Variants (--variants):
+  standin        stand-in at 0 ms/step, every token streamed                       (the baseline of the targets)
+  standin-si4    the same with serving.stream_interval=4 (4 tokens per streamed response)
+  standin-floor  the same with postprocessing replaced by a no-op python model returning one constant string:
+                 the floor of any python-backend step run once per streamed response
+  standin-20ms   stand-in paced at 20 ms per step, like a GPU iteration
+  standin-nometrics  serving.metrics.enabled=false (what the LLM metrics cost)
+  mock, torch    tritongen's MOCK engine at 0 ms/step and the tiny Llama in torch
+
+    .venv/bin/python benchmarks/pipeline.py                     # the default variants, 3 rounds (~20 min)
+    .venv/bin/python benchmarks/pipeline.py --variants standin,standin-si4 --levels 64 --rounds 3 --json out.json
 """
 
 from __future__ import annotations
@@ -17,9 +33,12 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +47,43 @@ sys.path.insert(0, str(ROOT))
 from tritongen import proc  # noqa: E402
 from tritongen.clients import bench, contract_io  # noqa: E402
 from tritongen.runtime.startup import free_ports  # noqa: E402
+
+BASELINE = "standin"
+DEFAULT_VARIANTS = "standin,standin-si4,standin-floor,standin-20ms,mock,torch"
+
+NOOP_POSTPROCESSING = '''"""NO-OP POSTPROCESSING (benchmarks/pipeline.py, variant standin-floor): reads nothing, decodes nothing,
+returns one constant string per request. What the ensemble costs with it is the floor of any python-backend
+step that runs once per streamed response."""
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+_EMPTY = np.array([b"x"], dtype=object)
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("OUTPUT", _EMPTY)]) for _ in requests]
+'''
+
+
+@dataclass
+class Variant:
+    name: str
+    engine: str  # the cpu route's engine the repository is rendered with (standin: mock, then replaced)
+    sets: list[str] = field(default_factory=list)
+    step_ms: float = 0.0
+    noop_post: bool = False
+
+
+VARIANTS = {
+    "standin": Variant("standin", "standin"),
+    "standin-si4": Variant("standin-si4", "standin", ["serving.stream_interval=4"]),
+    "standin-floor": Variant("standin-floor", "standin", noop_post=True),
+    "standin-20ms": Variant("standin-20ms", "standin", step_ms=20.0),
+    "standin-nometrics": Variant("standin-nometrics", "standin", ["serving.metrics.enabled=false"]),
+    "mock": Variant("mock", "mock"),
+    "torch": Variant("torch", "torch"),
+}
 
 
 class DirectTransport(bench.GrpcTransport):
@@ -45,142 +101,213 @@ class DirectTransport(bench.GrpcTransport):
         return inputs.infer_request("tensorrt_llm", "", ["output_ids", "num_output_tokens", "num_input_tokens"])
 
 
-async def measure(target: str, url: str, server_pid: int, levels: list[int], output_len: int,
-                  prompt: bench.Prompt, prompt_ids: list[int], requests_per_stream: int) -> list[dict]:
-    config = bench.BenchConfig(url=url, model="ensemble" if target == "ensemble" else "tensorrt_llm",
+def _component(pid: int) -> str:
+    """Which part of the server a process is: tritonserver itself or one model's python-backend stub."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "gone"
+    text = b" ".join(argv).decode(errors="replace")
+    if "triton_python_backend_stub" not in text:
+        return "tritonserver"
+    for model in ("postprocessing", "preprocessing", "tensorrt_llm_bls", "tensorrt_llm"):
+        if f"/{model}/" in text:
+            return model
+    return "other stub"
+
+
+def cpu_by_component(pgid: int) -> dict[str, float]:
+    """CPU seconds so far of each part of the server in process group ``pgid``."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in proc.group_members(pgid):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = _component(pid)
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+class Served:
+    """One variant's repository, rendered and served."""
+
+    def __init__(self, variant: Variant, workdir: Path):
+        from transformers import AutoTokenizer
+
+        from tritongen.paths import cache_dir
+        from tritongen.render import write_repo
+        from tritongen.runtime import local
+        from tritongen.runtime.command import ServeOptions
+        from tritongen.spec import load_spec
+        from tritongen.tiny import build
+
+        self.variant = variant
+        tiny = build(cache_dir() / "models" / "tiny")
+        engine = "mock" if variant.engine == "standin" else variant.engine
+        options = {"route": "cpu", "name": f"pipeline-{variant.name}", "cpu.engine": engine}
+        repo = write_repo(load_spec("tiny", options=options, sets=variant.sets), workdir / variant.name, force=True)
+        if variant.engine == "standin":
+            shutil.copyfile(ROOT / "benchmarks" / "standin_engine.py", repo / "tensorrt_llm" / "1" / "model.py")
+            with open(repo / "tensorrt_llm" / "config.pbtxt", "a") as fh:
+                fh.write(f'parameters {{ key: "standin_step_ms" value {{ string_value: "{variant.step_ms}" }} }}\n')
+        if variant.noop_post:
+            (repo / "postprocessing" / "1" / "model.py").write_text(NOOP_POSTPROCESSING)
+        http, grpc, metrics = free_ports(3)
+        self.record = local.start(f"bench-pipeline-{variant.name}", [repo],
+                                  ServeOptions(http_port=http, grpc_port=grpc, metrics_port=metrics), timeout=300)
+        self.text = "The river ran past the old mill and under the stone bridge. In the morning the light was cold."
+        self.prompt_ids = AutoTokenizer.from_pretrained(tiny)(self.text)["input_ids"]
+
+    def stop(self):
+        from tritongen.runtime import local
+
+        local.stop(self.record)
+
+
+async def measure(served: Served, target: str, levels: list[int], output_len: int, per_stream: int) -> list[dict]:
+    """One round of one variant and target over every level."""
+    config = bench.BenchConfig(url=served.record.grpc_url, model="ensemble" if target == "ensemble" else "tensorrt_llm",
                                output_len=output_len, warmup=0, exact_output=True)
-    transport = DirectTransport(config, prompt_ids) if target == "tensorrt_llm" else bench.GrpcTransport(config)
+    transport = (DirectTransport(config, served.prompt_ids) if target == "tensorrt_llm"
+                 else bench.GrpcTransport(config))
+    prompt = bench.Prompt(served.text)
     rows = []
+    pgid = served.record.pid
     try:
         await bench.run_level(bench.BenchConfig(**{**config.__dict__, "requests": 8}), 8, [prompt],
                               transport=transport)  # warm-up
         for c in levels:
-            config.requests = max(16, requests_per_stream * c)
-            cpu0 = proc.group_cpu_seconds(server_pid)
+            config.requests = max(16, per_stream * c)
+            before = cpu_by_component(pgid)
             level = await bench.run_level(config, c, [prompt], transport=transport)
-            server_cpu = proc.group_cpu_seconds(server_pid) - cpu0
-            tokens = max(level.output_tokens, 1)
+            after = cpu_by_component(pgid)
+            per_1k = 1e6 / max(level.output_tokens, 1)
+            parts = {k: (after.get(k, 0.0) - before.get(k, 0.0)) * per_1k for k in after}
             rows.append({
-                "target": target, "concurrency": c, "requests": level.completed, "errors": level.errors,
-                "tokens": level.output_tokens, "tokens_per_s": level.output_tokens_per_s,
-                "ttft_p50_ms": level.ttft_ms.p50, "ttft_p99_ms": level.ttft_ms.p99,
-                "itl_p50_ms": level.itl_ms.p50, "itl_p99_ms": level.itl_ms.p99,
-                "server_cpu_ms_per_1k": server_cpu / tokens * 1e6,
-                "client_cpu_ms_per_1k": level.client_cpu_ms_per_1k_tokens,
+                "variant": served.variant.name, "target": target, "concurrency": c, "requests": level.completed,
+                "errors": level.errors, "tokens": level.output_tokens, "tokens_per_s": level.output_tokens_per_s,
+                "ttft_p50_ms": level.ttft_ms.p50 or 0.0, "ttft_p99_ms": level.ttft_ms.p99 or 0.0,
+                "itl_p50_ms": level.itl_ms.p50 or 0.0, "itl_p99_ms": level.itl_ms.p99 or 0.0,
+                "server_cpu_ms_per_1k": sum(parts.values()), "server_cpu_parts_ms_per_1k": parts,
+                "client_cpu_ms_per_1k": level.client_cpu_ms_per_1k_tokens or 0.0,
+                "load_1min": os.getloadavg()[0],
             })
-            r = rows[-1]
-            print(f"  {target:<13}c={c:<3} {r['tokens_per_s']:8.0f} tok/s  TTFT p50 {r['ttft_p50_ms']:6.1f} "
-                  f"p99 {r['ttft_p99_ms']:6.1f} ms  ITL p50 {r['itl_p50_ms']:5.2f} p99 {r['itl_p99_ms']:6.2f} ms  "
-                  f"server {r['server_cpu_ms_per_1k']:6.1f} ms CPU/1k tok  client {r['client_cpu_ms_per_1k'] or 0:5.1f}"
-                  f"{'  ERRORS ' + str(r['errors']) if r['errors'] else ''}", flush=True)
+            if level.errors:
+                print(f"  {served.variant.name} {target} c={c}: {level.errors} errors: {level.error_messages}")
+            print("  " + _row_line(rows[-1]), flush=True)
     finally:
         await transport.close()
     return rows
 
 
-def run_engine(engine: str, levels: list[int], workdir: Path, output_len: int, per_stream: int,
-               sets: list[str] | None = None, targets: tuple[str, ...] = ("tensorrt_llm", "ensemble"),
-               repeat: int = 1) -> list[dict]:
-    from transformers import AutoTokenizer
-
-    from tritongen.paths import cache_dir
-    from tritongen.render import write_repo
-    from tritongen.runtime import local
-    from tritongen.runtime.command import ServeOptions
-    from tritongen.spec import load_spec
-    from tritongen.tiny import build
-
-    tiny = build(cache_dir() / "models" / "tiny")
-    options = {"route": "cpu", "name": f"pipeline-{engine}", "cpu.engine": engine}
-    repo = write_repo(load_spec("tiny", options=options, sets=sets), workdir / f"pipeline-{engine}", force=True)
-    http, grpc, metrics = free_ports(3)
-    record = local.start(f"bench-pipeline-{engine}", [repo],
-                         ServeOptions(http_port=http, grpc_port=grpc, metrics_port=metrics), timeout=300)
-    try:
-        tok = AutoTokenizer.from_pretrained(tiny)
-        text = "The river ran past the old mill and under the stone bridge. In the morning the light was cold."
-        prompt = bench.Prompt(text)
-        prompt_ids = tok(text)["input_ids"]
-        print(f"\n{engine} engine ({len(prompt_ids)} prompt tokens, {output_len} output tokens per request):")
-        rows = []
-        for rep in range(repeat):
-            if repeat > 1:
-                print(f" run {rep + 1}/{repeat}")
-            for target in targets:  # interleaved, so slow drifts of a shared machine hit both targets alike
-                rows += asyncio.run(measure(target, record.grpc_url, record.pid, levels, output_len, prompt,
-                                            prompt_ids, per_stream))
-        for row in rows:
-            row["engine"] = engine
-        return rows
-    finally:
-        local.stop(record)
+def _row_line(r: dict) -> str:
+    return (f"{r['variant']:<18}{r['target']:<13}c={r['concurrency']:<3}{r['tokens_per_s']:8.0f} tok/s  TTFT p50 "
+            f"{r['ttft_p50_ms']:6.1f} p99 {r['ttft_p99_ms']:7.1f} ms  ITL p50 {r['itl_p50_ms']:5.2f} p99 "
+            f"{r['itl_p99_ms']:6.2f} ms  server {r['server_cpu_ms_per_1k']:6.1f}  client "
+            f"{r['client_cpu_ms_per_1k']:5.1f} ms CPU/1k tok" + (f"  ERRORS {r['errors']}" if r["errors"] else ""))
 
 
-def median_rows(rows: list[dict]) -> list[dict]:
-    """One row per (engine, target, concurrency): the median of each figure over the repeats."""
+def summarize_rounds(rows: list[dict]) -> list[dict]:
+    """One row per (variant, target, concurrency): each figure's median over the rounds, with min and max."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["engine"], r["target"], r["concurrency"]), []).append(r)
+        groups.setdefault((r["variant"], r["target"], r["concurrency"]), []).append(r)
     out = []
-    for (engine, target, c), rs in groups.items():
-        row = {"engine": engine, "target": target, "concurrency": c, "runs": len(rs)}
-        for key in rs[0]:
-            if key not in row and isinstance(rs[0][key], (int, float)):
-                row[key] = statistics.median(r[key] for r in rs if r[key] is not None)
+    for (variant, target, c), rs in groups.items():
+        row: dict = {"variant": variant, "target": target, "concurrency": c, "rounds": len(rs)}
+        for key, value in rs[0].items():
+            if key not in row and isinstance(value, (int, float)):
+                values = [r[key] for r in rs]
+                row[key] = statistics.median(values)
+                row[key + "_range"] = (min(values), max(values))
+        parts = {k for r in rs for k in r["server_cpu_parts_ms_per_1k"]}
+        row["server_cpu_parts_ms_per_1k"] = {
+            k: statistics.median(r["server_cpu_parts_ms_per_1k"].get(k, 0.0) for r in rs) for k in sorted(parts)}
         out.append(row)
     return out
 
 
-def compare(rows: list[dict], engine: str, c: int) -> dict | None:
-    get = {r["target"]: r for r in rows if r["engine"] == engine and r["concurrency"] == c}
-    if set(get) != {"ensemble", "tensorrt_llm"}:
+def compare(medians: list[dict], variant: str, c: int, baseline: str | None = None) -> dict | None:
+    """The ensemble of ``variant`` against the engine alone of ``baseline`` (default: the same variant)."""
+    get = {(r["variant"], r["target"]): r for r in medians if r["concurrency"] == c}
+    e, d = get.get((variant, "ensemble")), get.get((baseline or variant, "tensorrt_llm"))
+    if e is None or d is None:
         return None
-    e, d = get["ensemble"], get["tensorrt_llm"]
+    parts = {k: e["server_cpu_parts_ms_per_1k"].get(k, 0.0) - d["server_cpu_parts_ms_per_1k"].get(k, 0.0)
+             for k in set(e["server_cpu_parts_ms_per_1k"]) | set(d["server_cpu_parts_ms_per_1k"])}
     return {
-        "engine": engine, "concurrency": c,
+        "variant": variant, "baseline": baseline or variant, "concurrency": c,
         "throughput_kept": e["tokens_per_s"] / d["tokens_per_s"],
+        "throughput_kept_range": (e["tokens_per_s_range"][0] / d["tokens_per_s_range"][1],
+                                  e["tokens_per_s_range"][1] / d["tokens_per_s_range"][0]),
         "added_server_cpu_ms_per_1k": e["server_cpu_ms_per_1k"] - d["server_cpu_ms_per_1k"],
+        "added_by_part_ms_per_1k": {k: v for k, v in sorted(parts.items()) if abs(v) >= 0.5},
         "ttft_p99_ratio": e["ttft_p99_ms"] / max(d["ttft_p99_ms"], 1e-9),
+        "itl_p50_ms": e["itl_p50_ms"], "baseline_itl_p50_ms": d["itl_p50_ms"],
     }
+
+
+def _compare_line(s: dict) -> str:
+    kept = s["throughput_kept"] * 100
+    lo, hi = (x * 100 for x in s["throughput_kept_range"])
+    flag = ("  ** above 100%: the baseline is suspect (the engine alone cannot be slower than the pipeline "
+            "around it) **" if kept > 100 else "")
+    parts = ", ".join(f"{k} {v:+.0f}" for k, v in s["added_by_part_ms_per_1k"].items())
+    against = "" if s["baseline"] == s["variant"] else f" vs {s['baseline']} alone"
+    return (f"{s['variant']:<18}c={s['concurrency']:<3}{against}: keeps {kept:5.1f}% ({lo:.0f}-{hi:.0f}) of the "
+            f"tokens/s, adds {s['added_server_cpu_ms_per_1k']:6.1f} ms server CPU/1k tok ({parts}), TTFT p99 "
+            f"x{s['ttft_p99_ratio']:.2f}, ITL p50 {s['itl_p50_ms']:.2f} ms (alone {s['baseline_itl_p50_ms']:.2f})"
+            + flag)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--engines", default="mock,torch", help="comma list of cpu engines: mock,torch")
+    ap.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"comma list of: {', '.join(VARIANTS)}")
     ap.add_argument("--levels", default="1,8,32,64", help="concurrency levels")
     ap.add_argument("--output-len", type=int, default=128)
     ap.add_argument("--requests-per-stream", type=int, default=4, help="requests per concurrent stream")
-    ap.add_argument("--json", type=Path, help="also write the figures here")
-    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="FIELD=VALUE",
-                    help="spec override for the served repository (repeatable), e.g. serving.max_queue_delay_us=200")
-    ap.add_argument("--targets", default="tensorrt_llm,ensemble", help="what to measure: tensorrt_llm,ensemble")
-    ap.add_argument("--repeat", type=int, default=1, help="runs per level; figures are the medians")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; figures are their medians")
+    ap.add_argument("--json", type=Path, help="also write every figure here")
     args = ap.parse_args()
     os.environ.setdefault("TRITONGEN_CACHE", str(ROOT / ".cache"))
+    names = args.variants.split(",")
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        ap.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     levels = [int(x) for x in args.levels.split(",")]
-    print(f"machine: {os.cpu_count()} CPUs; tritonserver from the nvidia-pytriton wheel; cpu route")
+    print(f"machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; tritonserver from the nvidia-pytriton "
+          f"wheel; cpu route; {args.output_len} output tokens per request; {args.rounds} interleaved rounds")
     rows: list[dict] = []
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="tritongen-pipeline-") as tmp:
-        for engine in args.engines.split(","):
-            rows += run_engine(engine, levels, Path(tmp), args.output_len, args.requests_per_stream, args.sets,
-                               tuple(args.targets.split(",")), args.repeat)
-    medians = median_rows(rows)
-    if args.repeat > 1:
-        print(f"\nmedians of {args.repeat} runs:")
-        for r in sorted(medians, key=lambda r: (r["engine"], r["target"], r["concurrency"])):
-            print(f"  {r['engine']:<6}{r['target']:<13}c={r['concurrency']:<3} {r['tokens_per_s']:8.0f} tok/s  TTFT p50 "
-                  f"{r['ttft_p50_ms']:6.1f} p99 {r['ttft_p99_ms']:6.1f} ms  ITL p50 {r['itl_p50_ms']:5.2f} p99 "
-                  f"{r['itl_p99_ms']:6.2f} ms  server {r['server_cpu_ms_per_1k']:6.1f} ms CPU/1k tok")
-    print("\nensemble vs tensorrt_llm alone" + (" (medians)" if args.repeat > 1 else "") + ":")
+        servers: list[Served] = []
+        try:
+            for name in names:
+                servers.append(Served(VARIANTS[name], Path(tmp)))
+            for r in range(args.rounds):
+                print(f"\nround {r + 1}/{args.rounds}:")
+                for served in servers:
+                    for target in ("tensorrt_llm", "ensemble"):
+                        rows += asyncio.run(measure(served, target, levels, args.output_len,
+                                                    args.requests_per_stream))
+        finally:
+            for served in servers:
+                served.stop()
+    medians = summarize_rounds(rows)
+    print(f"\nmedians of {args.rounds} rounds ({time.perf_counter() - started:.0f} s):")
+    for r in sorted(medians, key=lambda r: (names.index(r["variant"]), r["target"], r["concurrency"])):
+        print("  " + _row_line(r))
+    print("\nensemble vs the engine alone (medians; range: worst-best pairing of the rounds):")
     summary = []
-    for engine in args.engines.split(","):
+    for name in names:
         for c in levels:
-            s = compare(medians, engine, c)
-            if s:
-                summary.append(s)
-                print(f"  {engine:<6}c={c:<3} keeps {s['throughput_kept'] * 100:5.1f}% of the tokens/s, adds "
-                      f"{s['added_server_cpu_ms_per_1k']:6.1f} ms server CPU per 1000 tokens, TTFT p99 x"
-                      f"{s['ttft_p99_ratio']:.2f}")
+            for baseline in ([None, BASELINE] if name.startswith("standin-") and BASELINE in names else [None]):
+                s = compare(medians, name, c, baseline)
+                if s:
+                    summary.append(s)
+                    print("  " + _compare_line(s))
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "medians": medians, "summary": summary}, indent=2))
         print(f"wrote {args.json}")

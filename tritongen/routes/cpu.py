@@ -30,6 +30,8 @@ class CpuRoute(EnsembleRoute):
             "max_seq_len": spec.limits.max_seq_len,
             "max_beam_width": spec.limits.max_beam_width,
             "exclude_input_in_output": spec.serving.exclude_input_in_output,
+            "stream_interval": spec.serving.stream_interval,
+            "stream_interval_ms": spec.serving.stream_interval_ms,
             "trust_remote_code": spec.model.trust_remote_code,
             "decoding_mode": spec.resolved_decoding_mode.value,
         })

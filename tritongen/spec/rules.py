@@ -90,6 +90,17 @@ def cross_check(spec) -> list[str]:
         p.append(f"serving.postprocessing_instances: {spec.serving.postprocessing_instances} with streaming; "
                  "streamed text is decoded incrementally per request inside one postprocessing process, "
                  "so it must be 1 (it batches; raise serving.max_queue_delay_us for throughput)")
+    srv = spec.serving
+    if srv.stream_interval > 1 and spec.route is Route.engine:
+        p.append(f"serving.stream_interval: {srv.stream_interval} on the engine route; the TensorRT-LLM backend "
+                 "sends a response for every token and has no interval setting; use 1, or the llmapi route "
+                 "(the LLM API's stream_interval)")
+    if srv.stream_interval_ms and spec.route is not Route.cpu:
+        p.append(f"serving.stream_interval_ms: {srv.stream_interval_ms:g} applies to the cpu route only (the LLM "
+                 "API counts tokens); use 0")
+    if srv.stream_interval_ms and srv.stream_interval == 1:
+        p.append("serving.stream_interval_ms: has no effect with serving.stream_interval=1 (every token is sent "
+                 "at once); raise stream_interval or use 0")
     if len({spec.serving.http_port, spec.serving.grpc_port, spec.serving.metrics_port}) < 3:
         p.append("serving.http_port/grpc_port/metrics_port: the three ports must differ")
 

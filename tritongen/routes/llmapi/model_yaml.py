@@ -177,6 +177,8 @@ def llm_args(spec: Spec) -> dict:
     args["kv_cache_config"] = kv_cfg
     args["enable_chunked_prefill"] = sched.enable_chunked_context
     args["scheduler_config"] = {"capacity_scheduler_policy": _CAPACITY_POLICY[sched.batch_scheduler_policy.value]}
+    if spec.serving.stream_interval > 1:
+        args["stream_interval"] = spec.serving.stream_interval  # LLM API: a streamed output every N iterations
     spec_dec = spec.decoding.speculative
     if spec_dec.method is SpeculativeMethod.eagle:
         eagle: dict = {

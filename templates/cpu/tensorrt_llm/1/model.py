@@ -105,7 +105,7 @@ class Sequence:
         "rep_penalty", "presence", "frequency", "min_tokens", "generator", "seed", "streaming", "exclude_input",
         "want_logprobs", "want_num_in", "want_num_out", "want_perf", "generated", "logprobs", "cum_logprob",
         "cache", "next_logits", "counts", "arrival_ns", "scheduled_ns", "first_token_ns", "last_token_ns",
-        "done", "bias", "sent_upto", "draft", "key", "origin_ns", "finish",
+        "done", "bias", "sent_upto", "draft", "key", "origin_ns", "finish", "emitted_ns",
     )
 
 
@@ -271,6 +271,8 @@ class TritonPythonModel:
         self.max_beam_width = int(_param(config, "max_beam_width", "1") or 1)
         self.max_seq_len = int(_param(config, "max_seq_len", "0") or 0)
         self.tokens_per_block = 32
+        self.stream_interval = max(int(_param(config, "stream_interval", "1") or 1), 1)
+        self.stream_interval_ns = int(float(_param(config, "stream_interval_ms", "0") or 0) * 1e6)
         if kind == "mock":
             self.engine = MockEngine(_param(config, "tokenizer_dir"), trust, float(_param(config, "mock_step_ms", "0")),
                                      echo=_bool(_param(config, "mock_echo"), False))
@@ -536,7 +538,7 @@ class TritonPythonModel:
                 else:
                     self.engine.step(seq, token)
             if seq.streaming:
-                if len(seq.generated) > seq.sent_upto or finished:
+                if finished or self._due(seq):
                     self._emit(seq, final_row=finished)
             elif finished:
                 self._emit(seq, final_row=True)
@@ -546,6 +548,18 @@ class TritonPythonModel:
         metrics.set("tritongen_engine_active_sequences", len(still))
         if self.is_mock and self.engine.step_s:
             time.sleep(self.engine.step_s)
+
+    def _due(self, seq: Sequence) -> bool:
+        """serving.stream_interval: a streamed response leaves with every N new tokens, or with what is held once
+        stream_interval_ms have passed since the last one; the first token leaves at once (TTFT is unchanged).
+        Each response costs the ensemble a postprocessing call and a response of its own, so fewer of them is
+        the biggest saving the pipeline has (README, "Pipeline cost")."""
+        pending = len(seq.generated) - seq.sent_upto
+        if pending <= 0:
+            return False
+        if pending >= self.stream_interval or seq.sent_upto == 0:
+            return True
+        return self.stream_interval_ns > 0 and time.monotonic_ns() - seq.emitted_ns >= self.stream_interval_ns
 
     def _draft_rejected(self, seq: Sequence, token: int) -> bool:
         """Target verification of draft tokens (draft_tokens_external): keep going while the target agrees
@@ -615,6 +629,7 @@ class TritonPythonModel:
             ids, lps = seq.prompt + seq.generated, seq.logprobs
         first = seq.sent_upto == 0
         seq.sent_upto = len(seq.generated)
+        seq.emitted_ns = time.monotonic_ns()
         tensors = [
             pb_utils.Tensor("output_ids", np.array(ids, dtype=np.int32).reshape(1, 1, -1)),
             pb_utils.Tensor("sequence_length", np.array([[len(ids)]], dtype=np.int32)),
