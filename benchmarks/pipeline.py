@@ -116,6 +116,14 @@ def _component(pid: int) -> str:
     return "other stub"
 
 
+def _pid_cpu(pid: int | None) -> float:
+    """CPU seconds so far of one process (0 for None)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_by_component(pgid: int) -> dict[str, float]:
     """CPU seconds so far of each part of the server in process group ``pgid``."""
     out: dict[str, float] = {}
@@ -157,21 +165,41 @@ class Served:
         http, grpc, metrics = free_ports(3)
         self.record = local.start(f"bench-pipeline-{variant.name}", [repo],
                                   ServeOptions(http_port=http, grpc_port=grpc, metrics_port=metrics), timeout=300)
+        self.fronts: dict[str, tuple[str, int]] = {}  # target -> (OpenAI base URL, pid)
         self.text = "The river ran past the old mill and under the stone bridge. In the morning the light was cold."
         self.prompt_ids = AutoTokenizer.from_pretrained(tiny)(self.text)["input_ids"]
+
+    def start_fronts(self):
+        """The OpenAI front over the ensemble and the direct front (tokenizer in the front, tensorrt_llm in Triton)."""
+        from tritongen.clients.openai import launch
+
+        for target, direct in (("openai-ensemble", False), ("openai-direct", True)):
+            url, pid = launch._launch(self.record, free_ports(1)[0], direct=direct)
+            self.fronts[target] = (url.removeprefix("http://"), pid)
 
     def stop(self):
         from tritongen.runtime import local
 
+        for _, pid in self.fronts.values():
+            proc.stop_pid(pid, timeout=10)
         local.stop(self.record)
 
 
 async def measure(served: Served, target: str, levels: list[int], output_len: int, per_stream: int) -> list[dict]:
     """One round of one variant and target over every level."""
-    config = bench.BenchConfig(url=served.record.grpc_url, model="ensemble" if target == "ensemble" else "tensorrt_llm",
-                               output_len=output_len, warmup=0, exact_output=True)
-    transport = (DirectTransport(config, served.prompt_ids) if target == "tensorrt_llm"
-                 else bench.GrpcTransport(config))
+    front_pid = None
+    if target.startswith("openai-"):
+        url, front_pid = served.fronts[target]
+        config = bench.BenchConfig(url=url, protocol="openai", model=served.record.name, output_len=output_len,
+                                   warmup=0, exact_output=False)
+        from tritongen.clients.bench.openai_transport import OpenAITransport
+
+        transport = OpenAITransport(config)
+    else:
+        config = bench.BenchConfig(url=served.record.grpc_url, model=target, output_len=output_len, warmup=0,
+                                   exact_output=True)
+        transport = (DirectTransport(config, served.prompt_ids) if target == "tensorrt_llm"
+                     else bench.GrpcTransport(config))
     prompt = bench.Prompt(served.text)
     rows = []
     pgid = served.record.pid
@@ -180,9 +208,9 @@ async def measure(served: Served, target: str, levels: list[int], output_len: in
                               transport=transport)  # warm-up
         for c in levels:
             config.requests = max(16, per_stream * c)
-            before = cpu_by_component(pgid)
+            before, front0 = cpu_by_component(pgid), _pid_cpu(front_pid)
             level = await bench.run_level(config, c, [prompt], transport=transport)
-            after = cpu_by_component(pgid)
+            after, front1 = cpu_by_component(pgid), _pid_cpu(front_pid)
             per_1k = 1e6 / max(level.output_tokens, 1)
             parts = {k: (after.get(k, 0.0) - before.get(k, 0.0)) * per_1k for k in after}
             rows.append({
@@ -192,6 +220,7 @@ async def measure(served: Served, target: str, levels: list[int], output_len: in
                 "itl_p50_ms": level.itl_ms.p50 or 0.0, "itl_p99_ms": level.itl_ms.p99 or 0.0,
                 "server_cpu_ms_per_1k": sum(parts.values()), "server_cpu_parts_ms_per_1k": parts,
                 "client_cpu_ms_per_1k": level.client_cpu_ms_per_1k_tokens or 0.0,
+                "front_cpu_ms_per_1k": (front1 - front0) * per_1k,
                 "load_1min": os.getloadavg()[0],
             })
             if level.errors:
@@ -203,10 +232,12 @@ async def measure(served: Served, target: str, levels: list[int], output_len: in
 
 
 def _row_line(r: dict) -> str:
-    return (f"{r['variant']:<18}{r['target']:<13}c={r['concurrency']:<3}{r['tokens_per_s']:8.0f} tok/s  TTFT p50 "
+    return (f"{r['variant']:<18}{r['target']:<16}c={r['concurrency']:<3}{r['tokens_per_s']:8.0f} tok/s  TTFT p50 "
             f"{r['ttft_p50_ms']:6.1f} p99 {r['ttft_p99_ms']:7.1f} ms  ITL p50 {r['itl_p50_ms']:5.2f} p99 "
             f"{r['itl_p99_ms']:6.2f} ms  server {r['server_cpu_ms_per_1k']:6.1f}  client "
-            f"{r['client_cpu_ms_per_1k']:5.1f} ms CPU/1k tok" + (f"  ERRORS {r['errors']}" if r["errors"] else ""))
+            f"{r['client_cpu_ms_per_1k']:5.1f}" + (f"  front {r['front_cpu_ms_per_1k']:6.1f}" if r["front_cpu_ms_per_1k"]
+                                                    else "") + " ms CPU/1k tok"
+            + (f"  ERRORS {r['errors']}" if r["errors"] else ""))
 
 
 def summarize_rounds(rows: list[dict]) -> list[dict]:
@@ -249,6 +280,28 @@ def compare(medians: list[dict], variant: str, c: int, baseline: str | None = No
     }
 
 
+def compare_fronts(medians: list[dict], c: int) -> dict | None:
+    """The OpenAI front's direct path against the front over the ensemble (both on the baseline variant)."""
+    get = {r["target"]: r for r in medians if r["variant"] == BASELINE and r["concurrency"] == c}
+    e, d = get.get("openai-ensemble"), get.get("openai-direct")
+    if e is None or d is None:
+        return None
+    return {
+        "variant": "openai-direct", "baseline": "openai-ensemble", "concurrency": c,
+        "throughput_ratio": d["tokens_per_s"] / e["tokens_per_s"],
+        "triton_cpu_ms_per_1k": (e["server_cpu_ms_per_1k"], d["server_cpu_ms_per_1k"]),
+        "front_cpu_ms_per_1k": (e["front_cpu_ms_per_1k"], d["front_cpu_ms_per_1k"]),
+        "ttft_p99_ms": (e["ttft_p99_ms"], d["ttft_p99_ms"]),
+    }
+
+
+def _fronts_line(s: dict) -> str:
+    (te, td), (fe, fd), (pe, pd) = s["triton_cpu_ms_per_1k"], s["front_cpu_ms_per_1k"], s["ttft_p99_ms"]
+    return (f"OpenAI front direct vs over the ensemble c={s['concurrency']:<3}: {s['throughput_ratio'] * 100:5.1f}% of "
+            f"the tokens/s; Triton CPU {te:.0f} -> {td:.0f}, front CPU {fe:.0f} -> {fd:.0f}, together {te + fe:.0f} "
+            f"-> {td + fd:.0f} ms/1k tok; TTFT p99 {pe:.1f} -> {pd:.1f} ms")
+
+
 def _compare_line(s: dict) -> str:
     kept = s["throughput_kept"] * 100
     lo, hi = (x * 100 for x in s["throughput_kept_range"])
@@ -270,6 +323,9 @@ def main() -> None:
     ap.add_argument("--requests-per-stream", type=int, default=4, help="requests per concurrent stream")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; figures are their medians")
     ap.add_argument("--json", type=Path, help="also write every figure here")
+    ap.add_argument("--openai", action=argparse.BooleanOptionalAction, default=True,
+                    help="also measure the OpenAI front over the ensemble vs its direct path (--direct), on the "
+                    f"{BASELINE} variant")
     args = ap.parse_args()
     os.environ.setdefault("TRITONGEN_CACHE", str(ROOT / ".cache"))
     names = args.variants.split(",")
@@ -286,10 +342,12 @@ def main() -> None:
         try:
             for name in names:
                 servers.append(Served(VARIANTS[name], Path(tmp)))
+                if args.openai and name == BASELINE:
+                    servers[-1].start_fronts()
             for r in range(args.rounds):
                 print(f"\nround {r + 1}/{args.rounds}:")
                 for served in servers:
-                    for target in ("tensorrt_llm", "ensemble"):
+                    for target in ("tensorrt_llm", "ensemble", *served.fronts):
                         rows += asyncio.run(measure(served, target, levels, args.output_len,
                                                     args.requests_per_stream))
         finally:
@@ -303,11 +361,15 @@ def main() -> None:
     summary = []
     for name in names:
         for c in levels:
-            for baseline in ([None, BASELINE] if name.startswith("standin-") and BASELINE in names else [None]):
-                s = compare(medians, name, c, baseline)
-                if s:
-                    summary.append(s)
-                    print("  " + _compare_line(s))
+            s = compare(medians, name, c)
+            if s:
+                summary.append(s)
+                print("  " + _compare_line(s))
+    for c in levels:
+        s = compare_fronts(medians, c)
+        if s:
+            summary.append(s)
+            print("  " + _fronts_line(s))
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "medians": medians, "summary": summary}, indent=2))
         print(f"wrote {args.json}")

@@ -53,6 +53,11 @@ def _by_name(tensors: tuple[Tensor, ...]) -> dict[str, Tensor]:
 
 
 def _array(tensor: Tensor, value: Any, batched: bool) -> tuple[np.ndarray, str]:
+    if len(tensor.dims) > 1 and isinstance(value, np.ndarray) and value.ndim == len(tensor.dims):
+        # A word list ([ids; offsets]) made by the repository's textcodec, for the engine's contract.
+        dtype = wire_dtype(tensor)
+        array = value.astype(_NUMPY[dtype])
+        return (array[np.newaxis] if batched else array), dtype
     if len(tensor.dims) != 1:
         raise ValueError(f"{tensor.name}: tensors of {len(tensor.dims)} dimensions are not sent by clients")
     items = list(value) if isinstance(value, list | tuple) else [value]

@@ -11,6 +11,7 @@ max_tokens.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -47,6 +48,16 @@ def _classify(message: str) -> OpenAIError:
     if "unknown model" in low or "is not found" in low:
         return OpenAIError(503, text, type_="server_error", code="model_unavailable")
     return OpenAIError(500, text, type_="server_error", code="triton_error")
+
+
+def token_counts(result) -> dict[str, int]:
+    """num_input_tokens / num_output_tokens of one response (those it carries)."""
+    out = {}
+    for name in ("num_input_tokens", "num_output_tokens"):
+        arr = result.as_numpy(name)
+        if arr is not None and np.asarray(arr).size:
+            out[name] = int(np.asarray(arr).reshape(-1)[0])
+    return out
 
 
 class TritonBackend:
@@ -102,18 +113,35 @@ class TritonBackend:
             self._counts = [n for n in wanted if n in offered]
         return self._counts
 
-    async def stream(self, request_id: str, gen: Generation) -> AsyncIterator[Piece]:
-        """Yield the text pieces of one request. Leaving early (break, exception, task cancellation) cancels the
-        gRPC stream and stops the request in the engine."""
-        import grpc
-        from tritonclient.grpc import InferResult
-
-        counts = await self._count_outputs()
+    def _encode(self, request_id: str, gen: Generation, counts: list[str]):
+        """The gRPC request for one generation: the ensemble's client contract (direct.py: the engine's)."""
         values = gen.values()
         for name in ("num_input_tokens", "num_output_tokens"):
             if name not in counts:  # no such output (e.g. TensorRT-LLM < 1.0): the ensemble has no such flag either
                 values.pop("return_" + name, None)
-        request = contract_io.client_inputs(values).infer_request(self.model, request_id, ["text_output", *counts])
+        return contract_io.client_inputs(values).infer_request(self.model, request_id, ["text_output", *counts])
+
+    async def stream(self, request_id: str, gen: Generation) -> AsyncIterator[Piece]:
+        """Yield the text pieces of one request. Leaving early (break, exception, task cancellation) cancels the
+        gRPC stream and stops the request in the engine."""
+        from tritonclient.grpc import InferResult
+
+        async with contextlib.aclosing(self._messages(request_id, gen)) as messages:
+            async for message, _final in messages:
+                result = InferResult(message.infer_response)
+                text_arr = result.as_numpy("text_output")
+                text = "" if text_arr is None else contract_io.text_of(text_arr, errors="replace")
+                counts = token_counts(result)
+                if text or counts:
+                    yield Piece(text, counts)
+
+    async def _messages(self, request_id: str, gen: Generation):
+        """Yield (stream response, is it the final one) for one request; errors become OpenAIError. Leaving early
+        cancels the gRPC stream and stops the request in the engine."""
+        import grpc
+
+        counts = await self._count_outputs()
+        request = self._encode(request_id, gen, counts)
         done = asyncio.Event()
 
         async def requests():
@@ -140,21 +168,12 @@ class TritonBackend:
                 if message.error_message:
                     finished = True
                     raise _classify(message.error_message)
-                response = message.infer_response
-                result = InferResult(response)
-                text_arr = result.as_numpy("text_output")
-                text = "" if text_arr is None else contract_io.text_of(text_arr, errors="replace")
-                counts = {}
-                for name in ("num_input_tokens", "num_output_tokens"):
-                    arr = result.as_numpy(name)
-                    if arr is not None and np.asarray(arr).size:
-                        counts[name] = int(np.asarray(arr).reshape(-1)[0])
-                final = response.parameters.get("triton_final_response")
+                final = message.infer_response.parameters.get("triton_final_response")
                 is_final = bool(final is not None and final.bool_param)
-                if text or counts:
-                    yield Piece(text, counts)
                 if is_final:
                     finished = True
+                yield message, is_final
+                if is_final:
                     return
         finally:
             done.set()

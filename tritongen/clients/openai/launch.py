@@ -31,8 +31,9 @@ def _health(url: str, timeout: float = 2.0) -> int | None:
         return None
 
 
-def _launch(record, port: int, *, timeout: float = 60.0) -> tuple[str, int]:
-    """Start ``tritongen openai`` for a ServerRecord in the background; wait until /health says ok."""
+def _launch(record, port: int, *, timeout: float = 60.0, direct: bool = False) -> tuple[str, int]:
+    """Start ``tritongen openai`` for a ServerRecord in the background (``direct``: with --direct and the record's
+    repository); wait until /health says ok."""
     from ... import proc
     from ...paths import cache_dir
     from ...runtime.startup import port_in_use
@@ -43,6 +44,8 @@ def _launch(record, port: int, *, timeout: float = 60.0) -> tuple[str, int]:
     log_path = cache_dir() / "run" / f"{record.name}-openai.log"
     argv = [sys.executable, "-m", "tritongen.cli", "openai", "--triton", f"grpc://{record.grpc_url}",
             "--port", str(port), "--model-name", record.name, "--model", record.model_prefix + "ensemble"]
+    if direct:
+        argv += ["--direct", "--repo", str(record.repo)]
     child = proc.start(argv, log_path=log_path)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout

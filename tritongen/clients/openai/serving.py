@@ -31,6 +31,10 @@ class ServerConfig:
     default_max_tokens: int = 256
     timeout: float = 300.0
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    #: The direct path (direct.py): this repository's tokenizer in the front, its tensorrt_llm model in Triton.
+    direct_repo: str | None = None
+    #: serving.model_prefix of that repository.
+    model_prefix: str = ""
     created: int = field(default_factory=lambda: int(time.time()))
 
 
@@ -47,7 +51,15 @@ class Service:
 
     def __init__(self, cfg: ServerConfig):
         self.cfg = cfg
-        self.triton = TritonBackend(cfg.triton_url, cfg.triton_model, timeout=cfg.timeout, stop_model=cfg.stop_model)
+        if cfg.direct_repo:
+            from pathlib import Path
+
+            from .direct import DirectBackend
+
+            self.triton = DirectBackend(cfg.triton_url, Path(cfg.direct_repo), cfg.model_prefix, timeout=cfg.timeout)
+        else:
+            self.triton = TritonBackend(cfg.triton_url, cfg.triton_model, timeout=cfg.timeout,
+                                        stop_model=cfg.stop_model)
         self.stats = Stats()
         #: The front's /metrics (clients/openai/metrics.py), when prometheus-client is installed.
         self.metrics = None
