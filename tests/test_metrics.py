@@ -42,8 +42,8 @@ def test_metrics_are_on_by_default_and_wired_through_the_cpu_ensemble(tiny_mock)
     ens = _config(tiny_mock, "ensemble")
     for line in ('output_map { key: "ARRIVAL_NS" value: "_ARRIVAL_NS" }',
                  'input_map { key: "tritongen_arrival_ns" value: "_ARRIVAL_NS" }',
-                 'output_map { key: "stream_stats" value: "_stream_stats" }',
-                 'input_map { key: "STREAM_STATS" value: "_stream_stats" }'):
+                 'output_map { key: "stream_state" value: "_stream_state" }',
+                 'input_map { key: "STREAM_STATE" value: "_stream_state" }'):
         assert line in ens
     for model in ("postprocessing", "tensorrt_llm_bls", "tensorrt_llm"):
         assert (tiny_mock / model / "1" / "llm_metrics.py").is_file()
@@ -55,7 +55,7 @@ def test_the_switch_turns_them_off_and_drops_the_wiring(tiny_dir, session_root):
     assert 'key: "metrics"\n  value: { string_value: "false" }' in _config(repo, "postprocessing")
     for model in ("ensemble", "preprocessing", "postprocessing", "tensorrt_llm"):
         text = _config(repo, model)
-        assert "ARRIVAL_NS" not in text and "stream_stats" not in text.lower() and "tritongen_arrival" not in text
+        assert "ARRIVAL_NS" not in text and "tritongen_arrival" not in text
     from tritongen.errors import UsageError
 
     with pytest.raises(UsageError, match="turns the LLM metrics off"):

@@ -450,7 +450,8 @@ def unavailable_outputs(groups, trtllm_version: str | None = None) -> dict[str, 
 #: separately anyway.
 POST_INPUTS: tuple[Tensor, ...] = (
     Tensor("TOKENS_BATCH", "TYPE_INT32", (-1, -1), ragged=True),
-    Tensor("SEQUENCE_LENGTH", "TYPE_INT32", (-1,), ragged=True),
+    # Optional: the cpu route's ensemble leaves it out (its engine never pads; one tensor less per token).
+    Tensor("SEQUENCE_LENGTH", "TYPE_INT32", (-1,), optional=True, ragged=True),
 )
 POST_OUTPUTS: tuple[Tensor, ...] = (Tensor("OUTPUT", "TYPE_STRING", (-1,)),)
 
@@ -466,22 +467,23 @@ def resolve_dtype(tensor: Tensor, logits_dtype: str) -> str:
 # alongside the decoupled engine's tokens. Only the engine knows both a request's identity and its end: the
 # cpu route's engine sends these with every response (the TensorRT-LLM C++ backend cannot).
 
-#: Extra outputs of the cpu route's tensorrt_llm model.
+#: The extra output of the cpu route's tensorrt_llm model: one small tensor, because every tensor a streamed
+#: response carries through the ensemble costs Triton and the python stubs CPU per token (about 30 us each on 2
+#: cores, measured with benchmarks/pipeline.py; three of them were a third of the pipeline's cost).
 STREAM_OUTPUTS: tuple[Tensor, ...] = (
-    Tensor("stream_key", "TYPE_UINT64", (1,), doc="unique per sequence inside the server"),
-    Tensor("stream_final", "TYPE_BOOL", (1,), doc="true on the sequence's last response (which may carry no "
-           "new tokens)"),
+    Tensor("stream_state", "TYPE_INT64", (-1,), doc="[key, final]: the sequence's key (unique inside the server) "
+           "and 1 on its last response (which may carry no new tokens); with the LLM metrics the first and last "
+           "responses add [arrival_ns, scheduled_ns, prompt tokens, finish code] (STATE_STATS)"),
 )
 
-#: The postprocessing inputs they feed. Optional: the engine route's ensemble does not map them. Ragged like
+#: The postprocessing input it feeds. Optional: the engine route's ensemble does not map it. Ragged like
 #: POST_INPUTS, so the dynamic batcher still needs no equal shapes.
 STREAM_POST_INPUTS: tuple[Tensor, ...] = (
-    Tensor("STREAM_KEY", "TYPE_UINT64", (1,), optional=True, ragged=True),
-    Tensor("STREAM_FINAL", "TYPE_BOOL", (1,), optional=True, ragged=True),
+    Tensor("STREAM_STATE", "TYPE_INT64", (-1,), optional=True, ragged=True),
 )
 
 #: tensorrt_llm output -> postprocessing input.
-STREAM_TO_POST: dict[str, str] = {"stream_key": "STREAM_KEY", "stream_final": "STREAM_FINAL"}
+STREAM_TO_POST: dict[str, str] = {"stream_state": "STREAM_STATE"}
 
 # -- tritongen extensions: request timings for the LLM metrics (serving.metrics.enabled, cpu route) -----------
 # Postprocessing reports a request's TTFT, inter-token and end-to-end times when its first and last tokens leave
@@ -493,11 +495,9 @@ STREAM_TO_POST: dict[str, str] = {"stream_key": "STREAM_KEY", "stream_final": "S
 ARRIVAL_OUTPUT = Tensor("ARRIVAL_NS", "TYPE_INT64", (1,))
 #: The cpu engine's input it feeds.
 ARRIVAL_INPUT = Tensor("tritongen_arrival_ns", "TYPE_INT64", (1,), optional=True)
-#: The cpu engine's output: [arrival_ns, scheduled_ns, prompt tokens, finish code (0 running, 1 stop, 2 length,
-#: 3 cancelled)].
-STATS_OUTPUT = Tensor("stream_stats", "TYPE_INT64", (4,))
-#: The postprocessing input it feeds (ragged like STREAM_POST_INPUTS).
-STATS_POST_INPUT = Tensor("STREAM_STATS", "TYPE_INT64", (4,), optional=True, ragged=True)
+#: stream_state's fields after [key, final] on a sequence's first and last responses (with the LLM metrics):
+#: finish code 0 running, 1 stop, 2 length, 3 cancelled.
+STATE_STATS: tuple[str, ...] = ("arrival_ns", "scheduled_ns", "prompt_tokens", "finish")
 
 
 # -- the stop request ------------------------------------------------------------------------------------------

@@ -5,16 +5,16 @@ Rendered by tritongen; runs in Triton's python backend with only numpy and trans
 Streaming: the engine sends a few new tokens per response, and the ensemble calls this model once per
 response. Decoding each chunk on its own loses the spaces SentencePiece tokenizers attach to word starts and
 splits multi-byte characters (accents, CJK, emoji) across chunks. Instead, each stream gets an incremental
-decoder (constant work per token), keyed by STREAM_KEY: a value the engine makes unique per request inside the
-server (the client's request id is not: clients leave it empty or all send "1"). STREAM_FINAL marks a stream's
-last response; its chunk then carries what the decoder still holds, so the chunks add up to exactly the full
-decode, and the stream's state is dropped. Only the cpu route's engine sends the two (Triton's ensemble cannot
-route a key from preprocessing to this step, see tritongen.contract.STREAM_OUTPUTS); without them - the
+decoder (constant work per token), keyed by STREAM_STATE's key: a value the engine makes unique per request inside
+the server (the client's request id is not: clients leave it empty or all send "1"). Its final flag marks a
+stream's last response; its chunk then carries what the decoder still holds, so the chunks add up to exactly the
+full decode, and the stream's state is dropped. Only the cpu route's engine sends it (Triton's ensemble cannot
+route a key from preprocessing to this step, see tritongen.contract.STREAM_OUTPUTS); without it - the
 TensorRT-LLM C++ backend - each chunk is decoded on its own, as the reference postprocessing does (logged
 once), since requests cannot be told apart. tensorrt_llm_bls is exact on every route.
 
 LLM metrics (llm_metrics.py, serving.metrics.enabled): every response's tokens count as generated; with
-STREAM_STATS (the cpu route) a request's TTFT, mean inter-token time, end-to-end and queue times are measured when
+STREAM_STATE's timings (the cpu route, first and last responses) a request's TTFT, mean inter-token time, end-to-end and queue times are measured when
 its first and last tokens leave this model, from the arrival time preprocessing took.
 """
 
@@ -29,7 +29,7 @@ import triton_python_backend_utils as pb_utils
 from llm_metrics import Metrics, Request, enabled, served_name
 from textcodec import StreamTable, bool_param, decode, tokenizer_of
 
-#: stream_stats' finish codes (templates/cpu/tensorrt_llm/1/model.py).
+#: stream_state's finish codes (tritongen.contract.STATE_STATS; templates/cpu/tensorrt_llm/1/model.py).
 FINISH = {1: "stop", 2: "length", 3: "cancelled"}
 #: A timed request that sends nothing for this long is counted as cancelled (its client went away and the
 #: engine's error response never reaches this model).
@@ -78,27 +78,31 @@ class TritonPythonModel:
             self.timed.pop(key).finish("cancelled", now)
 
     def _one(self, request):
-        tokens = lengths = keys = finals = stats = None
+        tokens = lengths = state = None
         for tensor in request.inputs():  # one pass (get_input_tensor_by_name rescans the inputs per name)
             name = tensor.name()
             if name == "TOKENS_BATCH":
                 tokens = tensor.as_numpy()
             elif name == "SEQUENCE_LENGTH":
                 lengths = tensor.as_numpy()
-            elif name == "STREAM_KEY":
-                keys = tensor.as_numpy().reshape(-1)
-            elif name == "STREAM_FINAL":
-                finals = tensor.as_numpy().reshape(-1)
-            elif name == "STREAM_STATS":
-                stats = tensor.as_numpy().reshape(-1, 4)
+            elif name == "STREAM_STATE":
+                state = tensor.as_numpy()
         if tokens is None:
             raise ValueError("input TOKENS_BATCH is missing")
         if tokens.ndim == 2:  # [beam, len] from a caller without a batch dimension
             tokens = tokens[None]
         if lengths is None or lengths.size == 0:
-            lengths = np.full(tokens.shape[:2], tokens.shape[2], dtype=np.int32)
+            # The cpu route's ensemble sends no lengths: its engine never pads, except rows of one non-streamed
+            # request stacked to one width with -1 (never a token id).
+            lengths = (tokens >= 0).sum(axis=-1, dtype=np.int32) if tokens.size else np.zeros(tokens.shape[:2], np.int32)
         lengths = lengths.reshape(tokens.shape[:2])
         batch, beams = tokens.shape[0], tokens.shape[1]
+        keys = finals = stats = None
+        if state is not None and state.size:
+            # [key, final] per row, [key, final, arrival, scheduled, prompt, finish] on first and last (STATE_STATS)
+            state = state.reshape(batch, -1) if state.size % batch == 0 else state.reshape(1, -1)
+            keys, finals = state[:, 0], state[:, 1]
+            stats = state[:, 2:6] if state.shape[1] >= 6 and (state[:, 2] > 0).all() else None
         keyed = self.streaming and keys is not None and keys.size >= batch and beams == 1
         if self.streaming and not keyed and not self.warned_no_key:
             self.warned_no_key = True

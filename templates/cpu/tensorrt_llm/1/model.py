@@ -32,7 +32,7 @@ import traceback
 import numpy as np
 import triton_python_backend_utils as pb_utils
 from llm_metrics import ENGINE_FAMILIES, Metrics, enabled
-from textcodec import LLM_TO_CLIENT, SAMPLING_RANGES, check_sampling, one_of, output_names
+from textcodec import LLM_TO_CLIENT, SAMPLING_RANGES, check_sampling, one_of
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 MOCK_NICE = 10
@@ -40,7 +40,7 @@ MOCK_NICE = 10
 #: this process and tritonserver; asking on every token of every request cost the engine loop more than its
 #: own work at 0 ms/step. A cancelled request stops within this time.
 CANCEL_CHECK_S = 0.01
-#: stream_stats' finish codes (postprocessing turns them into tritongen_requests_total{finish_reason}).
+#: stream_state's finish codes (postprocessing turns them into tritongen_requests_total{finish_reason}).
 FINISH_NONE, FINISH_STOP, FINISH_LENGTH, FINISH_CANCELLED = 0, 1, 2, 3
 
 
@@ -105,7 +105,8 @@ class Sequence:
         "rep_penalty", "presence", "frequency", "min_tokens", "generator", "seed", "streaming", "exclude_input",
         "want_logprobs", "want_num_in", "want_num_out", "want_perf", "generated", "logprobs", "cum_logprob",
         "cache", "next_logits", "counts", "arrival_ns", "scheduled_ns", "first_token_ns", "last_token_ns",
-        "done", "bias", "sent_upto", "draft", "key", "origin_ns", "finish", "emitted_ns",
+        "done", "bias", "sent_upto", "draft", "key", "origin_ns", "finish", "emitted_ns", "want_length",
+        "want_state",
     )
 
 
@@ -273,6 +274,7 @@ class TritonPythonModel:
         self.tokens_per_block = 32
         self.stream_interval = max(int(_param(config, "stream_interval", "1") or 1), 1)
         self.stream_interval_ns = int(float(_param(config, "stream_interval_ms", "0") or 0) * 1e6)
+        self._next_step = 0.0  # time.monotonic() the MOCK's next step starts (_pace)
         if kind == "mock":
             self.engine = MockEngine(_param(config, "tokenizer_dir"), trust, float(_param(config, "mock_step_ms", "0")),
                                      echo=_bool(_param(config, "mock_echo"), False))
@@ -283,13 +285,13 @@ class TritonPythonModel:
             )
         self.is_mock = kind == "mock"
         # The LLM metrics (templates/common/lib/llm_metrics.py): the engine's own figures here; request timings
-        # travel to postprocessing in stream_stats when the repository's ensemble carries it.
-        self.send_stats = "stream_stats" in output_names(config)
+        # travel to postprocessing in stream_state (tritongen.contract.STATE_STATS) when they are on.
+        self.send_stats = enabled(config)
         self.metrics = Metrics(args["model_name"], enabled(config), ENGINE_FAMILIES)
-        # Each sequence's stream_key (tritongen.contract.STREAM_OUTPUTS): postprocessing keys its decoder by it, so
+        # Each sequence's stream key (tritongen.contract.STREAM_OUTPUTS): postprocessing keys its decoder by it, so
         # it must differ between all sequences in the server, whatever request ids clients send. The pid keeps
         # instances (one process each) apart; a random start keeps a restarted process with a reused pid apart.
-        self._key_base = (os.getpid() & 0x3FFFFF) << 42
+        self._key_base = (os.getpid() & 0x1FFFFF) << 42  # 21 + 42 bits: a positive INT64
         self._keys = itertools.count(int.from_bytes(os.urandom(4), "little"))
         self.inbox: queue.Queue = queue.Queue()
         self.active: list[Sequence] = []
@@ -376,6 +378,7 @@ class TritonPythonModel:
         lengths = _get(request, "input_lengths")
         out_len = _get(request, "request_output_len")
         group = Group(request, sender, rows, self.decoupled)
+        wanted = _requested_outputs(request)
         now = time.time_ns()
         seqs = []
         for row in range(rows):
@@ -414,6 +417,9 @@ class TritonPythonModel:
             s.want_num_in = bool(_row_scalar(_get(request, "return_num_input_tokens"), row, False))
             s.want_num_out = bool(_row_scalar(_get(request, "return_num_output_tokens"), row, False))
             s.want_perf = bool(_row_scalar(_get(request, "return_perf_metrics"), row, False))
+            # Only what the caller maps or asks for: every tensor of a streamed response costs CPU per token.
+            s.want_length = wanted is None or "sequence_length" in wanted
+            s.want_state = wanted is None or "stream_state" in wanted
             bias = _get(request, "embedding_bias")
             s.bias = None
             if bias is not None and np.asarray(bias).size:
@@ -547,7 +553,15 @@ class TritonPythonModel:
         self.active = still
         metrics.set("tritongen_engine_active_sequences", len(still))
         if self.is_mock and self.engine.step_s:
-            time.sleep(self.engine.step_s)
+            self._pace(self.engine.step_s)
+
+    def _pace(self, step_s: float) -> None:
+        """The MOCK's step time, kept like a GPU iteration's: a step starts every step_s whatever sending the
+        last one's responses took (they leave through Triton, which a busy pipeline slows; a GPU does not wait
+        for them). A step that ran late starts the next one at once, without a catch-up burst."""
+        now = time.monotonic()
+        self._next_step = max(self._next_step + step_s, now)
+        time.sleep(self._next_step - now)
 
     def _due(self, seq: Sequence) -> bool:
         """serving.stream_interval: a streamed response leaves with every N new tokens, or with what is held once
@@ -630,17 +644,16 @@ class TritonPythonModel:
         first = seq.sent_upto == 0
         seq.sent_upto = len(seq.generated)
         seq.emitted_ns = time.monotonic_ns()
-        tensors = [
-            pb_utils.Tensor("output_ids", np.array(ids, dtype=np.int32).reshape(1, 1, -1)),
-            pb_utils.Tensor("sequence_length", np.array([[len(ids)]], dtype=np.int32)),
-            pb_utils.Tensor("stream_key", np.array([[seq.key]], dtype=np.uint64)),
-            pb_utils.Tensor("stream_final", np.array([[final_row]], dtype=bool)),
-        ]
-        if self.send_stats and (final_row or first):
-            # Only the first and the last response carry it: postprocessing needs the arrival time once and the
-            # finish reason at the end, and every tensor the ensemble carries costs CPU on each streamed token.
-            stats = [seq.origin_ns, seq.scheduled_ns, len(seq.prompt), seq.finish if final_row else FINISH_NONE]
-            tensors.append(pb_utils.Tensor("stream_stats", np.array([stats], dtype=np.int64)))
+        tensors = [pb_utils.Tensor("output_ids", np.array(ids, dtype=np.int32).reshape(1, 1, -1))]
+        if seq.want_length:
+            tensors.append(pb_utils.Tensor("sequence_length", np.array([[len(ids)]], dtype=np.int32)))
+        if seq.want_state:
+            state = [seq.key, int(final_row)]
+            if self.send_stats and (final_row or first):
+                # Only the first and the last response carry the timings: postprocessing needs the arrival time
+                # once and the finish reason at the end.
+                state += [seq.origin_ns, seq.scheduled_ns, len(seq.prompt), seq.finish if final_row else FINISH_NONE]
+            tensors.append(pb_utils.Tensor("stream_state", np.array([state], dtype=np.int64)))
         if seq.want_logprobs:
             tensors.append(pb_utils.Tensor("cum_log_probs", np.array([[seq.cum_logprob]], dtype=np.float32)))
             tensors.append(pb_utils.Tensor("output_log_probs", np.array(lps, dtype=np.float32).reshape(1, 1, -1)))
@@ -670,6 +683,15 @@ def _aliased(request, row, name, old_name, default) -> int:
     value = one_of(name, _row_scalar(_get(request, name), row, None),
                    old_name, _row_scalar(_get(request, old_name), row, None))
     return default if value is None else value
+
+
+def _requested_outputs(request) -> frozenset | None:
+    """The outputs the caller asked for (an ensemble step: those it maps); None when it cannot say (all)."""
+    try:
+        names = request.requested_output_names()
+    except Exception:
+        return None
+    return frozenset(names) if names else None
 
 
 def _request_id(request) -> str:
