@@ -21,8 +21,9 @@ ASSUMPTIONS: dict[str, dict[str, Any]] = {
                         "sampling, in-flight batching bookkeeping)"},
     "allreduce_latency_nvlink_s": {"value": 8e-6, "why": "latency of one small all-reduce over NVLink"},
     "allreduce_latency_pcie_s": {"value": 30e-6, "why": "latency of one small all-reduce over PCIe"},
-    "max_batch_for_throughput": {"value": 2048, "why": "batch cap used for the 'max throughput' figure "
-                                 "(trtllm-bench's default max_batch_size)"},
+    "max_batch_for_throughput": {"value": 4096, "why": "batch cap used for the 'max throughput' figure "
+                                 "(trtllm-bench sizes max_batch_size from the KV cache at I+O tokens per request, "
+                                 "capped at 4096 requests: tensorrt_llm/bench/build/tuning.py finetune_setting)"},
 }
 
 
