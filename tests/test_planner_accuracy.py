@@ -195,9 +195,12 @@ def latency_rows() -> list[Latency]:
                            Row("nemo", "llama2-7b", "bf16", gpu, tp, 128, 20, 1, 0)))
     out.append(Latency("jan", "mistral-7b int4_awq, rtx4090, 2048 in / 512 out, decode", "tok_s_per_user", 170.6,
                        Row("jan", "mistral-7b", "int4_awq", "rtx4090", 1, 2048, 512, 1, 0)))
-    # Serving rows below saturation (the achieved request rate within 80% of the offered one): mean TTFT, mean ITL.
-    for m, gpu, tp, i, o, qps, got, ttft, itl, _total, _out in _csv("serving_0.14.csv"):
-        if qps == "INF" or float(got) < 0.8 * float(qps):
+    # Serving rows at a request rate the server keeps up with: mean TTFT, mean ITL. Left out: "INF" (all 500 at
+    # once) and rates where requests queue for admission (published mean TTFT over 1 s): a steady-state model
+    # has no queue that grows for the length of the run. (The achieved req/s is no test of saturation: it
+    # divides by a run that includes draining the last requests.)
+    for m, gpu, tp, i, o, qps, _got, ttft, itl, _total, _out in _csv("serving_0.14.csv"):
+        if qps == "INF" or float(ttft) > 1000:
             continue
         row = Row("serving-0.14", m, "bf16", gpu, int(tp), int(i), int(o), None, 0)
         case = f"{m} bf16, {gpu}, tp{tp}, {i}/{o} at {qps} req/s"
@@ -298,10 +301,10 @@ def test_accuracy_goal_where_it_is_met_and_bounds_where_it_is_not():
     med, p90 = summary([e for *_, e in throughput_errors()])
     assert med <= 0.11 and p90 <= 0.32
     med, p90 = summary([e for *_, e in latency_errors()])
-    assert med <= 0.16 and p90 <= 0.38
+    assert med <= 0.17 and p90 <= 0.41
 
 
-DOC_THROUGHPUT, DOC_ORIGINAL, DOC_LATENCY = (0.103, 0.309), (0.060, 0.241), (0.154, 0.371)
+DOC_THROUGHPUT, DOC_ORIGINAL, DOC_LATENCY = (0.103, 0.309), (0.060, 0.241), (0.162, 0.405)
 
 
 def _report() -> None:
