@@ -56,7 +56,7 @@ class Source:
 
 
 SOURCES = {
-    "po-1.0": Source("docs", "TensorRT-LLM perf-overview (v1.0 era, trtllm-bench, PyTorch backend, FP8)",
+    "po-1.0": Source("docs", "TensorRT-LLM perf-overview (v1.0 era, trtllm-bench, PyTorch backend, FP8 / NVFP4)",
                      f"{TRTLLM}/00f37686aa854010d68bcbd0f4ab000221541ca6/docs/source/performance/perf-overview.md",
                      graphs=PO10_GRAPHS),
     "po-0.17": Source("docs", "TensorRT-LLM perf-overview (v0.17, trtllm-bench build + throughput, TensorRT engines)",
@@ -98,7 +98,7 @@ def _csv(name: str) -> list[list[str]]:
 
 
 def _po10() -> list[Row]:
-    return [Row("po-1.0", m, "fp8", g, int(tp), int(i), int(o), None, float(v)) for m, g, tp, i, o, v in
+    return [Row("po-1.0", m, p, g, int(tp), int(i), int(o), None, float(v)) for m, g, p, tp, i, o, v in
             _csv("perf_overview_1.0.csv")]
 
 
@@ -276,7 +276,7 @@ def test_batch_answers():
 #: two NVIDIA blogs (H200 launch rows as corrected above).
 ORIGINAL_SHAPES = {(128, 128), (128, 2048), (1000, 1000), (2048, 128), (2048, 2048), (5000, 500), (20000, 2000)}
 ORIGINAL_LAYOUTS = {("llama3-8b", "h100", 1), ("llama3-8b", "h200", 1), ("llama3-70b", "h200", 1),
-                    ("llama3-70b", "h100", 2)}
+                    ("llama3-70b", "h100", 2)}  # all FP8
 
 
 def _original(row: Row) -> bool:
@@ -289,6 +289,7 @@ def test_error_summary_matches_the_document():
     throughput = throughput_errors()
     # docs/perf-estimates.md states these; a change to the model must update the document.
     assert summary([e for *_, e in throughput]) == pytest.approx(DOC_THROUGHPUT, abs=0.005)
+    assert summary([e for r, _, e in throughput if r.precision != "nvfp4"]) == pytest.approx(DOC_NOT_FP4, abs=0.005)
     assert summary([e for r, _, e in throughput if _original(r)]) == pytest.approx(DOC_ORIGINAL, abs=0.005)
     assert summary([e for *_, e in latency_errors()]) == pytest.approx(DOC_LATENCY, abs=0.005)
 
@@ -299,12 +300,12 @@ def test_accuracy_goal_where_it_is_met_and_bounds_where_it_is_not():
     assert med <= goal_median and p90 <= goal_p90  # the goal, met on the original comparison
     # NOT met on the widened throughput set nor on latency: today's figures as regression bounds
     med, p90 = summary([e for *_, e in throughput_errors()])
-    assert med <= 0.11 and p90 <= 0.32
+    assert med <= 0.13 and p90 <= 0.44
     med, p90 = summary([e for *_, e in latency_errors()])
     assert med <= 0.17 and p90 <= 0.41
 
 
-DOC_THROUGHPUT, DOC_ORIGINAL, DOC_LATENCY = (0.103, 0.309), (0.060, 0.241), (0.162, 0.405)
+DOC_THROUGHPUT, DOC_NOT_FP4, DOC_ORIGINAL, DOC_LATENCY = (0.124, 0.426), (0.103, 0.309), (0.060, 0.241), (0.162, 0.405)
 
 
 def _report() -> None:
