@@ -300,12 +300,12 @@ def test_accuracy_goal_where_it_is_met_and_bounds_where_it_is_not():
     assert med <= goal_median and p90 <= goal_p90  # the goal, met on the original comparison
     # NOT met on the widened throughput set nor on latency: today's figures as regression bounds
     med, p90 = summary([e for *_, e in throughput_errors()])
-    assert med <= 0.13 and p90 <= 0.44
+    assert med <= 0.12 and p90 <= 0.39
     med, p90 = summary([e for *_, e in latency_errors()])
     assert med <= 0.17 and p90 <= 0.41
 
 
-DOC_THROUGHPUT, DOC_NOT_FP4, DOC_ORIGINAL, DOC_LATENCY = (0.124, 0.426), (0.103, 0.309), (0.060, 0.241), (0.162, 0.405)
+DOC_THROUGHPUT, DOC_NOT_FP4, DOC_ORIGINAL, DOC_LATENCY = (0.115, 0.383), (0.091, 0.266), (0.062, 0.216), (0.162, 0.402)
 
 
 def _report() -> None:

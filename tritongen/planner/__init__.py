@@ -19,6 +19,7 @@ The model, in short (per GPU, after tp x pp sharding):
 - decode step (batch b) = GEMMs + attention, each kernel bound by its own resource:
               max(weights / (bandwidth x eff_bw), GEMM FLOP / (tensor peak x eff_compute))
               + max(KV read / (bandwidth x eff_bw), attention FLOP / (tensor peak x eff_compute))
+              + the residual stream (not sharded by tp: ~8 hidden-size vectors per token per layer)
               + 2 ring all-reduces per layer when tp > 1 + a fixed per-step runtime overhead
 - prefill   = compute-bound: (2 x active params x I + attention) / (tensor peak x eff_compute x tp) on an idle
               engine; in a busy one a prompt rides in the decode step's forward pass and costs only its math

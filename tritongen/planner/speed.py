@@ -87,8 +87,11 @@ class Estimator:
         gemm_comp = self._padded(batch) * 2 * s.active_params / world / self.flops
         attn_mem = batch * context * self.kv_tok / self.bandwidth
         attn_comp = batch * 4 * context * s.heads * s.head_dim * layers / self.tp / self.flops
+        # the residual stream is not sharded by tp: every rank reads and writes each token's full hidden vector
+        # around the two norms, the two residual adds and the two all-reduces of a layer (~8 vectors, 16-bit)
+        elementwise = batch * layers * 8 * s.hidden * assumed("activation_bytes") / self.bandwidth
         comm = 2 * layers * self._allreduce(batch) + (self.link_latency if self.pp > 1 else 0.0)
-        step = max(gemm_mem, gemm_comp) + max(attn_mem, attn_comp) + comm
+        step = max(gemm_mem, gemm_comp) + max(attn_mem, attn_comp) + elementwise + comm
         return step, ("memory" if gemm_mem + attn_mem >= gemm_comp + attn_comp else "compute")
 
     def token_latency(self, batch: int, context: float) -> tuple[float, str]:
