@@ -71,7 +71,7 @@ SOURCES = {
                         "https://developer.nvidia.com/blog/boosting-llama-3-1-405b-performance-by-up-to-44-with-"
                         "nvidia-tensorrt-model-optimizer-on-nvidia-h200-gpus/"),
     "perf-0.5": Source("docs", "TensorRT-LLM performance.md, Low Latency tables (v0.5.0, 1st token latency)",
-                       f"{TRTLLM}/v0.5.0/docs/source/performance.md", frac=0.9),
+                       f"{TRTLLM}/release/0.5.0/docs/source/performance.md", frac=0.9),
     "nemo": Source("docs", "NeMo Framework user guide, Llama-2 inference performance (TensorRT-LLM, bf16 assumed)",
                    "https://docs.nvidia.com/nemo-framework/user-guide/latest/performance/llama2.html", frac=0.9),
     "jan": Source("vendor", "Jan, Benchmarking NVIDIA TensorRT-LLM (2024-04-29, TensorRT-LLM 0.7.1, Windows)",
