@@ -129,6 +129,20 @@ def mean_latencies(est: Estimator, workload: Workload, rate: float) -> dict[str,
     return {"ttft": ttft, "itl": itl, "in_flight": batch}
 
 
+def closed_loop_latencies(est: Estimator, workload: Workload, concurrency: int) -> dict[str, float]:
+    """Mean TTFT and ITL (seconds) with ``concurrency`` clients that each send the next request when the last one
+    ends: ``concurrency`` requests always in flight, arriving at concurrency / e2e per second."""
+    o = max(workload.output_len, 1)
+    ctx = workload.input_len + workload.output_len / 2
+    step, _ = est.token_latency(concurrency, ctx)
+    prefill = est.prefill(workload.input_len)
+    itl = (concurrency * est.loaded_prefill(concurrency, workload.input_len) / est.pp + o * step) / o
+    ttft = prefill + step
+    for _ in range(50):  # the prefills of requests that arrive during one's own prefill delay it
+        ttft = prefill * (1 + concurrency / (ttft + (o - 1) * itl) * prefill) + step
+    return {"ttft": ttft, "itl": itl}
+
+
 def _meets(lat: dict[str, float], slo: dict[str, float]) -> bool:
     return all(lat[k] <= v for k, v in slo.items())
 
