@@ -313,16 +313,19 @@ def test_error_summary_matches_the_document():
 
 def test_accuracy_goal_where_it_is_met_and_bounds_where_it_is_not():
     goal_median, goal_p90 = 0.10, 0.25
-    med, p90 = summary([e for r, _, e in throughput_errors() if _original(r)])
-    assert med <= goal_median and p90 <= goal_p90  # the goal, met on the original comparison
-    # NOT met on the widened throughput set nor on latency: today's figures as regression bounds
-    med, p90 = summary([e for *_, e in throughput_errors()])
-    assert med <= 0.12 and p90 <= 0.39
+    throughput = throughput_errors()
+    for subset in ([e for r, _, e in throughput if _original(r)],  # the original comparison
+                   [e for r, _, e in throughput if r.precision != "nvfp4"]):  # every FP8 / FP16 row
+        med, p90 = summary(subset)
+        assert med <= goal_median and p90 <= goal_p90  # the goal, met
+    # NOT met with the NVFP4 rows (p90) nor on latency: today's figures as regression bounds
+    med, p90 = summary([e for *_, e in throughput])
+    assert med <= goal_median and p90 <= 0.32
     med, p90 = summary([e for *_, e in latency_errors()])
-    assert med <= 0.16 and p90 <= 0.40
+    assert med <= 0.16 and p90 <= 0.39
 
 
-DOC_THROUGHPUT, DOC_NOT_FP4, DOC_ORIGINAL, DOC_LATENCY = (0.115, 0.378), (0.091, 0.265), (0.062, 0.216), (0.155, 0.397)
+DOC_THROUGHPUT, DOC_NOT_FP4, DOC_ORIGINAL, DOC_LATENCY = (0.097, 0.313), (0.085, 0.233), (0.064, 0.216), (0.151, 0.384)
 
 
 def _report() -> None:

@@ -15,7 +15,8 @@ ASSUMPTIONS: dict[str, dict[str, Any]] = {
     "activation_bytes": {"value": 2, "why": "activations are fp16/bf16; the peak live set of one layer is kept "
                          "(TensorRT reuses activation memory across layers)"},
     "bandwidth_efficiency": {"value": 0.75, "why": "share of peak DRAM bandwidth that decode GEMV/attention "
-                             "kernels reach (typical memory-bandwidth utilization of tuned inference kernels)"},
+                             "kernels reach (typical memory-bandwidth utilization of tuned inference kernels); "
+                             "the same share of NVLink / PCIe one-direction bandwidth for all-reduces"},
     "compute_efficiency": {"value": 0.55, "why": "share of dense tensor-core peak that prefill GEMMs reach"},
     "step_overhead_s": {"value": 0.0003, "why": "per-iteration runtime cost outside the kernels (scheduling, "
                         "sampling, in-flight batching bookkeeping)"},

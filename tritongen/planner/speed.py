@@ -50,7 +50,9 @@ class Estimator:
         self.flops = flops * assumed("compute_efficiency")
         self.bandwidth = gpu.bandwidth_gbps * GB * assumed("bandwidth_efficiency")
         nvlink = tp <= gpu.nvlink_domain and gpu.nvlink_gbps > 0
-        self.link_bw = (gpu.nvlink_gbps if nvlink else gpu.pcie_gbps) * GB / 2  # one direction
+        # one direction, at the same share of the datasheet rate as DRAM: no transfer, NCCL's or a custom
+        # all-reduce's, runs at the link's peak either
+        self.link_bw = (gpu.nvlink_gbps if nvlink else gpu.pcie_gbps) * GB / 2 * assumed("bandwidth_efficiency")
         self.link_latency = assumed("allreduce_latency_nvlink_s" if nvlink else "allreduce_latency_pcie_s")
 
     def _allreduce(self, tokens: int) -> float:
