@@ -73,6 +73,23 @@ def test_latency_grows_with_requests_in_flight():
     assert small["ttft_p50"] <= small["ttft_p99"] and small["e2e_p50"] <= small["e2e_p99"]
 
 
+def test_mean_latencies_at_a_rate_and_at_a_concurrency_agree():
+    est = sizing.Estimator(sizing.Shape.from_model(load_spec("llama3-8b").model), sizing.Gpu.get("h100"),
+                           precision="bf16", kv_dtype="bf16", tp=1, pp=1)
+    w = sizing.Workload(467, 256, 1)
+    open_loop = fleet.mean_latencies(est, w, 8.0)  # 8 req/s: Little's law gives the requests in flight
+    b = round(open_loop["in_flight"])
+    assert 8 < b < 40  # ~8 req/s x a few seconds each
+    closed = fleet.closed_loop_latencies(est, w, b)
+    assert closed["itl"] == pytest.approx(open_loop["itl"], rel=0.05)
+    assert closed["ttft"] == pytest.approx(open_loop["ttft"], rel=0.05)
+    # one client: the idle-engine prefill plus one step, nothing queued behind it but its own arrivals
+    single = fleet.closed_loop_latencies(est, w, 1)
+    step, _ = est.token_latency(1, 467 + 128)
+    assert est.prefill(467) + step <= single["ttft"] < 1.05 * (est.prefill(467) + step)
+    assert fleet.closed_loop_latencies(est, w, 64)["itl"] > single["itl"]
+
+
 @pytest.mark.parametrize("text, error", [("ttft=5ms", "NAME one of"), ("ttft_p99=fast", "not a number"),
                                          ("itl_p50=-1ms", "above 0"), ("", "at least one")])
 def test_slo_parse_errors_are_one_line(text, error):

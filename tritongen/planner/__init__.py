@@ -16,9 +16,13 @@ The model, in short (per GPU, after tp x pp sharding):
               heads; when tp exceeds kv_heads each rank keeps a replica of one head, as TensorRT-LLM does)
 - allowance = runtime fixed cost + activations for max_num_tokens + logits + CUDA graphs (+ NCCL when tp*pp>1)
 - KV pool   = (memory - weights - allowance) x kv_cache_free_gpu_mem_fraction, in blocks of tokens_per_block
-- decode step (batch b) = max(bytes read / (bandwidth x eff_bw), FLOP / (tensor peak x eff_compute))
-              + 2 all-reduces per layer when tp > 1 + a fixed per-step runtime overhead
-- prefill   = compute-bound: (2 x active params x I + attention) / (tensor peak x eff_compute x tp)
+- decode step (batch b) = GEMMs + attention, each kernel bound by its own resource:
+              max(weights / (bandwidth x eff_bw), GEMM FLOP / (tensor peak x eff_compute))
+              + max(KV read / (bandwidth x eff_bw), attention FLOP / (tensor peak x eff_compute))
+              + the residual stream (not sharded by tp: ~8 hidden-size vectors per token per layer)
+              + 2 ring all-reduces per layer when tp > 1 + a fixed per-step runtime overhead
+- prefill   = compute-bound: (2 x active params x I + attention) / (tensor peak x eff_compute x tp) on an idle
+              engine; in a busy one a prompt rides in the decode step's forward pass and costs only its math
 """
 
 from .assumptions import ASSUMPTIONS, BYTES_PER_PARAM, COMPUTE_RATE, GB, KV_BYTES, PRECISION_LADDER

@@ -15,14 +15,16 @@ ASSUMPTIONS: dict[str, dict[str, Any]] = {
     "activation_bytes": {"value": 2, "why": "activations are fp16/bf16; the peak live set of one layer is kept "
                          "(TensorRT reuses activation memory across layers)"},
     "bandwidth_efficiency": {"value": 0.75, "why": "share of peak DRAM bandwidth that decode GEMV/attention "
-                             "kernels reach (typical memory-bandwidth utilization of tuned inference kernels)"},
+                             "kernels reach (typical memory-bandwidth utilization of tuned inference kernels); "
+                             "the same share of NVLink / PCIe one-direction bandwidth for all-reduces"},
     "compute_efficiency": {"value": 0.55, "why": "share of dense tensor-core peak that prefill GEMMs reach"},
     "step_overhead_s": {"value": 0.0003, "why": "per-iteration runtime cost outside the kernels (scheduling, "
                         "sampling, in-flight batching bookkeeping)"},
     "allreduce_latency_nvlink_s": {"value": 8e-6, "why": "latency of one small all-reduce over NVLink"},
     "allreduce_latency_pcie_s": {"value": 30e-6, "why": "latency of one small all-reduce over PCIe"},
-    "max_batch_for_throughput": {"value": 2048, "why": "batch cap used for the 'max throughput' figure "
-                                 "(trtllm-bench's default max_batch_size)"},
+    "max_batch_for_throughput": {"value": 4096, "why": "batch cap used for the 'max throughput' figure "
+                                 "(trtllm-bench sizes max_batch_size from the KV cache at I+O tokens per request, "
+                                 "capped at 4096 requests: tensorrt_llm/bench/build/tuning.py finetune_setting)"},
 }
 
 

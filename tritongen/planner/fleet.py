@@ -101,13 +101,46 @@ def latencies(est: Estimator, workload: Workload, batch: int) -> dict[str, float
     ctx = workload.input_len + workload.output_len / 2
     step, _ = est.token_latency(batch, ctx)
     prefill = est.prefill(workload.input_len)
-    itl = (batch * prefill / est.pp + o * step) / o
+    itl = (batch * est.loaded_prefill(batch, workload.input_len) / est.pp + o * step) / o
     window = max(prefill, step)
     arrivals = batch / o * (window / step)  # prompts that land while one is being prefilled
     ttft = {q: prefill * (1 + _poisson_quantile(arrivals, p)) + step for q, p in (("p50", 0.5), ("p99", 0.99))}
     return {"ttft_p50": ttft["p50"], "ttft_p99": ttft["p99"], "itl_p50": itl,
             "itl_p99": step + prefill / est.pp,  # a step that also carries a whole prompt's prefill
             "e2e_p50": ttft["p50"] + (o - 1) * itl, "e2e_p99": ttft["p99"] + (o - 1) * itl * 1.1}
+
+
+def mean_latencies(est: Estimator, workload: Workload, rate: float) -> dict[str, float]:
+    """Mean TTFT and ITL (seconds) and requests in flight at ``rate`` requests/s arriving at random (Poisson):
+    the requests in flight b solve Little's law b = rate x e2e(b); the mean TTFT is the own prefill, plus the
+    prefills that arrive during it on average, plus one step."""
+    o = max(workload.output_len, 1)
+    ctx = workload.input_len + workload.output_len / 2
+    prefill = est.prefill(workload.input_len)
+    batch = 1.0
+    for _ in range(100):  # fixed point; e2e grows slowly with b below saturation
+        step, _ = est.token_latency(max(1, math.ceil(batch)), ctx)
+        itl = (batch * est.loaded_prefill(batch, workload.input_len) / est.pp + o * step) / o
+        ttft = prefill * (1 + rate * prefill) + step
+        new = max(1.0, rate * (ttft + (o - 1) * itl))
+        if abs(new - batch) < 1e-3:
+            break
+        batch = new
+    return {"ttft": ttft, "itl": itl, "in_flight": batch}
+
+
+def closed_loop_latencies(est: Estimator, workload: Workload, concurrency: int) -> dict[str, float]:
+    """Mean TTFT and ITL (seconds) with ``concurrency`` clients that each send the next request when the last one
+    ends: ``concurrency`` requests always in flight, arriving at concurrency / e2e per second."""
+    o = max(workload.output_len, 1)
+    ctx = workload.input_len + workload.output_len / 2
+    step, _ = est.token_latency(concurrency, ctx)
+    prefill = est.prefill(workload.input_len)
+    itl = (concurrency * est.loaded_prefill(concurrency, workload.input_len) / est.pp + o * step) / o
+    ttft = prefill + step
+    for _ in range(50):  # the prefills of requests that arrive during one's own prefill delay it
+        ttft = prefill * (1 + concurrency / (ttft + (o - 1) * itl) * prefill) + step
+    return {"ttft": ttft, "itl": itl}
 
 
 def _meets(lat: dict[str, float], slo: dict[str, float]) -> bool:

@@ -31,8 +31,12 @@ class Estimator:
     """Step times for one model/precision on one GPU type with a tp x pp layout."""
 
     def __init__(self, shape: Shape, gpu: Gpu, *, precision: str, kv_dtype: str, tp: int, pp: int,
-                 group_size: int = 128):
+                 group_size: int = 128, graph_batches: tuple[int, ...] = ()):
         self.shape, self.gpu, self.tp, self.pp = shape, gpu, tp, pp
+        # CUDA graphs captured with padding (cuda_graph_config.enable_padding): a decode step of b sequences runs
+        # the graph of the next captured size, so its GEMMs compute the padded rows too. Empty: no padding (the
+        # LLM API default), every batch runs at its own size.
+        self.graph_batches = tuple(sorted(graph_batches))
         self.precision = precision
         self.kv_tok = shape.kv_bytes_per_token(kv_dtype, tp=tp, pp=pp)
         total = weight_bytes(shape, precision, group_size=group_size)
@@ -46,14 +50,22 @@ class Estimator:
         self.flops = flops * assumed("compute_efficiency")
         self.bandwidth = gpu.bandwidth_gbps * GB * assumed("bandwidth_efficiency")
         nvlink = tp <= gpu.nvlink_domain and gpu.nvlink_gbps > 0
-        self.link_bw = (gpu.nvlink_gbps if nvlink else gpu.pcie_gbps) * GB / 2  # one direction
+        # one direction, at the same share of the datasheet rate as DRAM: no transfer, NCCL's or a custom
+        # all-reduce's, runs at the link's peak either
+        self.link_bw = (gpu.nvlink_gbps if nvlink else gpu.pcie_gbps) * GB / 2 * assumed("bandwidth_efficiency")
         self.link_latency = assumed("allreduce_latency_nvlink_s" if nvlink else "allreduce_latency_pcie_s")
 
     def _allreduce(self, tokens: int) -> float:
         if self.tp == 1:
             return 0.0
+        # ring all-reduce (alpha-beta model): reduce-scatter + all-gather are 2 (tp-1) steps, each paying a hop's
+        # latency (half the small-message latency measured at tp=2) and moving msg/tp per step
         msg = tokens * self.shape.hidden * assumed("activation_bytes")
-        return self.link_latency + 2 * (self.tp - 1) / self.tp * msg / self.link_bw
+        return self.link_latency * (self.tp - 1) + 2 * (self.tp - 1) / self.tp * msg / self.link_bw
+
+    def _padded(self, batch: int) -> int:
+        """The batch a decode step's GEMMs really run at (the next captured CUDA graph size when padding)."""
+        return next((g for g in self.graph_batches if g >= batch), batch)
 
     def _weights_read(self, batch: int) -> float:
         """Bytes of weights one step reads, whole model (MoE: only the experts the batch routes to)."""
@@ -64,15 +76,25 @@ class Estimator:
         return self.dense_bytes + self.expert_bytes * touched
 
     def stage_step(self, batch: int, context: float) -> tuple[float, str]:
-        """Seconds for one pipeline stage to advance ``batch`` sequences by one token, and the bound."""
+        """Seconds for one pipeline stage to advance ``batch`` sequences by one token, and the bound.
+
+        Each layer runs its GEMMs and its attention as separate kernels, one after the other, and each kernel is
+        bound by its own resource: at large batches the GEMMs are compute-bound while attention streams every
+        sequence's KV from DRAM. Their times add; one roofline over the whole step would let the KV read hide
+        behind GEMM math that cannot run at the same time.
+        """
         s, world = self.shape, self.tp * self.pp
-        read = self._weights_read(batch) / world + batch * context * self.kv_tok
-        mem_t = read / self.bandwidth
         layers = s.layers / self.pp
-        flop = batch * 2 * s.active_params / world + batch * 4 * context * s.heads * s.head_dim * layers / self.tp
-        comp_t = flop / self.flops
+        gemm_mem = self._weights_read(batch) / world / self.bandwidth
+        gemm_comp = self._padded(batch) * 2 * s.active_params / world / self.flops
+        attn_mem = batch * context * self.kv_tok / self.bandwidth
+        attn_comp = batch * 4 * context * s.heads * s.head_dim * layers / self.tp / self.flops
+        # the residual stream is not sharded by tp: every rank reads and writes each token's full hidden vector
+        # around the two norms, the two residual adds and the two all-reduces of a layer (~8 vectors, 16-bit)
+        elementwise = batch * layers * 8 * s.hidden * assumed("activation_bytes") / self.bandwidth
         comm = 2 * layers * self._allreduce(batch) + (self.link_latency if self.pp > 1 else 0.0)
-        return max(mem_t, comp_t) + comm, ("memory" if mem_t >= comp_t else "compute")
+        step = max(gemm_mem, gemm_comp) + max(attn_mem, attn_comp) + elementwise + comm
+        return step, ("memory" if gemm_mem + attn_mem >= gemm_comp + attn_comp else "compute")
 
     def token_latency(self, batch: int, context: float) -> tuple[float, str]:
         """Seconds between two tokens of one sequence when ``batch`` sequences decode together."""
@@ -89,11 +111,25 @@ class Estimator:
         comm = 2 * s.layers * self._allreduce(tokens) + (self.pp - 1) * self.link_latency
         return max(comp_t, mem_t) + comm + assumed("step_overhead_s")
 
+    def inflight_prefill(self, tokens: int) -> float:
+        """Seconds one prompt adds to a busy engine: in-flight batching runs its tokens in the same forward pass as
+        the decoding sequences, so the weights are read once for both and the prompt costs only its math (and
+        the all-reduce bytes, not another per-step latency or overhead)."""
+        s = self.shape
+        flop = 2 * s.active_params * tokens + 2 * s.layers * tokens * tokens * s.heads * s.head_dim
+        comm = 2 * s.layers * (self._allreduce(tokens) - self._allreduce(0)) if self.tp > 1 else 0.0
+        return flop / (self.flops * self.tp) + comm
+
+    def loaded_prefill(self, batch: float, tokens: int) -> float:
+        """What one prompt costs an engine with ``batch`` requests in flight: the idle-engine prefill when it is
+        alone, else its share of the fused forward pass (:meth:`inflight_prefill`)."""
+        return self.prefill(tokens) if batch <= 1 else self.inflight_prefill(tokens)
+
     def sustained(self, batch: int, workload: Workload) -> float:
         """Output tokens/s with ``batch`` requests in flight, each needing a prefill and O decode steps."""
         ctx = workload.input_len + workload.output_len / 2
         tok, _ = self.token_latency(batch, ctx)
-        prefill = self.prefill(workload.input_len) / self.pp  # stages overlap on different prompts
+        prefill = self.loaded_prefill(batch, workload.input_len) / self.pp  # stages overlap on different prompts
         return batch * workload.output_len / (batch * prefill + workload.output_len * tok)
 
     def performance(self, workload: Workload, batch: int, capacity: int) -> Performance:
