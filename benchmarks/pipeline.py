@@ -17,6 +17,8 @@ better than it is. A pipeline share above 100% of the engine alone is flagged: i
 Variants (--variants):
   standin        stand-in at 0 ms/step, every token streamed                       (the baseline of the targets)
   standin-si4    the same with serving.stream_interval=4 (4 tokens per streamed response)
+  standin-lean   the same with serving.optional_outputs=[token_counts]: the ensemble carries no log-prob or
+                 index outputs (what each carried output costs per streamed response)
   standin-floor  the same with postprocessing replaced by a no-op python model returning one constant string:
                  the floor of any python-backend step run once per streamed response
   standin-20ms   stand-in paced at 20 ms per step, like a GPU iteration
@@ -49,7 +51,7 @@ from tritongen.clients import bench, contract_io  # noqa: E402
 from tritongen.runtime.startup import free_ports  # noqa: E402
 
 BASELINE = "standin"
-DEFAULT_VARIANTS = "standin,standin-si4,standin-floor,standin-20ms,mock,torch"
+DEFAULT_VARIANTS = "standin,standin-si4,standin-lean,standin-floor,standin-20ms,standin-nometrics,mock,torch"
 
 NOOP_POSTPROCESSING = '''"""NO-OP POSTPROCESSING (benchmarks/pipeline.py, variant standin-floor): reads nothing, decodes nothing,
 returns one constant string per request. What the ensemble costs with it is the floor of any python-backend
@@ -78,6 +80,7 @@ class Variant:
 VARIANTS = {
     "standin": Variant("standin", "standin"),
     "standin-si4": Variant("standin-si4", "standin", ["serving.stream_interval=4"]),
+    "standin-lean": Variant("standin-lean", "standin", ["serving.optional_outputs=[token_counts]"]),
     "standin-floor": Variant("standin-floor", "standin", noop_post=True),
     "standin-20ms": Variant("standin-20ms", "standin", step_ms=20.0),
     "standin-nometrics": Variant("standin-nometrics", "standin", ["serving.metrics.enabled=false"]),
@@ -306,7 +309,7 @@ def _compare_line(s: dict) -> str:
     kept = s["throughput_kept"] * 100
     lo, hi = (x * 100 for x in s["throughput_kept_range"])
     flag = ("  ** above 100%: the baseline is suspect (the engine alone cannot be slower than the pipeline "
-            "around it) **" if kept > 100 else "")
+            "around it), or the difference is noise **" if kept > 100 else "")
     parts = ", ".join(f"{k} {v:+.0f}" for k, v in s["added_by_part_ms_per_1k"].items())
     against = "" if s["baseline"] == s["variant"] else f" vs {s['baseline']} alone"
     return (f"{s['variant']:<18}c={s['concurrency']:<3}{against}: keeps {kept:5.1f}% ({lo:.0f}-{hi:.0f}) of the "
