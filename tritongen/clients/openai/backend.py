@@ -30,6 +30,7 @@ log = logging.getLogger("tritongen.openai")
 class Piece:
     text: str
     counts: dict[str, int]
+    logprobs: list[float] | None = None  #: output_log_probs of this response's tokens, when asked for
 
 
 def _classify(message: str) -> OpenAIError:
@@ -60,6 +61,7 @@ class TritonBackend:
         self._stop_request: Inputs | None = None
         self._stop_probed = False
         self._counts: list[str] | None = None  # token-count outputs the model carries; None: not asked yet
+        self._offered: set[str] | None = None  # every output the model carries; None: not known yet
         self.channel = None
         self.stub = None
         self._tasks: set[asyncio.Task] = set()
@@ -99,6 +101,7 @@ class TritonBackend:
             offered = await model_output_names(self.stub, self.model, timeout=5)
             if offered is None:
                 return wanted  # not known yet (server starting): ask again next time
+            self._offered = set(offered)
             self._counts = [n for n in wanted if n in offered]
         return self._counts
 
@@ -113,7 +116,15 @@ class TritonBackend:
         for name in ("num_input_tokens", "num_output_tokens"):
             if name not in counts:  # no such output (e.g. TensorRT-LLM < 1.0): the ensemble has no such flag either
                 values.pop("return_" + name, None)
-        request = contract_io.client_inputs(values).infer_request(self.model, request_id, ["text_output", *counts])
+        extra = []
+        if gen.logprobs:
+            if self._offered is not None and "output_log_probs" not in self._offered:
+                raise OpenAIError(400, f"logprobs: Triton model {self.model!r} does not return output_log_probs (the "
+                                  "repository's serving.optional_outputs leaves out log_probs)", param="logprobs",
+                                  code="unsupported_parameter")
+            extra = ["output_log_probs"]
+        request = contract_io.client_inputs(values).infer_request(self.model, request_id,
+                                                                  ["text_output", *counts, *extra])
         done = asyncio.Event()
 
         async def requests():
@@ -149,10 +160,17 @@ class TritonBackend:
                     arr = result.as_numpy(name)
                     if arr is not None and np.asarray(arr).size:
                         counts[name] = int(np.asarray(arr).reshape(-1)[0])
+                lps = None
+                if extra:
+                    arr = result.as_numpy("output_log_probs")
+                    # [beam, tokens] per response, or [1, beam, tokens]: beam 0 is the only one with n separate
+                    # requests.
+                    a = np.asarray(arr if arr is not None else [], dtype=np.float64)
+                    lps = a.reshape(-1)[: a.shape[-1]].tolist() if a.size else []
                 final = response.parameters.get("triton_final_response")
                 is_final = bool(final is not None and final.bool_param)
-                if text or counts:
-                    yield Piece(text, counts)
+                if text or counts or lps:
+                    yield Piece(text, counts, lps)
                 if is_final:
                     finished = True
                     return
