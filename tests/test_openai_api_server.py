@@ -90,6 +90,15 @@ def test_n_choices_each_sample_with_their_own_seed(oai, tiny_server):
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
 
 
+def test_an_error_in_any_choice_is_the_answers_error(oai, tiny_server):
+    """n requests fail as one: before the first streamed byte the status is kept, and the others are cancelled."""
+    for stream in (False, True):
+        with pytest.raises(openai.BadRequestError) as err:
+            oai.completions.create(model=tiny_server.name, prompt=PROMPT, max_tokens=5000, n=3, stream=stream)
+        assert err.value.body["code"] == "context_length_exceeded"
+    assert oai.completions.create(model=tiny_server.name, prompt=PROMPT, max_tokens=2, n=2).choices[1].text
+
+
 def test_n_unseeded_choices_differ(oai, tiny_server):
     # (A chat prompt: the tiny model continues its training text almost surely, whatever the seed.)
     reply = oai.chat.completions.create(model=tiny_server.name, messages=CHAT, max_tokens=12, temperature=1.0, n=4)
