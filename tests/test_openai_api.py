@@ -236,6 +236,8 @@ def test_streamed_logprobs_and_echo():
 def test_completion_echo_and_logprobs_map():
     req = CompletionRequest.model_validate({"model": "m", "prompt": "p", "logprobs": 0})
     assert completion_generation(req, 16).values()["return_log_probs"] is True
+    assert choices.reply_options(req, None)["logprobs"] is True  # 0 asks for them too (the chosen token's)
+    assert choices.reply_options(_chat(logprobs=False), None)["logprobs"] is False
     assert "return_log_probs" not in completion_generation(
         CompletionRequest.model_validate({"model": "m", "prompt": "p", "echo": True}), 16).values()
     assert choices.reply_options(CompletionRequest.model_validate({"model": "m", "prompt": "p", "echo": True}),

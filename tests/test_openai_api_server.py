@@ -99,6 +99,21 @@ def test_an_error_in_any_choice_is_the_answers_error(oai, tiny_server):
     assert oai.completions.create(model=tiny_server.name, prompt=PROMPT, max_tokens=2, n=2).choices[1].text
 
 
+def _counter(oai, name: str) -> float:
+    import httpx
+
+    text = httpx.get(str(oai.base_url).removesuffix("/v1/") + "/metrics", timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
+
+
+def test_the_fronts_token_counters_equal_the_usage_of_n_choices(oai, tiny_server):
+    before = [_counter(oai, f"tritongen_openai_{k}_tokens_total") for k in ("prompt", "completion")]
+    reply = oai.completions.create(model=tiny_server.name, prompt=PROMPT, max_tokens=5, n=3, temperature=1.0)
+    after = [_counter(oai, f"tritongen_openai_{k}_tokens_total") for k in ("prompt", "completion")]
+    assert after[0] - before[0] == reply.usage.prompt_tokens > 0  # the prompt once, as the usage has it
+    assert after[1] - before[1] == reply.usage.completion_tokens == 15
+
+
 def test_n_unseeded_choices_differ(oai, tiny_server):
     # (A chat prompt: the tiny model continues its training text almost surely, whatever the seed.)
     reply = oai.chat.completions.create(model=tiny_server.name, messages=CHAT, max_tokens=12, temperature=1.0, n=4)

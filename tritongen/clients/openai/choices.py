@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from . import logprobs as lp
 from . import tools
 from .mapping import Generation, Reply
-from .protocol import ChatChoice, ChatMessageOut, CompletionChoice, OpenAIError, Usage
+from .protocol import ChatChoice, ChatMessageOut, CompletionChoice, CompletionRequest, OpenAIError, Usage
 
 SEED_SPACE = 2**64
 
@@ -41,8 +41,9 @@ def total_usage(usages: list[Usage | None]) -> Usage | None:
 
 def reply_options(body, tool_parser: str | None) -> dict:
     """Reply's per-request fields (n, echo, logprobs, tool_parser) for a completions or chat request."""
+    # chat's logprobs is true/false, the completions' a count (0: the chosen token's only)
     out = {"n": body.n, "logprobs": body.logprobs is not None and body.logprobs is not False}
-    if hasattr(body, "echo"):
+    if isinstance(body, CompletionRequest):
         if body.echo:
             out["echo"] = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
         return out

@@ -60,8 +60,9 @@ class Service:
             raise OpenAIError(404, f"The model `{name}` does not exist. This server serves `{self.cfg.model_name}`.",
                               param="model", code="model_not_found")
 
-    async def run(self, gen: Generation, request_id: str) -> AsyncIterator[tuple[str, Any]]:
-        """Yield ("text", delta) and ("logprobs", tokens) events, then one ("end", (finish_reason, usage))."""
+    async def run(self, gen: Generation, request_id: str, *, index: int = 0) -> AsyncIterator[tuple[str, Any]]:
+        """Yield ("text", delta) and ("logprobs", tokens) events, then one ("end", (finish_reason, usage)).
+        ``index``: the choice's; the prompt of an answer with n choices is counted once, with choice 0."""
         scanner = StopScanner(gen.stop)
         counts: dict[str, int] = {}
         self.stats.active += 1
@@ -97,7 +98,7 @@ class Service:
         finally:
             self.stats.active -= 1
             if metrics:
-                metrics.ended(n_in, n_out) if outcome == "completed" else metrics.ended()
+                metrics.ended(n_in if index == 0 else 0, n_out) if outcome == "completed" else metrics.ended()
             setattr(self.stats, outcome, getattr(self.stats, outcome) + 1)
             if outcome == "cancelled":
                 log.info("request %s cancelled (client disconnected)", request_id)
@@ -114,7 +115,7 @@ class Service:
 
         async def pump(i: int, gen: Generation) -> None:
             try:
-                async with contextlib.aclosing(self.run(gen, reply.choice_request_id(i))) as events:
+                async with contextlib.aclosing(self.run(gen, reply.choice_request_id(i), index=i)) as events:
                     async for kind, value in events:
                         queue.put_nowait((i, kind, value))
             except OpenAIError as err:
