@@ -4,7 +4,8 @@ The contract returns the chosen token's log-prob only (TensorRT-LLM's output_log
 sum), so ``top_logprobs`` above 0 (chat) and ``logprobs`` above 0 (completions, which asks for that many
 alternatives) are refused. A token's text is the text its response carried: each streamed response carries one
 token on the cpu route and on the engine route without speculative decoding; when one response carries several
-tokens, the first gets the response's text and the others ''.
+tokens, the first gets the response's text and the others ''. A stop sequence cuts the text, not the log-probs:
+the token in which the stop sequence begins is still listed.
 """
 
 from __future__ import annotations
