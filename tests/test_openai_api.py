@@ -128,19 +128,19 @@ def test_a_server_without_a_tool_parser_refuses_tools():
     assert "tool_parser" not in choices.reply_options(_chat(tools=[WEATHER], tool_choice="none"), "hermes")
 
 
-def test_chat_prompt_renders_tools_with_the_models_template(tiny_dir, tmp_path):
+def test_chat_prompt_renders_tools_with_the_models_template():
     """textcodec.chat_prompt (preprocessing, the llmapi front) takes the object form and passes the tools to the
     tokenizer's template; the plain list form is unchanged."""
     import sys
 
-    from transformers import AutoTokenizer
+    from conftest import sentencepiece_style_tokenizer
 
     sys.path.insert(0, str(Path(tools.__file__).parents[3] / "templates" / "common" / "lib"))
     try:
         import textcodec
     finally:
         sys.path.pop(0)
-    tok = AutoTokenizer.from_pretrained(tiny_dir)
+    tok = sentencepiece_style_tokenizer()  # built offline in a moment; only its chat template matters here
     tok.chat_template = ("{% if tools %}TOOLS:{{ tools | map(attribute='function') | map(attribute='name') | "
                          "join(',') }}\n{% endif %}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n"
                          "{% endfor %}")
@@ -243,3 +243,69 @@ def test_completion_echo_and_logprobs_map():
     assert choices.reply_options(CompletionRequest.model_validate({"model": "m", "prompt": "p", "echo": True}),
                                  None) == {"n": 1, "logprobs": False, "echo": "p"}
     assert logprobs.tokens_of("ab", [-1.0, -2.0]) == [("ab", -1.0), ("", -2.0)]
+
+
+class _ScriptedService:
+    """A stand-in for Service.run: each choice's events are scripted ("wait" sleeps until cancelled), so the
+    fan-out of n choices is tested without Triton."""
+
+    @staticmethod
+    def make(scripts):
+        from tritongen.clients.openai.serving import ServerConfig, Service
+
+        class Scripted(Service):
+            closed: list[int] = []
+
+            async def run(self, gen, request_id, *, index=0):
+                import asyncio
+
+                try:
+                    for ev in scripts[index]:
+                        if isinstance(ev, Exception):
+                            raise ev
+                        if ev == "wait":
+                            await asyncio.sleep(30)
+                        yield ev
+                finally:
+                    self.closed.append(index)
+
+        service = Scripted(ServerConfig(triton_url="grpc://127.0.0.1:9", model_name="m"))
+        service.closed = []
+        return service
+
+
+def _end(n_out: int, finish="length"):
+    return ("end", (finish, Usage(prompt_tokens=4, completion_tokens=n_out, total_tokens=4 + n_out)))
+
+
+def test_n_choices_are_merged_and_fail_as_one():
+    import asyncio
+    import time
+
+    gens = choices.fan_out(chat_generation(_chat(seed=1), 16), 3)
+    service = _ScriptedService.make([[("text", "a"), ("text", "b"), _end(2)], [("text", "c"), _end(1, "stop")],
+                                     [("text", "d"), ("text", "e"), ("text", "f"), _end(3)]])
+    status, body = asyncio.run(service.whole(gens, Reply("m", True, "r", n=3)))
+    assert status == 200 and [c["message"]["content"] for c in body["choices"]] == ["ab", "c", "def"]
+    assert [c["finish_reason"] for c in body["choices"]] == ["length", "stop", "length"]
+    assert body["usage"] == {"prompt_tokens": 4, "completion_tokens": 6, "total_tokens": 10}
+
+    for failure, want in ((OpenAIError(400, "too long", code="context_length_exceeded"), 400),
+                          (RuntimeError("boom"), 500)):
+        service = _ScriptedService.make([[("text", "a"), "wait", _end(1)], [failure], ["wait", _end(1)]])
+        started = time.monotonic()
+        status, body = asyncio.run(service.whole(gens, Reply("m", True, "r", n=3)))
+        assert status == want and time.monotonic() - started < 10  # the waiting choices were cancelled
+        assert sorted(service.closed) == [0, 1, 2]
+
+    async def streamed():
+        service = _ScriptedService.make([[("text", "a"), _end(1)], [("text", "b"), _end(1)]])
+        events = await service.stream(gens[:2], Reply("m", True, "r", n=2, include_usage=True))
+        return [e async for e in events]
+
+    data = [d.decode() for d in asyncio.run(streamed())]
+    chunks = [ChatCompletionChunk.model_validate(json.loads(d.removeprefix("data: "))) for d in data[:-1]]
+    assert data[-1] == "data: [DONE]\n\n" and chunks[-1].usage.completion_tokens == 2
+    per_choice = {i: "".join(c.choices[0].delta.content or "" for c in chunks if c.choices and c.choices[0].index == i)
+                  for i in (0, 1)}
+    assert per_choice == {0: "a", 1: "b"}

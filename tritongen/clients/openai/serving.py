@@ -120,6 +120,9 @@ class Service:
                         queue.put_nowait((i, kind, value))
             except OpenAIError as err:
                 queue.put_nowait((i, "error", err))
+            except Exception as exc:  # a bug in one choice must fail the answer, not leave it a choice short
+                log.exception("request %s failed", reply.choice_request_id(i))
+                queue.put_nowait((i, "error", OpenAIError(500, f"choice {i} failed: {exc}", type_="server_error")))
             finally:
                 queue.put_nowait((i, "done", None))
 
