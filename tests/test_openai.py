@@ -73,7 +73,7 @@ def test_completion_request_defaults():
 
 
 @pytest.mark.parametrize("kw, param", [
-    ({"tools": [{"type": "function"}]}, "tools[0]"), ({"top_logprobs": 2, "logprobs": True}, "top_logprobs"),
+    ({"tools": [{"type": "function"}]}, "tools[0]"), ({"top_logprobs": 21, "logprobs": True}, "top_logprobs"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "messages[0].content"),
     ({"stop": ["a", "b", "c", "d", "e"]}, "stop"), ({"response_format": {"type": "json_object"}}, "response_format"),
     ({"logit_bias": {"1": 2.0}}, "logit_bias"),
@@ -86,7 +86,7 @@ def test_unsupported_chat_options_are_400(kw, param):
 
 @pytest.mark.parametrize("kw, param", [
     ({"prompt": ["a", "b"]}, "prompt"), ({"echo": True, "logprobs": 0}, "echo"), ({"best_of": 2}, "best_of"),
-    ({"logprobs": 2}, "logprobs"),
+    ({"logprobs": 6}, "logprobs"),
     ({"suffix": "x"}, "suffix"), ({"prompt": ""}, "prompt"),
 ])
 def test_unsupported_completion_options_are_400(kw, param):

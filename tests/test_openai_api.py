@@ -111,7 +111,7 @@ def test_tools_and_tool_messages_go_to_the_chat_template():
     ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}, "tool_choice"),
     ({"tool_choice": "required"}, "tool_choice"),
     ({"tools": [{"type": "function", "function": {}}]}, "tools[0]"),
-    ({"top_logprobs": 1}, "top_logprobs"),
+    ({"top_logprobs": 1}, "top_logprobs"),  # without logprobs: true
     ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
 ])
 def test_tool_and_logprob_requests_that_cannot_be_answered_are_400(kw, param):
@@ -241,8 +241,25 @@ def test_completion_echo_and_logprobs_map():
     assert "return_log_probs" not in completion_generation(
         CompletionRequest.model_validate({"model": "m", "prompt": "p", "echo": True}), 16).values()
     assert choices.reply_options(CompletionRequest.model_validate({"model": "m", "prompt": "p", "echo": True}),
-                                 None) == {"n": 1, "logprobs": False, "echo": "p"}
-    assert logprobs.tokens_of("ab", [-1.0, -2.0]) == [("ab", -1.0), ("", -2.0)]
+                                 None) == {"n": 1, "logprobs": False, "top_logprobs": False, "echo": "p"}
+    assert [t[:2] for t in logprobs.tokens_of("ab", [-1.0, -2.0])] == [("ab", -1.0), ("", -2.0)]
+    top = CompletionRequest.model_validate({"model": "m", "prompt": "p", "logprobs": 3})
+    assert completion_generation(top, 16).values()["top_logprobs"] == 3
+    assert completion_generation(top, 16).tensors()["top_logprobs"][0][0, 0] == 3  # the cpu route's extension
+    assert chat_generation(_chat(logprobs=True, top_logprobs=2), 16).values()["top_logprobs"] == 2
+    assert "top_logprobs" not in chat_generation(_chat(logprobs=True, top_logprobs=0), 16).values()
+
+
+def test_top_logprobs_shapes():
+    tokens = logprobs.tokens_of("a", [-0.1], [[("a", -0.1), ("b", -2.5)]])
+    chat = ChatCompletion.model_validate({
+        "id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": [{
+            "index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "a"},
+            "logprobs": logprobs.chat(tokens)}]})
+    top = chat.choices[0].logprobs.content[0].top_logprobs
+    assert [(t.token, t.logprob, t.bytes) for t in top] == [("a", -0.1, [97]), ("b", -2.5, [98])]
+    assert logprobs.completion(tokens, 0, top=True)["top_logprobs"] == [{"a": -0.1, "b": -2.5}]
+    assert logprobs.completion(tokens, 0)["top_logprobs"] is None
 
 
 class _ScriptedService:
@@ -309,3 +326,37 @@ def test_n_choices_are_merged_and_fail_as_one():
     per_choice = {i: "".join(c.choices[0].delta.content or "" for c in chunks if c.choices and c.choices[0].index == i)
                   for i in (0, 1)}
     assert per_choice == {0: "a", 1: "b"}
+
+
+def test_only_the_cpu_routes_ensemble_carries_the_top_logprobs(tmp_path):
+    from conftest import render
+
+    def carries(model, **options):
+        repo = render(model, tmp_path / f"{model}-{len(options)}", **options)
+        text = (repo / "ensemble" / "config.pbtxt").read_text()
+        return {name in text for name in ('"top_logprobs"', '"top_tokens"', '"top_log_probs"')}
+
+    assert carries("tiny", **{"cpu.engine": "mock"}) == {True}
+    assert carries("tiny", **{"cpu.engine": "mock", "serving.optional_outputs": ["token_counts"]}) == {False}
+    assert carries("llama3-8b") == {False}
+
+
+@pytest.mark.parametrize("offered, kw, param", [
+    ({"text_output"}, {"logprobs": True}, "logprobs"),  # serving.optional_outputs without log_probs
+    ({"text_output", "output_log_probs"}, {"logprobs": True, "top_logprobs": 2}, "top_logprobs"),  # engine route
+])
+def test_logprobs_a_repository_does_not_return_are_400(offered, kw, param):
+    """Refused before anything is sent: the model's outputs (asked once per server) lack them."""
+    import asyncio
+
+    from tritongen.clients.openai.backend import TritonBackend
+
+    backend = TritonBackend("grpc://127.0.0.1:9", "ensemble")
+    backend._counts, backend._offered = [], offered
+
+    async def first():
+        return await backend.stream("r", chat_generation(_chat(**kw), 4)).__anext__()
+
+    with pytest.raises(OpenAIError) as err:
+        asyncio.run(first())
+    assert err.value.status == 400 and err.value.body.error.param == param

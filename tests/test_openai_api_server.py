@@ -154,6 +154,47 @@ def test_chat_logprobs_are_the_chosen_tokens(oai, tiny_server, tiny_dir):
     assert whole.choices[0].message.content and not any(math.isnan(t.logprob) for t in tokens)
 
 
+def test_top_logprobs_on_the_cpu_route(oai, tiny_server, tiny_dir):
+    """The cpu engine's k most likely tokens (tritongen.contract.TOP_LOGPROBS_OUTPUTS): greedy picks the first of
+    them, and they are the model's own (transformers on the same prompt)."""
+    whole = oai.chat.completions.create(model=tiny_server.name, messages=CHAT, max_tokens=6, temperature=0,
+                                        logprobs=True, top_logprobs=3)
+    tokens = whole.choices[0].logprobs.content
+    assert len(tokens) == 6 and all(len(t.top_logprobs) == 3 for t in tokens)
+    for t in tokens:
+        assert t.top_logprobs[0].token == t.token and abs(t.top_logprobs[0].logprob - t.logprob) < 1e-4
+        assert [x.logprob for x in t.top_logprobs] == sorted((x.logprob for x in t.top_logprobs), reverse=True)
+    want = _reference_top(tiny_dir, CHAT, 6, 3)
+    assert [[(x.token, round(x.logprob, 3)) for x in t.top_logprobs] for t in tokens] == \
+        [[(tok, round(lp, 3)) for tok, lp in step] for step in want]
+    chunks = list(oai.chat.completions.create(model=tiny_server.name, messages=CHAT, max_tokens=6, temperature=0,
+                                              logprobs=True, top_logprobs=3, stream=True))
+    streamed = [t for c in chunks if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content]
+    assert [[x.token for x in t.top_logprobs] for t in streamed] == [[x.token for x in t.top_logprobs] for t in tokens]
+    completion = oai.completions.create(model=tiny_server.name, prompt=PROMPT, max_tokens=4, temperature=0,
+                                        logprobs=2).choices[0].logprobs
+    assert len(completion.top_logprobs) == 4 and all(len(d) == 2 for d in completion.top_logprobs)
+    assert all(tok in d for tok, d in zip(completion.tokens, completion.top_logprobs))
+
+
+def _reference_top(tiny_dir, messages, n: int, k: int) -> list[list[tuple[str, float]]]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.float32).eval()
+    prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    ids = tok(prompt, add_special_tokens=False, return_tensors="pt").input_ids
+    with torch.inference_mode():
+        out = model.generate(ids, max_new_tokens=n, do_sample=False, output_scores=True, return_dict_in_generate=True,
+                             pad_token_id=tok.eos_token_id)
+    steps = []
+    for scores in out.scores:
+        values, top = torch.topk(torch.log_softmax(scores[0].float(), -1), k)
+        steps.append([(tok.decode([int(i)]), float(v)) for v, i in zip(values, top)])
+    return steps
+
+
 def _reference_logprobs(tiny_dir, messages, n: int) -> list[float]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -183,7 +224,7 @@ def test_completion_logprobs_and_echo(oai, tiny_server):
     assert chunks[0].choices[0].text == PROMPT
     assert "".join(c.choices[0].text for c in chunks if c.choices) == PROMPT + plain.text
     with pytest.raises(openai.BadRequestError) as err:
-        oai.completions.create(model=tiny_server.name, prompt=PROMPT, max_tokens=4, logprobs=3)
+        oai.completions.create(model=tiny_server.name, prompt=PROMPT, max_tokens=4, logprobs=6)  # OpenAI's 0..5
     assert err.value.body["param"] == "logprobs"
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from .. import contract_io
 from ..contract_io import Inputs
 from ..triton import model_output_names
+from . import logprobs
 from .mapping import Generation
 from .protocol import OpenAIError
 
@@ -31,6 +32,18 @@ class Piece:
     text: str
     counts: dict[str, int]
     logprobs: list[float] | None = None  #: output_log_probs of this response's tokens, when asked for
+    tops: list[list[tuple[str, float]]] | None = None  #: per token, the most likely (text, log-prob) (cpu route)
+
+
+def _tops(result) -> list[list[tuple[str, float]]]:
+    """top_tokens / top_log_probs ([1, tokens, k]) as (text, log-prob) lists, without the padding (-inf)."""
+    texts, lps = result.as_numpy("top_tokens"), result.as_numpy("top_log_probs")
+    if texts is None or lps is None or not np.asarray(lps).size:
+        return []
+    k = lps.shape[-1]
+    texts, lps = np.asarray(texts).reshape(-1, k), np.asarray(lps, dtype=np.float64).reshape(-1, k)
+    return [[(t.decode("utf-8", "replace") if isinstance(t, bytes) else str(t), float(v))
+             for t, v in zip(row_t, row_v) if v != -np.inf] for row_t, row_v in zip(texts, lps)]
 
 
 def _classify(message: str) -> OpenAIError:
@@ -123,8 +136,12 @@ class TritonBackend:
                                   "repository's serving.optional_outputs leaves out log_probs)", param="logprobs",
                                   code="unsupported_parameter")
             extra = ["output_log_probs"]
-        request = contract_io.client_inputs(values).infer_request(self.model, request_id,
-                                                                  ["text_output", *counts, *extra])
+            if gen.top_logprobs:
+                if self._offered is not None and "top_log_probs" not in self._offered:
+                    raise logprobs.unavailable("top_logprobs" if gen.chat else "logprobs")
+                extra += ["top_tokens", "top_log_probs"]
+        request = logprobs.client_inputs(values).infer_request(self.model, request_id,
+                                                               ["text_output", *counts, *extra])
         done = asyncio.Event()
 
         async def requests():
@@ -167,10 +184,11 @@ class TritonBackend:
                     # requests.
                     a = np.asarray(arr if arr is not None else [], dtype=np.float64)
                     lps = a.reshape(-1)[: a.shape[-1]].tolist() if a.size else []
+                tops = _tops(result) if "top_tokens" in extra else None
                 final = response.parameters.get("triton_final_response")
                 is_final = bool(final is not None and final.bool_param)
                 if text or counts or lps:
-                    yield Piece(text, counts, lps)
+                    yield Piece(text, counts, lps, tops)
                 if is_final:
                     finished = True
                     return

@@ -44,6 +44,7 @@ def reply_options(body, tool_parser: str | None) -> dict:
     # chat's logprobs is true/false, the completions' a count (0: the chosen token's only)
     out = {"n": body.n, "logprobs": body.logprobs is not None and body.logprobs is not False}
     if isinstance(body, CompletionRequest):
+        out["top_logprobs"] = bool(body.logprobs)
         if body.echo:
             out["echo"] = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
         return out
@@ -90,7 +91,8 @@ def whole_choices(reply: Reply, outcomes: list[Outcome]) -> list:
                                   finish_reason="tool_calls" if calls else finish))
         else:
             out.append(CompletionChoice(index=i, text=reply.echo + text, finish_reason=finish,
-                                        logprobs=lp.completion(o.tokens, len(reply.echo)) if reply.logprobs else None))
+                                        logprobs=lp.completion(o.tokens, len(reply.echo), reply.top_logprobs)
+                                        if reply.logprobs else None))
     return out
 
 
@@ -116,8 +118,8 @@ class ChoiceStream:
         tokens, self.pending = self.pending, []
         if self.reply.chat:
             return lp.chat(tokens)
-        out = lp.completion(tokens, self.offset)
-        self.offset += sum(len(t) for t, _ in tokens)
+        out = lp.completion(tokens, self.offset, self.reply.top_logprobs)
+        self.offset += sum(len(t) for t in out["tokens"])
         return out
 
     def event(self, kind: str, value) -> list[bytes]:

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from .. import contract_io
 from . import logprobs, tools
 from .protocol import (
     ChatChunkChoice,
@@ -50,6 +49,7 @@ class Generation:
     presence_penalty: float | None
     frequency_penalty: float | None
     logprobs: bool = False  #: return_log_probs: the chosen tokens' log-probs (output_log_probs)
+    top_logprobs: int = 0  #: with logprobs: the k most likely tokens of each step too (cpu route)
 
     def values(self) -> dict[str, Any]:
         """The client-contract inputs this request sends (name -> value)."""
@@ -74,11 +74,13 @@ class Generation:
             out["stop_words"] = list(self.stop)
         if self.logprobs:
             out["return_log_probs"] = True
+            if self.top_logprobs:
+                out["top_logprobs"] = self.top_logprobs
         return out
 
     def tensors(self) -> dict[str, tuple[np.ndarray, str]]:
         """The same inputs as arrays (name -> (array, Triton dtype)), shaped [1, 1] / [1, n]."""
-        return contract_io.client_inputs(self.values()).arrays()
+        return logprobs.client_inputs(self.values()).arrays()
 
 
 def _stops(stop: str | list[str] | None) -> list[str]:
@@ -111,7 +113,7 @@ def completion_generation(req: CompletionRequest, default_max_tokens: int) -> Ge
         text=prompts[0], chat=False, max_tokens=req.max_tokens or default_max_tokens, temperature=req.temperature,
         top_p=req.top_p, top_k=req.top_k, seed=req.seed, stop=_stops(req.stop),
         presence_penalty=req.presence_penalty, frequency_penalty=req.frequency_penalty,
-        logprobs=req.logprobs is not None,
+        logprobs=req.logprobs is not None, top_logprobs=req.logprobs or 0,
     )
 
 
@@ -147,6 +149,7 @@ def chat_generation(req: ChatCompletionRequest, default_max_tokens: int) -> Gene
         max_tokens=req.max_completion_tokens or req.max_tokens or default_max_tokens, temperature=req.temperature,
         top_p=req.top_p, top_k=req.top_k, seed=req.seed, stop=_stops(req.stop),
         presence_penalty=req.presence_penalty, frequency_penalty=req.frequency_penalty, logprobs=bool(req.logprobs),
+        top_logprobs=req.top_logprobs or 0,
     )
 
 
@@ -205,6 +208,7 @@ class Reply:
     n: int = 1  #: choices, each its own Triton request (choices.fan_out)
     echo: str = ""  #: completions' echo: the prompt, put before each choice's text
     logprobs: bool = False  #: logprobs asked for: each choice carries them (clients/openai/logprobs.py)
+    top_logprobs: bool = False  #: completions' logprobs > 0: each token's top_logprobs are listed
     tool_parser: str | None = None  #: tools given: each chat choice's text is read for tool calls (tools.py)
 
     @property

@@ -75,7 +75,7 @@ class Service:
                     for key, value in piece.counts.items():
                         counts[key] = max(counts.get(key, 0), value)
                     if piece.logprobs:
-                        yield "logprobs", logprobs.tokens_of(piece.text, piece.logprobs)
+                        yield "logprobs", logprobs.tokens_of(piece.text, piece.logprobs, piece.tops)
                     out = scanner.push(piece.text)
                     if out:
                         if metrics and started:
