@@ -73,9 +73,8 @@ def test_completion_request_defaults():
 
 
 @pytest.mark.parametrize("kw, param", [
-    ({"n": 2}, "n"), ({"tools": [{"type": "function"}]}, "tools"), ({"logprobs": True}, "logprobs"),
+    ({"tools": [{"type": "function"}]}, "tools[0]"), ({"top_logprobs": 21, "logprobs": True}, "top_logprobs"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "messages[0].content"),
-    ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].role"),
     ({"stop": ["a", "b", "c", "d", "e"]}, "stop"), ({"response_format": {"type": "json_object"}}, "response_format"),
     ({"logit_bias": {"1": 2.0}}, "logit_bias"),
 ])
@@ -86,7 +85,8 @@ def test_unsupported_chat_options_are_400(kw, param):
 
 
 @pytest.mark.parametrize("kw, param", [
-    ({"prompt": ["a", "b"]}, "prompt"), ({"echo": True}, "echo"), ({"best_of": 2}, "best_of"),
+    ({"prompt": ["a", "b"]}, "prompt"), ({"echo": True, "logprobs": 0}, "echo"), ({"best_of": 2}, "best_of"),
+    ({"logprobs": 6}, "logprobs"),
     ({"suffix": "x"}, "suffix"), ({"prompt": ""}, "prompt"),
 ])
 def test_unsupported_completion_options_are_400(kw, param):
@@ -136,8 +136,8 @@ def test_models_and_openai_error_shapes():
         assert r.status_code == 400 and _shape(r.json())["param"] == "messages"
         r = c.post("/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"})
         assert r.status_code == 400 and "JSON" in _shape(r.json())["message"]
-        r = c.post("/v1/chat/completions", json={"model": "tiny", "n": 3, "messages": [{"role": "user",
-                                                                                         "content": "x"}]})
+        r = c.post("/v1/chat/completions", json={"model": "tiny", "n": 129, "messages": [{"role": "user",
+                                                                                           "content": "x"}]})
         assert r.status_code == 400 and _shape(r.json())["param"] == "n"
         r = c.get("/v1/nothing-here")
         assert r.status_code == 404 and _shape(r.json())["code"] == "unknown_url"

@@ -158,7 +158,7 @@ def test_errors_come_in_openais_shape(oai, tiny_server):
         oai.chat.completions.create(model=tiny_server.name, messages=CHAT, max_tokens="lots")
     assert _error(err.value)["param"] == "max_tokens" and _error(err.value)["type"] == "invalid_request_error"
     with pytest.raises(openai.BadRequestError) as err:
-        oai.chat.completions.create(model=tiny_server.name, messages=CHAT, max_tokens=4, n=2)
+        oai.chat.completions.create(model=tiny_server.name, messages=CHAT, max_tokens=4, n=129)
     assert _error(err.value)["param"] == "n"
     with pytest.raises(openai.BadRequestError) as err:  # prompt + max_tokens beyond the context (2048)
         oai.completions.create(model=tiny_server.name, prompt=PROMPT, max_tokens=5000)

@@ -15,7 +15,7 @@ from tritongen import contract, versions
 MODEL_FILES = sorted((REPO_ROOT / "templates").rglob("*.py"))
 # What the stock NGC TensorRT-LLM container provides, plus each model's sibling helper modules.
 ALLOWED = {"numpy", "torch", "transformers", "triton_python_backend_utils", "textcodec", "contract_tables",
-           "llm_metrics"}
+           "llm_metrics", "topk"}
 
 
 def _top_level_imports(path) -> set[str]:

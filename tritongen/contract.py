@@ -500,6 +500,21 @@ ARRIVAL_INPUT = Tensor("tritongen_arrival_ns", "TYPE_INT64", (1,), optional=True
 STATE_STATS: tuple[str, ...] = ("arrival_ns", "scheduled_ns", "prompt_tokens", "finish")
 
 
+# -- tritongen extensions: the most likely tokens at each step (cpu route, with the log_probs outputs) ---------
+# OpenAI's top_logprobs. TensorRT-LLM's backend returns the chosen token's log-prob only; the cpu route's engine
+# has the whole distribution at hand and also returns the k most likely tokens with their log-probs. The client
+# asks with top_logprobs (0: none), which the ensemble passes to the engine, and gets both outputs back.
+
+#: Client input, and the cpu engine's input of the same name.
+TOP_LOGPROBS_INPUT = Tensor("top_logprobs", "TYPE_INT32", (1,), optional=True,
+                            doc="tritongen, cpu route: also return the k most likely tokens of each step")
+#: The cpu engine's outputs, passed to the client under the same names: per generated token, k (text, log-prob).
+TOP_LOGPROBS_OUTPUTS: tuple[Tensor, ...] = (
+    Tensor("top_tokens", "TYPE_STRING", (-1, -1), doc="[tokens, k] the most likely tokens' text"),
+    Tensor("top_log_probs", "TYPE_FP32", (-1, -1), doc="[tokens, k] their log-probs"),
+)
+
+
 # -- the stop request ------------------------------------------------------------------------------------------
 # A client that abandons a stream sends the stop model a `stop` for the request id (see clients/contract_io.py).
 

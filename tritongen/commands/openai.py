@@ -52,10 +52,13 @@ def _resolve(triton_url: str | None, server: str | None):
               help="Seconds to wait for each response from Triton.")
 @click.option("--max-body-bytes", type=int, default=8 * 2**20, show_default=True,
               help="Largest request body accepted; a bigger one gets a 413 error before it is parsed (0: no limit).")
+@click.option("--tool-parser", type=click.Choice(["auto", "llama3_json", "hermes", "mistral", "none"]), default="auto",
+              show_default=True, help="How tool calls are read from the model's text when a request gives tools (auto: "
+              "from the served repository's model family; none: refuse tools).")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
               show_default=True)
 def command(triton_url, server, triton_model, model_name, stop_model, direct, repo_dir, host, port, api_key,
-            default_max_tokens, timeout, max_body_bytes, log_level) -> None:
+            default_max_tokens, timeout, max_body_bytes, tool_parser, log_level) -> None:
     """Serve an OpenAI-compatible API backed by Triton (any route, any launch mode).
 
     \b
@@ -85,10 +88,14 @@ def command(triton_url, server, triton_model, model_name, stop_model, direct, re
     elif repo_dir:
         raise UsageError("--repo is for --direct")
     from ..clients.openai.app import ServerConfig, serve
+    from ..clients.openai.tools import parser_for_repo
 
+    if tool_parser == "auto":
+        tool_parser = parser_for_repo(repo_dir or owner.repo) if (repo_dir or owner) else None
     cfg = ServerConfig(triton_url=url, model_name=name, triton_model=triton_model, stop_model=stop_model or None,
                        api_key=api_key or None, default_max_tokens=default_max_tokens, timeout=timeout,
-                       max_body_bytes=max_body_bytes, direct_repo=repo_dir if direct else None, model_prefix=prefix)
+                       max_body_bytes=max_body_bytes, tool_parser=None if tool_parser == "none" else tool_parser,
+                       direct_repo=repo_dir if direct else None, model_prefix=prefix)
     target = f"{prefix}tensorrt_llm (direct path, tokenizer of {repo_dir})" if direct else repr(triton_model)
     click.echo(f"OpenAI API on http://{host}:{port}/v1 (model {name!r}) -> Triton {url} model {target}"
                f"{', API key required' if api_key else ''}", err=True)

@@ -80,6 +80,8 @@ def tensor_contract(deployment: Deployment) -> dict:
         "llm_sequence_length": llm.name("sequence_length"),
         #: group -> outputs this release never produces, left out of the client contract
         "dropped_outputs": missing,
+        #: the cpu engine's top-k tokens (contract.TOP_LOGPROBS_OUTPUTS), carried with the log_probs outputs
+        "top_logprobs": spec.route is Route.cpu and any(str(getattr(g, "value", g)) == "log_probs" for g in groups),
     }
 
 

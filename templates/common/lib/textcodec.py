@@ -113,23 +113,27 @@ def to_word_list(tokenizer, words: list[str]) -> np.ndarray:
 
 def chat_prompt(tokenizer, text: str) -> str:
     """Format ``text`` with the model's chat template: a JSON list of {role, content} messages is used as the
-    conversation; anything else is one user message."""
+    conversation, a JSON object {"messages": [...], "tools": [...]} as the conversation with the tools the
+    template renders (the OpenAI front's tool calling); anything else is one user message."""
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError("this model's tokenizer has no chat template; send plain text without apply_chat_template")
-    messages = None
+    parsed = None
     stripped = text.strip()
-    if stripped.startswith("["):
+    if stripped[:1] in ("[", "{"):
         try:
             parsed = json.loads(stripped)
         except json.JSONDecodeError:
             parsed = None
-        if isinstance(parsed, list) and parsed and all(
-            isinstance(m, dict) and "role" in m and "content" in m for m in parsed
-        ):
-            messages = parsed
+    tools = None
+    if isinstance(parsed, dict) and set(parsed) == {"messages", "tools"} and isinstance(parsed["tools"], list):
+        parsed, tools = parsed["messages"], parsed["tools"] or None
+    messages = parsed if isinstance(parsed, list) and parsed and all(
+        isinstance(m, dict) and "role" in m and "content" in m for m in parsed) else None
     if messages is None:
         messages = [{"role": "user", "content": text}]
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        tools = None
+    extra = {"tools": tools} if tools else {}
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **extra)
 
 
 def _bytes_to_unicode() -> dict[int, str]:

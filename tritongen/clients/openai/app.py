@@ -18,6 +18,7 @@ import logging
 
 from ...errors import MissingDependency
 from .. import contract_io
+from . import choices
 from .mapping import Generation, Reply, chat_generation, completion_generation
 from .protocol import (
     ChatCompletionRequest,
@@ -110,10 +111,12 @@ async def _respond(service: Service, gen: Generation, body: SamplingRequest, *, 
     from .asgi import DeferredJSON, EventStream
 
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    reply = Reply(service.cfg.model_name, chat, contract_io.request_id(), include_usage=include_usage)
+    reply = Reply(service.cfg.model_name, chat, contract_io.request_id(), include_usage=include_usage,
+                  **choices.reply_options(body, service.cfg.tool_parser))
+    gens = choices.fan_out(gen, body.n)
     if body.stream:
-        return EventStream(await service.stream(gen, reply))
-    return DeferredJSON(service.whole(gen, reply))
+        return EventStream(await service.stream(gens, reply))
+    return DeferredJSON(service.whole(gens, reply))
 
 
 def serve(cfg: ServerConfig, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT, log_level: str = "info") -> None:

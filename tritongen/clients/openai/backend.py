@@ -21,6 +21,7 @@ import numpy as np
 from .. import contract_io
 from ..contract_io import Inputs
 from ..triton import model_output_names
+from . import logprobs
 from .mapping import Generation
 from .protocol import OpenAIError
 
@@ -31,6 +32,19 @@ log = logging.getLogger("tritongen.openai")
 class Piece:
     text: str
     counts: dict[str, int]
+    logprobs: list[float] | None = None  #: output_log_probs of this response's tokens, when asked for
+    tops: list[list[tuple[str, float]]] | None = None  #: per token, the most likely (text, log-prob) (cpu route)
+
+
+def _tops(result) -> list[list[tuple[str, float]]]:
+    """top_tokens / top_log_probs ([1, tokens, k]) as (text, log-prob) lists, without the padding (-inf)."""
+    texts, lps = result.as_numpy("top_tokens"), result.as_numpy("top_log_probs")
+    if texts is None or lps is None or not np.asarray(lps).size:
+        return []
+    k = lps.shape[-1]
+    texts, lps = np.asarray(texts).reshape(-1, k), np.asarray(lps, dtype=np.float64).reshape(-1, k)
+    return [[(t.decode("utf-8", "replace") if isinstance(t, bytes) else str(t), float(v))
+             for t, v in zip(row_t, row_v) if v != -np.inf] for row_t, row_v in zip(texts, lps)]
 
 
 def _classify(message: str) -> OpenAIError:
@@ -71,6 +85,7 @@ class TritonBackend:
         self._stop_request: Inputs | None = None
         self._stop_probed = False
         self._counts: list[str] | None = None  # token-count outputs the model carries; None: not asked yet
+        self._offered: set[str] | None = None  # every output the model carries; None: not known yet
         self.channel = None
         self.stub = None
         self._tasks: set[asyncio.Task] = set()
@@ -110,8 +125,24 @@ class TritonBackend:
             offered = await model_output_names(self.stub, self.model, timeout=5)
             if offered is None:
                 return wanted  # not known yet (server starting): ask again next time
+            self._offered = set(offered)
             self._counts = [n for n in wanted if n in offered]
         return self._counts
+
+    def _log_prob_outputs(self, gen: Generation) -> list[str]:
+        """The outputs logprobs / top_logprobs need (400 when the repository does not carry them)."""
+        if not gen.logprobs:
+            return []
+        if self._offered is not None and "output_log_probs" not in self._offered:
+            raise OpenAIError(400, f"logprobs: Triton model {self.model!r} does not return output_log_probs (the "
+                              "repository's serving.optional_outputs leaves out log_probs)", param="logprobs",
+                              code="unsupported_parameter")
+        extra = ["output_log_probs"]
+        if gen.top_logprobs:
+            if self._offered is not None and "top_log_probs" not in self._offered:
+                raise logprobs.unavailable("top_logprobs" if gen.chat else "logprobs")
+            extra += ["top_tokens", "top_log_probs"]
+        return extra
 
     def _encode(self, request_id: str, gen: Generation, counts: list[str]):
         """The gRPC request for one generation: the ensemble's client contract (direct.py: the engine's)."""
@@ -119,7 +150,8 @@ class TritonBackend:
         for name in ("num_input_tokens", "num_output_tokens"):
             if name not in counts:  # no such output (e.g. TensorRT-LLM < 1.0): the ensemble has no such flag either
                 values.pop("return_" + name, None)
-        return contract_io.client_inputs(values).infer_request(self.model, request_id, ["text_output", *counts])
+        outputs = ["text_output", *counts, *self._log_prob_outputs(gen)]
+        return logprobs.client_inputs(values).infer_request(self.model, request_id, outputs)
 
     async def stream(self, request_id: str, gen: Generation) -> AsyncIterator[Piece]:
         """Yield the text pieces of one request. Leaving early (break, exception, task cancellation) cancels the
@@ -132,8 +164,16 @@ class TritonBackend:
                 text_arr = result.as_numpy("text_output")
                 text = "" if text_arr is None else contract_io.text_of(text_arr, errors="replace")
                 counts = token_counts(result)
-                if text or counts:
-                    yield Piece(text, counts)
+                lps = tops = None
+                if gen.logprobs:
+                    arr = result.as_numpy("output_log_probs")
+                    # [beam, tokens] per response, or [1, beam, tokens]: beam 0 is the only one with n separate
+                    # requests.
+                    a = np.asarray(arr if arr is not None else [], dtype=np.float64)
+                    lps = a.reshape(-1)[: a.shape[-1]].tolist() if a.size else []
+                    tops = _tops(result) if gen.top_logprobs else None
+                if text or counts or lps:
+                    yield Piece(text, counts, lps, tops)
 
     async def _messages(self, request_id: str, gen: Generation):
         """Yield (stream response, is it the final one) for one request; errors become OpenAIError. Leaving early

@@ -122,7 +122,8 @@ class DirectBackend(TritonBackend):
             if name not in counts:
                 values.pop("return_" + name, None)
         inputs = contract_io.llm_inputs(self._translate(values))
-        return inputs.infer_request(self.model, request_id, ["output_ids", *counts])
+        outputs = ["output_ids", *counts, *(["output_log_probs"] if gen.logprobs else [])]
+        return inputs.infer_request(self.model, request_id, outputs)
 
     async def stream(self, request_id: str, gen: Generation) -> AsyncIterator[Piece]:
         """Yield the text pieces of one request, decoded here from the engine's token ids."""
@@ -137,6 +138,10 @@ class DirectBackend(TritonBackend):
                 if final:
                     text += decoder.flush()
                 counts = token_counts(result)
-                if text or counts:
-                    yield Piece(text, counts)
+                lps = None
+                if gen.logprobs:
+                    arr = result.as_numpy("output_log_probs")
+                    lps = np.asarray(arr, dtype=np.float64).reshape(-1).tolist() if arr is not None else []
+                if text or counts or lps:
+                    yield Piece(text, counts, lps)
 

@@ -18,15 +18,13 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from .. import contract_io
+from . import logprobs, tools
 from .protocol import (
-    ChatChoice,
     ChatChunkChoice,
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
     ChatDelta,
-    ChatMessageOut,
     Completion,
     CompletionChoice,
     CompletionRequest,
@@ -50,6 +48,8 @@ class Generation:
     stop: list[str]
     presence_penalty: float | None
     frequency_penalty: float | None
+    logprobs: bool = False  #: return_log_probs: the chosen tokens' log-probs (output_log_probs)
+    top_logprobs: int = 0  #: with logprobs: the k most likely tokens of each step too (cpu route)
 
     def values(self) -> dict[str, Any]:
         """The client-contract inputs this request sends (name -> value)."""
@@ -72,11 +72,15 @@ class Generation:
             out["frequency_penalty"] = self.frequency_penalty
         if self.stop:
             out["stop_words"] = list(self.stop)
+        if self.logprobs:
+            out["return_log_probs"] = True
+            if self.top_logprobs:
+                out["top_logprobs"] = self.top_logprobs
         return out
 
     def tensors(self) -> dict[str, tuple[np.ndarray, str]]:
         """The same inputs as arrays (name -> (array, Triton dtype)), shaped [1, 1] / [1, n]."""
-        return contract_io.client_inputs(self.values()).arrays()
+        return logprobs.client_inputs(self.values()).arrays()
 
 
 def _stops(stop: str | list[str] | None) -> list[str]:
@@ -89,9 +93,6 @@ def _stops(stop: str | list[str] | None) -> list[str]:
 
 
 def _common_checks(req: SamplingRequest) -> None:
-    if req.n != 1:
-        raise OpenAIError(400, f"n: only n=1 is supported (got {req.n}); send n separate requests",
-                          param="n", code="unsupported_value")
     if req.logit_bias:
         raise OpenAIError(400, "logit_bias is not supported", param="logit_bias", code="unsupported_parameter")
 
@@ -104,30 +105,27 @@ def completion_generation(req: CompletionRequest, default_max_tokens: int) -> Ge
                           code="unsupported_value")
     if not prompts[0]:
         raise OpenAIError(400, "prompt must not be empty", param="prompt")
-    for name, bad in (("echo", req.echo), ("logprobs", req.logprobs is not None), ("suffix", req.suffix is not None),
-                      ("best_of", req.best_of not in (None, 1))):
+    for name, bad in (("suffix", req.suffix is not None), ("best_of", req.best_of not in (None, 1))):
         if bad:
             raise OpenAIError(400, f"{name} is not supported", param=name, code="unsupported_parameter")
+    logprobs.check_completion(req.logprobs, req.echo)
     return Generation(
         text=prompts[0], chat=False, max_tokens=req.max_tokens or default_max_tokens, temperature=req.temperature,
         top_p=req.top_p, top_k=req.top_k, seed=req.seed, stop=_stops(req.stop),
         presence_penalty=req.presence_penalty, frequency_penalty=req.frequency_penalty,
+        logprobs=req.logprobs is not None, top_logprobs=req.logprobs or 0,
     )
 
 
 def chat_generation(req: ChatCompletionRequest, default_max_tokens: int) -> Generation:
     _common_checks(req)
-    if req.logprobs or req.top_logprobs:
-        raise OpenAIError(400, "logprobs is not supported", param="logprobs", code="unsupported_parameter")
-    if req.tools:
-        raise OpenAIError(400, "tools are not supported", param="tools", code="unsupported_parameter")
+    logprobs.check_chat(req.logprobs, req.top_logprobs)
+    rendered_tools = tools.check_tools(req.tools, req.tool_choice)
     if req.response_format and req.response_format.get("type", "text") != "text":
         raise OpenAIError(400, "response_format: only {\"type\": \"text\"} is supported", param="response_format",
                           code="unsupported_value")
     messages = []
     for i, m in enumerate(req.messages):
-        if m.role == "tool":
-            raise OpenAIError(400, "tool messages are not supported", param=f"messages[{i}].role")
         if isinstance(m.content, list):
             parts = []
             for part in m.content:
@@ -138,12 +136,20 @@ def chat_generation(req: ChatCompletionRequest, default_max_tokens: int) -> Gene
             content = "".join(parts)
         else:
             content = m.content or ""
-        messages.append({"role": "system" if m.role == "developer" else m.role, "content": content})
+        message = {"role": "system" if m.role == "developer" else m.role, "content": content}
+        if m.tool_calls:
+            message["tool_calls"] = m.tool_calls
+        if m.tool_call_id is not None:
+            message["tool_call_id"] = m.tool_call_id
+        messages.append(tools.template_message(message))
+    # With tools, preprocessing renders them with the chat template (textcodec.chat_prompt's object form).
+    conversation: Any = {"messages": messages, "tools": rendered_tools} if rendered_tools else messages
     return Generation(
-        text=json.dumps(messages, ensure_ascii=False), chat=True,
+        text=json.dumps(conversation, ensure_ascii=False), chat=True,
         max_tokens=req.max_completion_tokens or req.max_tokens or default_max_tokens, temperature=req.temperature,
         top_p=req.top_p, top_k=req.top_k, seed=req.seed, stop=_stops(req.stop),
-        presence_penalty=req.presence_penalty, frequency_penalty=req.frequency_penalty,
+        presence_penalty=req.presence_penalty, frequency_penalty=req.frequency_penalty, logprobs=bool(req.logprobs),
+        top_logprobs=req.top_logprobs or 0,
     )
 
 
@@ -199,33 +205,39 @@ class Reply:
     request_id: str  #: the Triton request's id; the answer's id is made from it
     include_usage: bool = False  #: stream_options.include_usage
     created: int = field(default_factory=lambda: int(time.time()))
+    n: int = 1  #: choices, each its own Triton request (choices.fan_out)
+    echo: str = ""  #: completions' echo: the prompt, put before each choice's text
+    logprobs: bool = False  #: logprobs asked for: each choice carries them (clients/openai/logprobs.py)
+    top_logprobs: bool = False  #: completions' logprobs > 0: each token's top_logprobs are listed
+    tool_parser: str | None = None  #: tools given: each chat choice's text is read for tool calls (tools.py)
 
     @property
     def id(self) -> str:
         return ("chatcmpl-" if self.chat else "cmpl-") + self.request_id
 
-    def whole(self, text: str, finish: str, usage: Usage | None) -> dict:
-        """The body of a non-streamed answer."""
-        if self.chat:
-            result: BaseModel = ChatCompletion(id=self.id, created=self.created, model=self.model, usage=usage,
-                                               choices=[ChatChoice(message=ChatMessageOut(content=text),
-                                                                   finish_reason=finish)])
-        else:
-            result = Completion(id=self.id, created=self.created, model=self.model, usage=usage,
-                                choices=[CompletionChoice(text=text, finish_reason=finish)])
-        return result.model_dump()
+    def choice_request_id(self, index: int) -> str:
+        """The Triton request id of choice ``index``: the answer's own for one choice, numbered for several."""
+        return self.request_id if self.n == 1 else f"{self.request_id}-{index}"
 
-    def chunk(self, text: str | None, finish: str | None, *, role: bool = False) -> bytes:
-        """A stream's event: text (None: no content), the finish reason on the last one; ``role``: the chat
-        stream's opening event."""
+    def whole(self, choices: list[BaseModel], usage: Usage | None) -> dict:
+        """The body of a non-streamed answer, from its ChatChoice / CompletionChoice models (choices.py)."""
+        answer = ChatCompletion if self.chat else Completion
+        return answer(id=self.id, created=self.created, model=self.model, usage=usage, choices=choices).model_dump()
+
+    def chunk(self, text: str | None, finish: str | None, *, role: bool = False, index: int = 0,
+              logprobs: dict | None = None, tool_calls: list[dict] | None = None) -> bytes:
+        """A stream's event for choice ``index``: text (None: no content), the finish reason on the last one;
+        ``role``: the chat stream's opening event; ``tool_calls``: streamed tool-call deltas."""
         if self.chat:
             delta = ChatDelta(role="assistant", content="") if role else (
-                ChatDelta(content=text) if text is not None else ChatDelta())
+                ChatDelta(content=text, tool_calls=tool_calls) if text is not None or tool_calls else ChatDelta())
             return sse(ChatCompletionChunk(id=self.id, created=self.created, model=self.model,
-                                           choices=[ChatChunkChoice(delta=delta, finish_reason=finish)]),
+                                           choices=[ChatChunkChoice(index=index, delta=delta, logprobs=logprobs,
+                                                                    finish_reason=finish)]),
                        usage=self.include_usage)
         return sse(Completion(id=self.id, created=self.created, model=self.model,
-                              choices=[CompletionChoice(text=text or "", finish_reason=finish)]),
+                              choices=[CompletionChoice(index=index, text=text or "", logprobs=logprobs,
+                                                        finish_reason=finish)]),
                    usage=self.include_usage)
 
     def usage_chunk(self, usage: Usage) -> bytes:

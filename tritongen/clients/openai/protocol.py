@@ -60,6 +60,8 @@ class ChatMessage(_Request):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None  #: an assistant's earlier calls
+    tool_call_id: str | None = None  #: a tool message's answer to that call
 
 
 class ChatCompletionRequest(SamplingRequest):
@@ -80,9 +82,9 @@ class Usage(BaseModel):
 
 
 def _choice(name: str, content: str, content_type: Any, finish_reason: Any = ...) -> Any:
-    """An answer's choice model: index, the content under OpenAI's name for it (text, message, delta), logprobs
-    (always null: not supported) and finish_reason, in OpenAI's order. n is always 1, so index is 0."""
-    return create_model(name, index=(int, 0), **{content: (content_type, ...)}, logprobs=(None, None),
+    """An answer's choice model: index (of n), the content under OpenAI's name for it (text, message, delta),
+    logprobs (null unless asked for: clients/openai/logprobs.py) and finish_reason, in OpenAI's order."""
+    return create_model(name, index=(int, 0), **{content: (content_type, ...)}, logprobs=(Any, None),
                         finish_reason=(str | None, finish_reason))
 
 
@@ -107,7 +109,9 @@ class Completion(_Answer):
 
 class ChatMessageOut(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    # Left out unless there are calls (exclude_if), as OpenAI does.
+    tool_calls: list[dict[str, Any]] | None = Field(None, exclude_if=lambda v: v is None)
 
 
 ChatChoice = _choice("ChatChoice", "message", ChatMessageOut)
@@ -121,6 +125,7 @@ class ChatCompletion(_Answer):
 class ChatDelta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = Field(None, exclude_if=lambda v: v is None)
 
 
 ChatChunkChoice = _choice("ChatChunkChoice", "delta", ChatDelta, finish_reason=None)

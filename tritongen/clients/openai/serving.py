@@ -3,6 +3,7 @@ sequences cut and cancellation when the client leaves."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import choices, logprobs
 from .backend import TritonBackend
 from .mapping import Generation, Reply, StopScanner, sse
 from .protocol import OpenAIError, Usage
@@ -28,6 +30,7 @@ class ServerConfig:
     triton_model: str = "ensemble"
     stop_model: str | None = "auto"  #: "auto": the same repository's tensorrt_llm
     api_key: str | None = None
+    tool_parser: str | None = None  #: tools.PARSERS; None: requests with tools are refused
     default_max_tokens: int = 256
     timeout: float = 300.0
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
@@ -69,8 +72,9 @@ class Service:
             raise OpenAIError(404, f"The model `{name}` does not exist. This server serves `{self.cfg.model_name}`.",
                               param="model", code="model_not_found")
 
-    async def run(self, gen: Generation, request_id: str) -> AsyncIterator[tuple[str, Any]]:
-        """Yield ("text", delta) events, then one ("end", (finish_reason, usage))."""
+    async def run(self, gen: Generation, request_id: str, *, index: int = 0) -> AsyncIterator[tuple[str, Any]]:
+        """Yield ("text", delta) and ("logprobs", tokens) events, then one ("end", (finish_reason, usage)).
+        ``index``: the choice's; the prompt of an answer with n choices is counted once, with choice 0."""
         scanner = StopScanner(gen.stop)
         counts: dict[str, int] = {}
         self.stats.active += 1
@@ -82,6 +86,8 @@ class Service:
                 async for piece in pieces:
                     for key, value in piece.counts.items():
                         counts[key] = max(counts.get(key, 0), value)
+                    if piece.logprobs:
+                        yield "logprobs", logprobs.tokens_of(piece.text, piece.logprobs, piece.tops)
                     out = scanner.push(piece.text)
                     if out:
                         if metrics and started:
@@ -104,30 +110,66 @@ class Service:
         finally:
             self.stats.active -= 1
             if metrics:
-                metrics.ended(n_in, n_out) if outcome == "completed" else metrics.ended()
+                metrics.ended(n_in if index == 0 else 0, n_out) if outcome == "completed" else metrics.ended()
             setattr(self.stats, outcome, getattr(self.stats, outcome) + 1)
             if outcome == "cancelled":
                 log.info("request %s cancelled (client disconnected)", request_id)
 
-    async def whole(self, gen: Generation, reply: Reply) -> tuple[int, dict]:
-        """(HTTP status, body) of a non-streamed answer; an error becomes OpenAI's error body."""
-        parts: list[str] = []
-        finish, usage = "stop", None
-        try:
-            async with contextlib.aclosing(self.run(gen, reply.request_id)) as events:
+    async def _choices(self, gens: list[Generation], reply: Reply) -> AsyncIterator[tuple[int, str, Any]]:
+        """The events of every choice, as (index, kind, value) in the order they come. The first error ends them
+        all (the other requests are cancelled)."""
+        if len(gens) == 1:
+            async with contextlib.aclosing(self.run(gens[0], reply.choice_request_id(0))) as events:
                 async for kind, value in events:
-                    if kind == "text":
-                        parts.append(value)
-                    else:
-                        finish, usage = value
+                    yield 0, kind, value
+            return
+        queue: asyncio.Queue = asyncio.Queue()
+
+        async def pump(i: int, gen: Generation) -> None:
+            try:
+                async with contextlib.aclosing(self.run(gen, reply.choice_request_id(i), index=i)) as events:
+                    async for kind, value in events:
+                        queue.put_nowait((i, kind, value))
+            except OpenAIError as err:
+                queue.put_nowait((i, "error", err))
+            except Exception as exc:  # a bug in one choice must fail the answer, not leave it a choice short
+                log.exception("request %s failed", reply.choice_request_id(i))
+                queue.put_nowait((i, "error", OpenAIError(500, f"choice {i} failed: {exc}", type_="server_error")))
+            finally:
+                queue.put_nowait((i, "done", None))
+
+        tasks = [asyncio.ensure_future(pump(i, g)) for i, g in enumerate(gens)]
+        try:
+            running = len(tasks)
+            while running:
+                i, kind, value = await queue.get()
+                if kind == "done":
+                    running -= 1
+                elif kind == "error":
+                    raise value
+                else:
+                    yield i, kind, value
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def whole(self, gens: list[Generation], reply: Reply) -> tuple[int, dict]:
+        """(HTTP status, body) of a non-streamed answer; an error becomes OpenAI's error body."""
+        outcomes = [choices.Outcome() for _ in gens]
+        try:
+            async with contextlib.aclosing(self._choices(gens, reply)) as events:
+                async for i, kind, value in events:
+                    outcomes[i].add(kind, value)
         except OpenAIError as err:
             return err.status, err.body.model_dump()
-        return 200, reply.whole("".join(parts), finish, usage)
+        return 200, reply.whole(choices.whole_choices(reply, outcomes), choices.total_usage(
+            [o.usage for o in outcomes]))
 
-    async def stream(self, gen: Generation, reply: Reply) -> AsyncIterator[bytes]:
+    async def stream(self, gens: list[Generation], reply: Reply) -> AsyncIterator[bytes]:
         """The server-sent events of a streamed answer. The first event is awaited here, so that an error before
         the first token is raised (and answered with its HTTP status) rather than sent as an event."""
-        events = self.run(gen, reply.request_id)
+        events = self._choices(gens, reply)
         try:
             first = await events.__anext__()
         except StopAsyncIteration:
@@ -135,28 +177,30 @@ class Service:
         except OpenAIError:
             await events.aclose()
             raise
-        return self._chunks(first, events, reply)
+        return self._chunks(first, events, reply, len(gens))
 
-    async def _chunks(self, first, events, reply: Reply) -> AsyncIterator[bytes]:
+    async def _chunks(self, first, events, reply: Reply, n: int) -> AsyncIterator[bytes]:
+        streams = [choices.ChoiceStream(reply, i) for i in range(n)]
+        usages: list[Usage | None] = [None] * n
         try:
-            if reply.chat:
-                yield reply.chunk(None, None, role=True)
+            for s in streams:
+                for data in s.opening():
+                    yield data
             pending = [first] if first is not None else []
             while True:
                 if pending:
-                    kind, value = pending.pop()
+                    i, kind, value = pending.pop()
                 else:
                     try:
-                        kind, value = await events.__anext__()
+                        i, kind, value = await events.__anext__()
                     except StopAsyncIteration:
                         break
-                if kind == "text":
-                    yield reply.chunk(value, None)
-                    continue
-                finish, usage = value
-                yield reply.chunk(None, finish)
-                if reply.include_usage:
-                    yield reply.usage_chunk(usage)
+                if kind == "end":
+                    usages[i] = value[1]
+                for data in streams[i].event(kind, value):
+                    yield data
+            if reply.include_usage:
+                yield reply.usage_chunk(choices.total_usage(usages))
             yield sse("[DONE]")
         except OpenAIError as err:
             yield sse(err.body)

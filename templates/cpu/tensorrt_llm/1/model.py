@@ -106,7 +106,7 @@ class Sequence:
         "want_logprobs", "want_num_in", "want_num_out", "want_perf", "generated", "logprobs", "cum_logprob",
         "cache", "next_logits", "counts", "arrival_ns", "scheduled_ns", "first_token_ns", "last_token_ns",
         "done", "bias", "sent_upto", "draft", "key", "origin_ns", "finish", "emitted_ns", "want_length",
-        "want_state",
+        "want_state", "top_n", "tops", "last_top",
     )
 
 
@@ -284,6 +284,8 @@ class TritonPythonModel:
                 _param(config, "torch_dtype", "auto"), trust, int(_param(config, "torch_threads", "0") or 0),
             )
         self.is_mock = kind == "mock"
+        self._token_text_args = (_param(config, "tokenizer_dir"), trust)
+        self.token_text = None  # topk.TokenText, loaded with the first request for top_logprobs
         # The LLM metrics (templates/common/lib/llm_metrics.py): the engine's own figures here; request timings
         # travel to postprocessing in stream_state (tritongen.contract.STATE_STATS) when they are on.
         self.send_stats = enabled(config)
@@ -414,6 +416,11 @@ class TritonPythonModel:
             s.streaming = bool(_row_scalar(_get(request, "streaming"), row, False)) and self.decoupled
             s.exclude_input = bool(_row_scalar(_get(request, "exclude_input_in_output"), row, self.exclude_input_default))
             s.want_logprobs = bool(_row_scalar(_get(request, "return_log_probs"), row, False))
+            top = _row_scalar(_get(request, "top_logprobs"), row, 0)
+            s.top_n = _topk().requested(top) if s.want_logprobs and top else 0
+            s.tops, s.last_top = [], []
+            if s.top_n and self.token_text is None:
+                self.token_text = _topk().TokenText(*self._token_text_args)
             s.want_num_in = bool(_row_scalar(_get(request, "return_num_input_tokens"), row, False))
             s.want_num_out = bool(_row_scalar(_get(request, "return_num_output_tokens"), row, False))
             s.want_perf = bool(_row_scalar(_get(request, "return_perf_metrics"), row, False))
@@ -532,6 +539,8 @@ class TritonPythonModel:
             else:
                 seq.generated.append(token)
                 seq.logprobs.append(logprob)
+                if seq.top_n:
+                    seq.tops.append(seq.last_top)
                 seq.cum_logprob += logprob
                 seq.counts[token] = seq.counts.get(token, 0) + 1
                 now = time.time_ns()
@@ -589,7 +598,10 @@ class TritonPythonModel:
 
     def _choose(self, seq: Sequence):
         if self.is_mock:
-            return self.engine.next_token(seq), 0.0
+            token = self.engine.next_token(seq)
+            if seq.top_n:  # a MOCK: the chosen token is certain
+                seq.last_top = [(self.token_text(token), 0.0)]
+            return token, 0.0
         torch = self.engine.torch
         logits = seq.next_logits.clone()
         if seq.bias is not None and seq.bias.shape[0]:
@@ -612,8 +624,12 @@ class TritonPythonModel:
         sampling = seq.top_k > 1 or seq.top_p > 0.0
         if not sampling or seq.temperature == 0.0:
             token = int(torch.argmax(logits))
-            logprob = float(torch.log_softmax(logits, dim=-1)[token]) if seq.want_logprobs else 0.0
-            return token, logprob
+            if not seq.want_logprobs:
+                return token, 0.0
+            lps = torch.log_softmax(logits, dim=-1)
+            if seq.top_n:
+                seq.last_top = _topk().top(lps, seq.top_n, self.token_text)
+            return token, float(lps[token])
         scaled = logits / max(seq.temperature, 1e-6)
         if seq.top_k > 0:
             k = min(seq.top_k, scaled.shape[0])
@@ -628,12 +644,15 @@ class TritonPythonModel:
         probs = torch.softmax(scaled, dim=-1)
         token = int(torch.multinomial(probs, 1, generator=seq.generator))
         logprob = float(torch.log(probs[token])) if seq.want_logprobs else 0.0
+        if seq.top_n:
+            seq.last_top = _topk().top(torch.log(probs), seq.top_n, self.token_text)
         return token, logprob
 
     # -- responses ---------------------------------------------------------------------------------------
 
     def _emit(self, seq: Sequence, final_row: bool):
         group = seq.group
+        tops = seq.tops[seq.sent_upto:] if seq.streaming else seq.tops
         if seq.streaming:
             ids = seq.generated[seq.sent_upto:]
             lps = seq.logprobs[seq.sent_upto:]
@@ -657,6 +676,9 @@ class TritonPythonModel:
         if seq.want_logprobs:
             tensors.append(pb_utils.Tensor("cum_log_probs", np.array([[seq.cum_logprob]], dtype=np.float32)))
             tensors.append(pb_utils.Tensor("output_log_probs", np.array(lps, dtype=np.float32).reshape(1, 1, -1)))
+            if seq.top_n:
+                texts, top_lps = _topk().tensors(tops, seq.top_n)
+                tensors += [pb_utils.Tensor("top_tokens", texts), pb_utils.Tensor("top_log_probs", top_lps)]
         if group.rows > 1:
             tensors.append(pb_utils.Tensor("batch_index", np.array([[seq.row]], dtype=np.int32)))
         if seq.want_num_in:
@@ -675,6 +697,13 @@ class TritonPythonModel:
         if final_row:
             group.pending -= 1
         group.send(pb_utils.InferenceResponse(output_tensors=tensors), final=final_row and group.pending == 0)
+
+
+def _topk():
+    """top_logprobs' helpers (topk.py, next to this file), imported only by requests that ask for them."""
+    import topk
+
+    return topk
 
 
 def _aliased(request, row, name, old_name, default) -> int:
