@@ -19,6 +19,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from .. import contract_io
+from .guided import guide_of
 from .protocol import (
     ChatChoice,
     ChatChunkChoice,
@@ -50,6 +51,8 @@ class Generation:
     stop: list[str]
     presence_penalty: float | None
     frequency_penalty: float | None
+    #: Structured output: (guided_decoding_guide_type, guided_decoding_guide), see guided.py.
+    guide: tuple[str, str] | None = None
 
     def values(self) -> dict[str, Any]:
         """The client-contract inputs this request sends (name -> value)."""
@@ -72,6 +75,10 @@ class Generation:
             out["frequency_penalty"] = self.frequency_penalty
         if self.stop:
             out["stop_words"] = list(self.stop)
+        if self.guide:
+            out["guided_decoding_guide_type"], guide = self.guide
+            if guide:
+                out["guided_decoding_guide"] = guide
         return out
 
     def tensors(self) -> dict[str, tuple[np.ndarray, str]]:
@@ -112,6 +119,7 @@ def completion_generation(req: CompletionRequest, default_max_tokens: int) -> Ge
         text=prompts[0], chat=False, max_tokens=req.max_tokens or default_max_tokens, temperature=req.temperature,
         top_p=req.top_p, top_k=req.top_k, seed=req.seed, stop=_stops(req.stop),
         presence_penalty=req.presence_penalty, frequency_penalty=req.frequency_penalty,
+        guide=guide_of(req, getattr(req, "response_format", None)),
     )
 
 
@@ -121,9 +129,7 @@ def chat_generation(req: ChatCompletionRequest, default_max_tokens: int) -> Gene
         raise OpenAIError(400, "logprobs is not supported", param="logprobs", code="unsupported_parameter")
     if req.tools:
         raise OpenAIError(400, "tools are not supported", param="tools", code="unsupported_parameter")
-    if req.response_format and req.response_format.get("type", "text") != "text":
-        raise OpenAIError(400, "response_format: only {\"type\": \"text\"} is supported", param="response_format",
-                          code="unsupported_value")
+    guide = guide_of(req, req.response_format)
     messages = []
     for i, m in enumerate(req.messages):
         if m.role == "tool":
@@ -143,7 +149,7 @@ def chat_generation(req: ChatCompletionRequest, default_max_tokens: int) -> Gene
         text=json.dumps(messages, ensure_ascii=False), chat=True,
         max_tokens=req.max_completion_tokens or req.max_tokens or default_max_tokens, temperature=req.temperature,
         top_p=req.top_p, top_k=req.top_k, seed=req.seed, stop=_stops(req.stop),
-        presence_penalty=req.presence_penalty, frequency_penalty=req.frequency_penalty,
+        presence_penalty=req.presence_penalty, frequency_penalty=req.frequency_penalty, guide=guide,
     )
 
 
