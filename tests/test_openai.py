@@ -76,7 +76,7 @@ def test_completion_request_defaults():
     ({"n": 2}, "n"), ({"tools": [{"type": "function"}]}, "tools"), ({"logprobs": True}, "logprobs"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "messages[0].content"),
     ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].role"),
-    ({"stop": ["a", "b", "c", "d", "e"]}, "stop"), ({"response_format": {"type": "json_object"}}, "response_format"),
+    ({"stop": ["a", "b", "c", "d", "e"]}, "stop"), ({"response_format": {"type": "yaml"}}, "response_format"),
     ({"logit_bias": {"1": 2.0}}, "logit_bias"),
 ])
 def test_unsupported_chat_options_are_400(kw, param):

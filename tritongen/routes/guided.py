@@ -34,7 +34,7 @@ GUIDE_TYPES = ("json", "json_schema", "regex", "ebnf_grammar", "structural_tag")
 
 def enabled(spec) -> bool:
     """Whether the spec turns structured output on."""
-    return spec.serving.guided_decoding == BACKEND
+    return spec.serving.guided_decoding.value == BACKEND
 
 
 def guided_parameters(spec) -> dict[str, object]:

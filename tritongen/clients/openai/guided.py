@@ -62,7 +62,7 @@ def from_response_format(fmt: dict[str, Any] | None) -> tuple[str, str] | None:
                        "response_format.json_schema")
         return "json_schema", _schema_text(spec["schema"], "response_format.json_schema.schema")
     raise OpenAIError(400, f"response_format: type {kind!r} is not supported (text, json_object, json_schema)",
-                      param="response_format.type", code="unsupported_value")
+                      param="response_format", code="unsupported_value")
 
 
 def from_vllm_extras(req) -> tuple[str, str] | None:
