@@ -249,3 +249,17 @@ def test_the_triton_client_sends_the_guide():
     assert "guided_decoding_guide" not in GenerateParams(guide_type="json").inputs("p", stream=False).arrays()
 
 
+
+
+def test_the_mask_fits_logits_wider_or_narrower_than_the_vocabulary(cpu_guided, tiny_dir):
+    """A checkpoint's logits can be padded past the tokenizer's vocabulary (or, rarely, shorter)."""
+    import torch
+
+    guide = cpu_guided.Guides(str(tiny_dir), False, 1024).open("regex", "[0-9]+", 4)
+    allowed = guide.allowed()
+    assert 0 < len(allowed) < 100
+    for width in (1024, 1100, 1000):
+        logits = torch.zeros(width)
+        guide.mask(logits)
+        assert torch.nonzero(logits == 0).flatten().tolist() == [t for t in allowed if t < width]
+        assert bool(torch.isinf(logits[1024:]).all())
