@@ -15,9 +15,11 @@ from pathlib import Path
 import jsonschema
 import openai
 import pytest
+from click.testing import CliRunner
 
 from conftest import render
 from tritongen import proc
+from tritongen.cli import cli
 from tritongen.clients.openai import launch as openai_server
 from tritongen.clients.triton import GenerateParams, LLMClient
 from tritongen.errors import ClientError
@@ -200,3 +202,15 @@ def test_openai_vllm_extras_and_errors(oai, guided_server):
         _chat(oai, model, {"type": "yaml"}, stream=False)
     fmt = {"type": "json_schema", "json_schema": {"name": "c", "schema": COLOR}}
     assert json.loads(_chat(oai, model, fmt, stream=True))["color"] in ("red", "green", "blue")
+
+
+def test_tritongen_infer_takes_a_guide(guided_server, tmp_path):
+    schema = tmp_path / "person.schema.json"
+    schema.write_text(json.dumps(PERSON))
+    for extra in (["--no-stream"], []):
+        result = CliRunner().invoke(cli, ["infer", PROMPTS[1], "--url", guided_server.grpc_url, "--max-tokens", "96",
+                                          "--guide-type", "json_schema", "--guide", f"@{schema}", *extra])
+        assert result.exit_code == 0, result.output
+        jsonschema.validate(json.loads(result.stdout.strip().splitlines()[0]), PERSON)
+    refused = CliRunner().invoke(cli, ["infer", "Hi", "--url", guided_server.grpc_url, "--guide-type", "regex"])
+    assert refused.exit_code != 0 and "--guide-type regex needs --guide" in refused.output
