@@ -548,7 +548,8 @@ class TritonPythonModel:
                 seq.last_token_ns = now
                 if len(seq.generated) >= seq.max_new:
                     finished, seq.finish = True, FINISH_LENGTH
-                elif self._hit_stop(seq) or self._draft_rejected(seq, token) or (seq.guide and seq.guide.terminated):
+                elif (self._hit_stop(seq) or self._draft_rejected(seq, token)
+                      or (seq.guide is not None and seq.guide.terminated)):  # the grammar is complete
                     finished, seq.finish = True, FINISH_STOP
                 else:
                     self.engine.step(seq, token)
