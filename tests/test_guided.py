@@ -21,6 +21,7 @@ from tritongen.clients.openai.protocol import ChatCompletionRequest, CompletionR
 from tritongen.errors import TritongenError
 from tritongen.render import write_repo
 from tritongen.repo.report import params_of, parse_config
+from tritongen.repo.validate import validate_repo
 from tritongen.resolve import resolve
 from tritongen.routes import guided as route_guided
 from tritongen.spec import load_spec
@@ -147,6 +148,12 @@ def test_engine_route_parameters_and_tokenizer_info(tiny_dir, tmp_path, monkeypa
     far = load_spec("llama3-8b", options={**ENGINE_FIXED, "serving.guided_decoding": "xgrammar"})
     routes.for_spec(far).prepare(resolve(far), build=False, echo=lambda m: None, warn=warnings.append)
     assert any("generate_xgrammar_tokenizer_info.py" in w for w in warnings)
+    # validate says so too: the backend would refuse to load without the file.
+    assert not [p for p in validate_repo(tmp_path / "r").problems if "xgrammar" in p.field]
+    far_info = route_guided.tokenizer_info_path(far)
+    assert not far_info.exists()
+    found = [p for p in validate_repo(write_repo(far, tmp_path / "f")).problems if "xgrammar" in p.field]
+    assert [(p.severity, str(far_info) in p.message) for p in found] == [("warning", True)]
     off = params_of(parse_config(write_repo(load_spec("llama3-8b", options=ENGINE_FIXED), tmp_path / "o")
                                  / "tensorrt_llm" / "config.pbtxt"))
     assert not {"guided_decoding_backend", "xgrammar_tokenizer_info_path"} & set(off)

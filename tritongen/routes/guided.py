@@ -107,3 +107,20 @@ def write_tokenizer_info(spec, warn) -> Path | None:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def check_engine_params(ctx, path: Path, params: dict[str, str]) -> None:
+    """``validate`` on a tensorrt_llm model of the engine route: the guided-decoding parameters as the backend
+    reads them (both set or none; only xgrammar; the tokenizer-info file there)."""
+    backend = params.get("guided_decoding_backend", "")
+    info = params.get("xgrammar_tokenizer_info_path", "")
+    if backend and not backend.startswith("${") and backend != BACKEND:
+        ctx.add(path, "parameters.guided_decoding_backend", f"{backend!r}: the backend takes only {BACKEND}",
+                f"set {BACKEND}, or leave it empty (serving.guided_decoding)")
+    if backend == BACKEND and not info:
+        ctx.add(path, "parameters.xgrammar_tokenizer_info_path", "not set: the backend leaves guided decoding off "
+                "without it", "render with serving.guided_decoding=xgrammar", "warning")
+    if backend == BACKEND and info and not info.startswith("${") and not Path(info).is_file():
+        ctx.add(path, "parameters.xgrammar_tokenizer_info_path", f"{info} does not exist here; the backend refuses "
+                "to load without it", "render on a machine with the tokenizer, or write it with TensorRT-LLM's "
+                "examples/generate_xgrammar_tokenizer_info.py on the serving host", "warning")
