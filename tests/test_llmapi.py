@@ -41,8 +41,8 @@ def test_golden_llmapi_llama3_8b_repository(tmp_path):
     assert sorted(got) == ["ensemble/1/contract_tables.py", "ensemble/1/llm_metrics.py", "ensemble/1/model.py",
                            "ensemble/1/textcodec.py",
                            "ensemble/config.pbtxt",
-                           "tensorrt_llm/1/model.py", "tensorrt_llm/1/model.yaml", "tensorrt_llm/config.pbtxt",
-                           "tritongen.lock.yaml"]
+                           "tensorrt_llm/1/llmapi_guided.py", "tensorrt_llm/1/model.py", "tensorrt_llm/1/model.yaml",
+                           "tensorrt_llm/config.pbtxt", "tritongen.lock.yaml"]
 
 
 def test_llmapi_repository_validates_and_follows_upstreams_contract(tmp_path):
@@ -65,7 +65,7 @@ def test_llmapi_repository_validates_and_follows_upstreams_contract(tmp_path):
     assert params_of(front) == {
         "tokenizer_dir": "/models/llama3-8b", "trust_remote_code": "false", "llm_model": "tensorrt_llm",
         "llm_decoupled": "true", "exclude_input_in_output": "true", "max_input_len": "4096", "max_seq_len": "8192",
-        "max_prompt_bytes": "0", "metrics": "true",
+        "max_prompt_bytes": "0", "guided_decoding": "none", "metrics": "true",
     }
     data = _yaml(repo)
     assert data["triton_config"] == {"max_batch_size": 0, "decoupled": True}
@@ -273,4 +273,5 @@ def test_no_upstream_code_is_shipped():
     """tritongen loads NVIDIA's llmapi model from the container; it never carries a copy of it."""
     for path in TEMPLATES.rglob("*.py"):
         text = path.read_text()
-        assert "NVIDIA CORPORATION" not in text and "get_sampling_params_from_request" not in text, path
+        # Naming upstream's helper to wrap it (structured output, llmapi_guided.py) is not carrying a copy of it.
+        assert "NVIDIA CORPORATION" not in text and "def get_sampling_params_from_request" not in text, path

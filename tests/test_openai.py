@@ -75,7 +75,7 @@ def test_completion_request_defaults():
 @pytest.mark.parametrize("kw, param", [
     ({"tools": [{"type": "function"}]}, "tools[0]"), ({"top_logprobs": 21, "logprobs": True}, "top_logprobs"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "messages[0].content"),
-    ({"stop": ["a", "b", "c", "d", "e"]}, "stop"), ({"response_format": {"type": "json_object"}}, "response_format"),
+    ({"stop": ["a", "b", "c", "d", "e"]}, "stop"), ({"response_format": {"type": "yaml"}}, "response_format"),
     ({"logit_bias": {"1": 2.0}}, "logit_bias"),
 ])
 def test_unsupported_chat_options_are_400(kw, param):

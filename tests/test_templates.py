@@ -15,7 +15,9 @@ from tritongen import contract, versions
 MODEL_FILES = sorted((REPO_ROOT / "templates").rglob("*.py"))
 # What the stock NGC TensorRT-LLM container provides, plus each model's sibling helper modules.
 ALLOWED = {"numpy", "torch", "transformers", "triton_python_backend_utils", "textcodec", "contract_tables",
-           "llm_metrics", "topk"}
+           "llm_metrics", "topk", "guided", "llmapi_guided",
+           # TensorRT-LLM itself, and xgrammar, which it depends on (structured output: imported on first use)
+           "tensorrt_llm", "xgrammar"}
 
 
 def _top_level_imports(path) -> set[str]:

@@ -68,6 +68,10 @@ class GenerateParams:
     #: Engine timings and speculative-decoding acceptance (the backend's return_perf_metrics).
     return_perf_metrics: bool = False
     exclude_input_in_output: bool | None = None
+    #: Structured output: a TensorRT-LLM guide type (json, json_schema, regex, ebnf_grammar, structural_tag) and
+    #: its guide text (README "Structured output").
+    guide_type: str | None = None
+    guide: str | None = None
 
     def inputs(self, prompt: str, stream: bool) -> Inputs:
         """The client-contract inputs of a request for ``prompt``; only what is set is sent."""
@@ -82,6 +86,7 @@ class GenerateParams:
             "return_num_input_tokens": self.return_num_tokens or None,
             "return_num_output_tokens": self.return_num_tokens or None,
             "return_perf_metrics": self.return_perf_metrics or None,
+            "guided_decoding_guide_type": self.guide_type, "guided_decoding_guide": self.guide or None,
         }
         return contract_io.client_inputs(values)
 

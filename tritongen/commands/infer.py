@@ -62,10 +62,14 @@ def _first(value):
 @click.option("--bad-word", "bad_words", multiple=True, help="Never generate this text (repeatable).")
 @click.option("--chat", is_flag=True, help="Format the prompt with the model's chat template.")
 @click.option("--min-tokens", type=int, help="Generate at least this many tokens.")
+@click.option("--guide-type", type=click.Choice(["json", "json_schema", "regex", "ebnf_grammar", "structural_tag"]),
+              help="Structured output: hold the answer to --guide (json: any JSON object; needs a repository "
+                   "rendered with serving.guided_decoding=xgrammar).")
+@click.option("--guide", help="The JSON schema, regex or EBNF grammar for --guide-type (@FILE reads a file).")
 @click.option("--no-stream", is_flag=True, help="Wait for the whole answer instead of streaming.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (text, timings, token counts).")
 def command(prompt, url, server, protocol, model, max_tokens, temperature, top_k, top_p, seed, stop_words,
-            bad_words, chat, min_tokens, no_stream, as_json) -> None:
+            bad_words, chat, min_tokens, guide_type, guide, no_stream, as_json) -> None:
     """Send PROMPT to a running server and print the completion as it arrives.
 
     \b
@@ -73,8 +77,12 @@ def command(prompt, url, server, protocol, model, max_tokens, temperature, top_k
       tritongen infer "Tell me about rivers" --max-tokens 32
       tritongen infer "Hi" --chat --top-p 0.9 --temperature 0.7 --seed 1
       tritongen infer "Hi" --protocol http --no-stream
+      tritongen infer "A person:" --guide-type json_schema --guide @person.schema.json
     """
+    guide = _guide(guide_type, guide)
     if protocol == "openai":
+        if guide_type:
+            raise UsageError("--guide-type is for --protocol grpc/http; an OpenAI server takes response_format")
         return _openai(prompt, url, server, model, max_tokens, chat, as_json,
                        dict(temperature=temperature, top_p=top_p, seed=seed, stop=list(stop_words) or None))
     from ..clients.triton import GenerateParams, LLMClient
@@ -82,7 +90,7 @@ def command(prompt, url, server, protocol, model, max_tokens, temperature, top_k
     params = GenerateParams(
         max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
         stop=list(stop_words), bad_words=list(bad_words), chat=chat, min_tokens=min_tokens,
-        return_num_tokens=True,
+        return_num_tokens=True, guide_type=guide_type, guide=guide,
     )
     prefix = ""
     if not url:
@@ -117,6 +125,22 @@ def command(prompt, url, server, protocol, model, max_tokens, temperature, top_k
     if first is not None:
         stats += f", first text after {first * 1000:.0f} ms, done in {last * 1000:.0f} ms"
     click.echo(click.style(stats + "]", dim=True), err=True)
+
+
+def _guide(guide_type: str | None, guide: str | None) -> str | None:
+    """--guide's text (read from the file after "@"), checked against --guide-type."""
+    if guide and guide.startswith("@"):
+        from pathlib import Path
+
+        try:
+            guide = Path(guide[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"--guide {guide}: {exc.strerror or exc}") from None
+    if guide and not guide_type:
+        raise UsageError("--guide needs --guide-type (json_schema, regex, ebnf_grammar, structural_tag)")
+    if guide_type not in (None, "json") and not guide:
+        raise UsageError(f"--guide-type {guide_type} needs --guide (the schema, pattern or grammar)")
+    return guide
 
 
 def _openai(prompt, url, server, model, max_tokens, chat, as_json, sampling) -> None:

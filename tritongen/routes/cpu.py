@@ -8,6 +8,7 @@ from collections.abc import Callable
 from ..resolve import Deployment
 from .base import spec_gpu_ids
 from .common import EnsembleRoute, params
+from .guided import guided_parameters
 
 
 class CpuRoute(EnsembleRoute):
@@ -34,6 +35,7 @@ class CpuRoute(EnsembleRoute):
             "stream_interval_ms": spec.serving.stream_interval_ms,
             "trust_remote_code": spec.model.trust_remote_code,
             "decoding_mode": spec.resolved_decoding_mode.value,
+            **guided_parameters(spec),
         })
 
     def prepare(self, deployment: Deployment, *, build: bool, echo: Callable[[str], None],

@@ -9,6 +9,7 @@ from ..errors import UsageError
 from ..names import show_path
 from ..repo.report import RepoCheck
 from ..resolve import Deployment, resolve
+from . import guided
 from .common import EnsembleRoute, params
 from .engine_checks import check_tensorrt_llm
 
@@ -56,6 +57,7 @@ class EngineRoute(EnsembleRoute):
             values["lookahead_window_size"] = spec_dec.lookahead.window_size
             values["lookahead_ngram_size"] = spec_dec.lookahead.ngram_size
             values["lookahead_verification_set_size"] = spec_dec.lookahead.verification_set_size
+        values.update(guided.engine_parameters(deployment))
         return params(values)
 
     def prepare(self, deployment: Deployment, *, build: bool, echo: Callable[[str], None],
@@ -63,6 +65,7 @@ class EngineRoute(EnsembleRoute):
         """A prebuilt engine (``--engine-dir``) must be there; else the engine cache is filled first (unless not
         ``build``), and the deployment then points at the built engine."""
         spec = deployment.spec
+        guided.write_tokenizer_info(spec, warn)
         if spec.engine.dir is not None:
             check_engine_dir(Path(spec.engine.dir), build, warn)
             if spec._from_engine:

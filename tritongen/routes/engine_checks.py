@@ -9,6 +9,7 @@ from pathlib import Path
 from .. import contract, engine_config, versions
 from ..repo.lock import LOCK_NAME
 from ..repo.report import RepoCheck, dtype_name, params_of
+from .guided import check_engine_params as check_guided
 
 _VALID_BATCHING = {"inflight_fused_batching", "inflight_batching", "V1"}
 _VALID_DECODING = {"top_k", "top_p", "top_k_top_p", "beam_search", "medusa", "redrafter", "lookahead", "eagle",
@@ -60,6 +61,7 @@ def _check_llm_model(ctx: RepoCheck, name: str, lock: dict | None, engine_dir: P
     if world is not None and gpu_ids and len(gpu_ids) != world:
         ctx.add(path, "parameters.gpu_device_ids", f"{len(gpu_ids)} GPU id(s) but tp x pp = {world}",
                 "list exactly one GPU per rank")
+    check_guided(ctx, path, params)
 
     engine_path = Path(engine_dir) if engine_dir else Path(params.get("gpt_model_path", ""))
     if not params.get("gpt_model_path") and engine_dir is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from typing import Any, ClassVar
 
-__all__ = ["BatchSchedulerPolicy", "BatchingStrategy", "ComputeDtype", "CpuDevice", "CpuEngineKind", "DecodingMode",
+__all__ = ["BatchSchedulerPolicy", "BatchingStrategy", "ComputeDtype", "CpuDevice", "CpuEngineKind", "DecodingMode", "GuidedDecoding",
            "KvCacheDtype", "LogitsDataType", "OutputGroup", "OutputSet", "Precision", "Route", "SpeculativeMethod",
            "TorchDtype", "SPECULATIVE_DECODING_MODE"]
 
@@ -144,6 +144,9 @@ CpuDevice = _choices("CpuDevice", "auto cpu cuda", "Where PyTorch runs on the cp
                      "available).")
 
 TorchDtype = _choices("TorchDtype", "auto float32 float16 bfloat16", "PyTorch dtype of the cpu route.")
+
+GuidedDecoding = _choices("GuidedDecoding", "none xgrammar", "Structured-output backend: none (guides refused) or "
+                          "xgrammar (README \"Structured output\").")
 
 #: The decoding mode each speculative method runs the engine in.
 SPECULATIVE_DECODING_MODE = {

@@ -35,6 +35,7 @@ from .choices import (
     CpuDevice,
     CpuEngineKind,
     DecodingMode,
+    GuidedDecoding,
     KvCacheDtype,
     LogitsDataType,
     OutputGroup,
@@ -278,6 +279,10 @@ class Serving(StrictModel):
     exclude_input_in_output: StrictBool = Field(True, description="Return only generated text, not the prompt.")
     logits_dtype: LogitsDataType = Field(LogitsDataType.TYPE_FP32, description="Dtype of returned logits.")
     normalize_log_probs: StrictBool = Field(True, description="Normalize returned log probabilities.")
+    guided_decoding: GuidedDecoding = Field(
+        GuidedDecoding.none, description="Structured output (JSON schema, json_object, regex, EBNF per request; README "
+        "\"Structured output\"): xgrammar sets the backend's guided_decoding_backend (engine: plus the "
+        "tokenizer-info file it reads, written at render; llmapi: model.yaml; cpu: xgrammar's CPU matcher).")
     skip_special_tokens: StrictBool = Field(True, description="Drop special tokens from returned text.")
     add_special_tokens: StrictBool = Field(True, description="Let the tokenizer add BOS/EOS when encoding prompts.")
     model_prefix: StrictStr = Field("", pattern=rf"^[{NAME_CHARS}]{{0,48}}$", description="Prefix for every model name "

@@ -59,6 +59,8 @@ def _classify(message: str) -> OpenAIError:
     if any(k in low for k in ("is empty", "not supported", "apply_chat_template", "must be", "must not",
                               "chat template", "is not allowed", "too large", "is required")):
         return OpenAIError(400, text, code="invalid_value")
+    if "guide" in low and any(k in low for k in ("invalid", "is not one of", "needs", "is off", "not json")):
+        return OpenAIError(400, text, param="response_format", code="invalid_value")  # structured output
     if "unknown model" in low or "is not found" in low:
         return OpenAIError(503, text, type_="server_error", code="model_unavailable")
     return OpenAIError(500, text, type_="server_error", code="triton_error")

@@ -19,6 +19,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from . import logprobs, tools
+from .guided import guide_of
 from .protocol import (
     ChatChunkChoice,
     ChatCompletion,
@@ -50,6 +51,8 @@ class Generation:
     frequency_penalty: float | None
     logprobs: bool = False  #: return_log_probs: the chosen tokens' log-probs (output_log_probs)
     top_logprobs: int = 0  #: with logprobs: the k most likely tokens of each step too (cpu route)
+    #: Structured output: (guided_decoding_guide_type, guided_decoding_guide), see guided.py.
+    guide: tuple[str, str] | None = None
 
     def values(self) -> dict[str, Any]:
         """The client-contract inputs this request sends (name -> value)."""
@@ -76,6 +79,10 @@ class Generation:
             out["return_log_probs"] = True
             if self.top_logprobs:
                 out["top_logprobs"] = self.top_logprobs
+        if self.guide:
+            out["guided_decoding_guide_type"], guide = self.guide
+            if guide:
+                out["guided_decoding_guide"] = guide
         return out
 
     def tensors(self) -> dict[str, tuple[np.ndarray, str]]:
@@ -114,6 +121,7 @@ def completion_generation(req: CompletionRequest, default_max_tokens: int) -> Ge
         top_p=req.top_p, top_k=req.top_k, seed=req.seed, stop=_stops(req.stop),
         presence_penalty=req.presence_penalty, frequency_penalty=req.frequency_penalty,
         logprobs=req.logprobs is not None, top_logprobs=req.logprobs or 0,
+        guide=guide_of(req, getattr(req, "response_format", None)),
     )
 
 
@@ -121,9 +129,7 @@ def chat_generation(req: ChatCompletionRequest, default_max_tokens: int) -> Gene
     _common_checks(req)
     logprobs.check_chat(req.logprobs, req.top_logprobs)
     rendered_tools = tools.check_tools(req.tools, req.tool_choice)
-    if req.response_format and req.response_format.get("type", "text") != "text":
-        raise OpenAIError(400, "response_format: only {\"type\": \"text\"} is supported", param="response_format",
-                          code="unsupported_value")
+    guide = guide_of(req, req.response_format)
     messages = []
     for i, m in enumerate(req.messages):
         if isinstance(m.content, list):
@@ -149,7 +155,7 @@ def chat_generation(req: ChatCompletionRequest, default_max_tokens: int) -> Gene
         max_tokens=req.max_completion_tokens or req.max_tokens or default_max_tokens, temperature=req.temperature,
         top_p=req.top_p, top_k=req.top_k, seed=req.seed, stop=_stops(req.stop),
         presence_penalty=req.presence_penalty, frequency_penalty=req.frequency_penalty, logprobs=bool(req.logprobs),
-        top_logprobs=req.top_logprobs or 0,
+        top_logprobs=req.top_logprobs or 0, guide=guide,
     )
 
 

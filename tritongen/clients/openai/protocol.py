@@ -40,10 +40,16 @@ class SamplingRequest(_Request):
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     logit_bias: dict[str, float] | None = None
     user: str | None = None
+    # vLLM's structured-output extras (tritongen/clients/openai/guided.py); response_format is the OpenAI way.
+    guided_json: dict[str, Any] | str | None = None
+    guided_regex: str | None = None
+    guided_grammar: str | None = None
+    guided_choice: list[str] | None = None
 
 
 class CompletionRequest(SamplingRequest):
     prompt: str | list[str]
+    response_format: dict[str, Any] | None = None  # an extension (vLLM's): structured output on completions
     max_tokens: int | None = Field(16, ge=1, le=INT32_MAX)
     echo: bool = False
     logprobs: int | None = None

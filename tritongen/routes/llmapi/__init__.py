@@ -49,6 +49,7 @@ def front_parameters(deployment: Deployment) -> dict[str, str]:
         "max_input_len": spec.limits.max_input_len,
         "max_seq_len": spec.limits.max_seq_len,
         "max_prompt_bytes": sv.max_prompt_bytes,
+        "guided_decoding": sv.guided_decoding.value,
     })
 
 

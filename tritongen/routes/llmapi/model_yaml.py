@@ -14,6 +14,7 @@ import yaml
 from ... import versions
 from ...errors import GatingError
 from ...spec import KvCacheDtype, Precision, Spec, SpeculativeMethod
+from ..guided import enabled as guided_enabled
 
 #: Top-level LLM() arguments (TorchLlmArgs + BaseLlmArgs, TensorRT-LLM 1.x) that tritongen knows. LLM() rejects
 #: unknown arguments (its pydantic models use extra="forbid"), so validate flags anything else in model.yaml.
@@ -191,6 +192,8 @@ def llm_args(spec: Spec) -> dict:
         args["speculative_config"] = eagle
     if spec.model.trust_remote_code:
         args["trust_remote_code"] = True
+    if guided_enabled(spec):
+        args["guided_decoding_backend"] = "xgrammar"
     return args
 
 

@@ -39,6 +39,9 @@ LLMAPI_INPUTS: tuple[Tensor, ...] = (
     _opt("return_stop_reason", "TYPE_BOOL"),
     _opt("return_cumulative_logprob", "TYPE_BOOL"),
     _opt("stop", "TYPE_BOOL"),
+    # tritongen's: read by its model.py (templates/llmapi/lib/llmapi_guided.py), upstream's model ignores them.
+    _opt("guided_decoding_guide_type", "TYPE_STRING"),
+    _opt("guided_decoding_guide", "TYPE_STRING"),
 )
 
 #: Outputs of the same config.pbtxt (fields of the LLM API's RequestOutput).
@@ -64,6 +67,8 @@ CLIENT_TO_LLMAPI: dict[str, str] = {
     "stop_words": "sampling_param_stop",
     **{name: f"sampling_param_{name}" for name in ("temperature", "top_k", "top_p", "seed", "presence_penalty",
                                                    "frequency_penalty", "return_perf_metrics")},
+    "guided_decoding_guide_type": "guided_decoding_guide_type",
+    "guided_decoding_guide": "guided_decoding_guide",
 }
 #: Client inputs the front handles itself (not forwarded one to one).
 FRONT_HANDLED: tuple[str, ...] = (
@@ -86,7 +91,7 @@ UNSUPPORTED_NEUTRAL: dict[str, object] = {
     "return_context_logits": False, "return_generation_logits": False,
 }
 
-_NUMPY = {"TYPE_BOOL": "bool", "TYPE_INT32": "int32", "TYPE_INT64": "int64", "TYPE_UINT64": "uint64",
+_NUMPY = {"TYPE_STRING": "object", "TYPE_BOOL": "bool", "TYPE_INT32": "int32", "TYPE_INT64": "int64", "TYPE_UINT64": "uint64",
           "TYPE_FP32": "float32"}
 
 

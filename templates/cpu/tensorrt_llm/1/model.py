@@ -31,6 +31,7 @@ import traceback
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
+from guided import Guides, request_guide
 from llm_metrics import ENGINE_FAMILIES, Metrics, enabled
 from textcodec import LLM_TO_CLIENT, SAMPLING_RANGES, check_sampling, one_of
 
@@ -106,7 +107,7 @@ class Sequence:
         "want_logprobs", "want_num_in", "want_num_out", "want_perf", "generated", "logprobs", "cum_logprob",
         "cache", "next_logits", "counts", "arrival_ns", "scheduled_ns", "first_token_ns", "last_token_ns",
         "done", "bias", "sent_upto", "draft", "key", "origin_ns", "finish", "emitted_ns", "want_length",
-        "want_state", "top_n", "tops", "last_top",
+        "want_state", "top_n", "tops", "last_top", "guide",
     )
 
 
@@ -286,6 +287,9 @@ class TritonPythonModel:
         self.is_mock = kind == "mock"
         self._token_text_args = (_param(config, "tokenizer_dir"), trust)
         self.token_text = None  # topk.TokenText, loaded with the first request for top_logprobs
+        # Structured output (guided.py): on when the repository was rendered with serving.guided_decoding=xgrammar.
+        self.guides = (Guides(_param(config, "tokenizer_dir"), trust, self.engine.vocab_size)
+                       if _param(config, "guided_decoding_backend") == "xgrammar" else None)
         # The LLM metrics (templates/common/lib/llm_metrics.py): the engine's own figures here; request timings
         # travel to postprocessing in stream_state (tritongen.contract.STATE_STATS) when they are on.
         self.send_stats = enabled(config)
@@ -403,6 +407,7 @@ class TritonPythonModel:
             s.prompt = ids[row, :n].astype(np.int64).tolist()
             s.max_new = max_new
             s.end_id = int(_row_scalar(_get(request, "end_id"), row, -1))
+            s.guide = self._guide(request, row, s.end_id)
             s.stop_seqs = _word_sequences(_get(request, "stop_words_list"), row)
             s.bad_seqs = _word_sequences(_get(request, "bad_words_list"), row)
             s.temperature = float(_row_scalar(_get(request, "temperature"), row, 1.0))
@@ -448,6 +453,16 @@ class TritonPythonModel:
                 s.draft = (d.reshape(d.shape[0], -1)[min(row, d.shape[0] - 1)] if d.ndim > 1 else d).tolist()
             seqs.append(s)
         return group, seqs
+
+    def _guide(self, request, row, end_id):
+        """The row's grammar matcher (guided.py), None without guided_decoding_guide_type."""
+        kind = request_guide(_get(request, "guided_decoding_guide_type"), _get(request, "guided_decoding_guide"), row)
+        if kind is None:
+            return None
+        if self.guides is None:
+            raise ValueError("guided decoding is off in this repository (serving.guided_decoding: none); render it "
+                             "with serving.guided_decoding=xgrammar")
+        return self.guides.open(*kind, end_id)
 
     # -- the engine loop ---------------------------------------------------------------------------------
 
@@ -533,6 +548,8 @@ class TritonPythonModel:
                 group.fail("request cancelled")
                 continue
             token, logprob = self._choose(seq)
+            if seq.guide is not None:
+                seq.guide.accept(token)
             finished = False
             if token == seq.end_id and len(seq.generated) >= seq.min_tokens:
                 finished, seq.finish = True, FINISH_STOP
@@ -548,7 +565,8 @@ class TritonPythonModel:
                 seq.last_token_ns = now
                 if len(seq.generated) >= seq.max_new:
                     finished, seq.finish = True, FINISH_LENGTH
-                elif self._hit_stop(seq) or self._draft_rejected(seq, token):
+                elif (self._hit_stop(seq) or self._draft_rejected(seq, token)
+                      or (seq.guide is not None and seq.guide.terminated)):  # the grammar is complete
                     finished, seq.finish = True, FINISH_STOP
                 else:
                     self.engine.step(seq, token)
@@ -598,6 +616,8 @@ class TritonPythonModel:
 
     def _choose(self, seq: Sequence):
         if self.is_mock:
+            if seq.guide is not None:
+                return self._mock_guided(seq), 0.0
             token = self.engine.next_token(seq)
             if seq.top_n:  # a MOCK: the chosen token is certain
                 seq.last_top = [(self.token_text(token), 0.0)]
@@ -621,6 +641,8 @@ class TritonPythonModel:
                 logits[bad[-1]] = float("-inf")
         if 0 <= seq.end_id < logits.shape[0] and len(seq.generated) < seq.min_tokens:
             logits[seq.end_id] = float("-inf")
+        if seq.guide is not None:
+            seq.guide.mask(logits)
         sampling = seq.top_k > 1 or seq.top_p > 0.0
         if not sampling or seq.temperature == 0.0:
             token = int(torch.argmax(logits))
@@ -647,6 +669,15 @@ class TritonPythonModel:
         if seq.top_n:
             seq.last_top = _topk().top(torch.log(probs), seq.top_n, self.token_text)
         return token, logprob
+
+    def _mock_guided(self, seq: Sequence) -> int:
+        """MOCK under a grammar: the end id as soon as the grammar allows it, else a deterministic pick among
+        the tokens it allows (the ordinary vocabulary first)."""
+        allowed = seq.guide.allowed()
+        if seq.end_id in allowed and len(seq.generated) >= seq.min_tokens:
+            return seq.end_id
+        plain = [t for t in allowed if t not in self.engine.special] or allowed
+        return plain[(seq.cache >> 33) % len(plain)]
 
     # -- responses ---------------------------------------------------------------------------------------
 

@@ -29,8 +29,9 @@ What it does itself:
   llmapi model's `stop` input, so the LLM API aborts it instead of generating up to max_tokens.
 
 Client inputs the llmapi model has no input for (bad_words, end_id, pad_id, min_tokens, penalties other than
-presence/frequency, log probs, logits, LoRA, guided decoding, beam search, several sequences) are refused with an
-error naming them, never silently ignored. length_penalty only matters for beam search and is ignored.
+presence/frequency, log probs, logits, LoRA, beam search, several sequences) are refused with an
+error naming them, never silently ignored. Guided decoding (guided_decoding_guide_type / guided_decoding_guide) is
+forwarded when the repository has serving.guided_decoding=xgrammar, refused otherwise. length_penalty only matters for beam search and is ignored.
 
 LLM metrics (llm_metrics.py, serving.metrics.enabled) are measured here, labelled with this model's name: arrival
 when execute() receives the request, the first token when the first text leaves; the generated-token count is
@@ -133,6 +134,7 @@ class TritonPythonModel:
         self.exclude_input_default = bool_param(config, "exclude_input_in_output", True)
         self.max_input_len = int_param(config, "max_input_len", 0)
         self.max_seq_len = int_param(config, "max_seq_len", 0)
+        self.guided = str_param(config, "guided_decoding", "none") == "xgrammar"
         tok = self.tokenizer
         probe = tok("a", add_special_tokens=True)["input_ids"]
         adds_bos = tok.bos_token_id is not None and bool(probe) and probe[0] == tok.bos_token_id
@@ -196,6 +198,9 @@ class TritonPythonModel:
         if used:
             raise RequestError(f"{', '.join(used)}: not supported by the llmapi route (TensorRT-LLM's LLM-API Triton "
                                "model has no input for it); leave it unset or use the engine route")
+        if not self.guided and strings(found.get("guided_decoding_guide_type")):
+            raise RequestError("guided decoding is off in this repository (serving.guided_decoding: none); render it "
+                               "with serving.guided_decoding=xgrammar")
         try:
             check_sampling({k: v for k, v in found.items() if k != "max_tokens"})
             check_words("stop_words", found.get("stop_words"))
@@ -245,6 +250,11 @@ class TritonPythonModel:
                 if words:
                     tensors.append(pb_utils.Tensor(target, np.array([w.encode("utf-8") for w in words],
                                                                     dtype=object)))
+                continue
+            if LLMAPI_DTYPES.get(target) == "object":  # the guide inputs: one string
+                texts = strings(found[client])
+                if texts:
+                    tensors.append(pb_utils.Tensor(target, np.array([texts[0].encode("utf-8")], dtype=object)))
                 continue
             value = scalar(found[client])
             if value is not None:

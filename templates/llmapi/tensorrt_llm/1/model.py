@@ -53,6 +53,25 @@ def _load_implementation():
 _IMPL = _load_implementation()
 
 
+def _guided_decoding_params():
+    from tensorrt_llm.sampling_params import GuidedDecodingParams
+
+    return GuidedDecodingParams
+
+
+def _input(request, name):
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    return None if tensor is None else tensor.as_numpy()
+
+
+# Structured output (llmapi_guided.py): upstream builds SamplingParams from this function's result.
+if hasattr(_IMPL, "get_sampling_params_from_request"):
+    from llmapi_guided import with_guide
+
+    _IMPL.get_sampling_params_from_request = with_guide(_IMPL.get_sampling_params_from_request, _input,
+                                                        _guided_decoding_params)
+
+
 def _param(config, key):
     value = config.get("parameters", {}).get(key, {}).get("string_value", "")
     return value or ""

@@ -12,6 +12,8 @@ CLIENT_TO_LLMAPI = {
     "presence_penalty": "sampling_param_presence_penalty",
     "frequency_penalty": "sampling_param_frequency_penalty",
     "return_perf_metrics": "sampling_param_return_perf_metrics",
+    "guided_decoding_guide_type": "guided_decoding_guide_type",
+    "guided_decoding_guide": "guided_decoding_guide",
 }
 #: llmapi input -> numpy dtype of its one value.
 LLMAPI_DTYPES = {
@@ -23,6 +25,8 @@ LLMAPI_DTYPES = {
     "sampling_param_max_tokens": "int32",
     "sampling_param_seed": "uint64",
     "sampling_param_return_perf_metrics": "bool",
+    "guided_decoding_guide_type": "object",
+    "guided_decoding_guide": "object",
 }
 #: client inputs the front handles itself.
 FRONT_HANDLED = (
@@ -51,8 +55,6 @@ UNSUPPORTED = {
     "lora_task_id": None,
     "lora_weights": None,
     "lora_config": None,
-    "guided_decoding_guide_type": None,
-    "guided_decoding_guide": None,
 }
 #: llmapi outputs passed to the client under the same name, with the client contract's dtype.
 PASSTHROUGH = {
