@@ -68,6 +68,8 @@ class GenerateParams:
     #: Engine timings and speculative-decoding acceptance (the backend's return_perf_metrics).
     return_perf_metrics: bool = False
     exclude_input_in_output: bool | None = None
+    #: LoRA adapter by name (spec lora.adapters); None: the base model.
+    lora_name: str | None = None
 
     def inputs(self, prompt: str, stream: bool) -> Inputs:
         """The client-contract inputs of a request for ``prompt``; only what is set is sent."""
@@ -82,6 +84,7 @@ class GenerateParams:
             "return_num_input_tokens": self.return_num_tokens or None,
             "return_num_output_tokens": self.return_num_tokens or None,
             "return_perf_metrics": self.return_perf_metrics or None,
+            "lora_name": self.lora_name,
         }
         return contract_io.client_inputs(values)
 

@@ -1,0 +1,91 @@
+"""LoRA adapters per request (spec ``lora``) in the repositories of the engine and cpu routes.
+
+A client names an adapter with the optional ``lora_name`` input (or sends its ``lora_task_id``, as
+tensorrtllm_backend's clients do). Preprocessing maps the name to the adapter's task id (``lora_adapters``
+parameter) and refuses an unknown one; its ``OUT_LORA_TASK_ID`` output feeds tensorrt_llm's ``lora_task_id``.
+A request without either leaves that output, and so tensorrt_llm's input, unset: the base model.
+
+Only repositories with adapters change: without ``lora.adapters`` the ensemble passes ``lora_task_id`` straight
+through, as the reference repository does.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import PurePosixPath
+
+from .. import contract
+from ..contract import Tensor
+from ..spec import Route, Spec
+
+#: The client input naming an adapter (an empty string, or the base model's name: no adapter).
+LORA_NAME = contract.LORA_NAME
+#: Preprocessing's inputs and output.
+PRE_INPUTS = (
+    Tensor("LORA_NAME", "TYPE_STRING", (1,), optional=True),
+    Tensor("LORA_TASK_ID", "TYPE_UINT64", (1,), optional=True),
+)
+PRE_OUTPUT = Tensor("OUT_LORA_TASK_ID", "TYPE_UINT64", (1,))
+CLIENT_TO_PRE = {"lora_name": "LORA_NAME", "lora_task_id": "LORA_TASK_ID"}
+PRE_TO_LLM = {"OUT_LORA_TASK_ID": "lora_task_id"}
+
+#: Where the engine build puts the converted adapters: <engine dir>/lora/<task id>/model.lora_{weights,config}.npy,
+#: the layout the backend's lora_prefetch_dir reads (one folder per task id).
+PREFETCH_SUBDIR = "lora"
+
+
+def enabled(spec: Spec) -> bool:
+    return spec.route in (Route.engine, Route.cpu) and spec.lora.enabled
+
+
+def pre_parameter(spec: Spec) -> str:
+    """Preprocessing's ``lora_adapters``: JSON {name: task id}; the base model's name maps to no adapter."""
+    return json.dumps(spec.lora.task_ids, sort_keys=True)
+
+
+def cpu_parameter(spec: Spec) -> str:
+    """The cpu engine's ``lora_adapters``: JSON {"<task id>": [name, folder]} (lora.py next to its model.py)."""
+    return json.dumps({str(i): [name, str(spec.lora.adapters[name])] for name, i in spec.lora.task_ids.items()},
+                      sort_keys=True)
+
+
+def engine_parameters(spec: Spec, engine_dir) -> dict[str, object]:
+    """The tensorrt_llm model's LoRA cache parameters, as the TensorRT-LLM backend reads them
+    (tensorrtllm_backend inflight_batcher_llm/src/model_instance_state.cc, getPeftCacheConfigFromParams; the same
+    five names in all_models/inflight_batcher_llm/tensorrt_llm/config.pbtxt). Unset ones keep the backend's."""
+    cache = spec.lora.cache
+    values: dict[str, object] = {}
+    for param, value in (("lora_cache_optimal_adapter_size", cache.optimal_adapter_size),
+                         ("lora_cache_max_adapter_size", cache.max_adapter_size),
+                         ("lora_cache_gpu_memory_fraction", cache.gpu_memory_fraction),
+                         ("lora_cache_host_memory_bytes", cache.host_memory_bytes)):
+        if value is not None:
+            values[param] = value
+    if cache.prefetch:
+        values["lora_prefetch_dir"] = str(PurePosixPath(str(engine_dir)) / PREFETCH_SUBDIR)
+    return values
+
+
+def extend_context(spec: Spec, ctx: dict) -> None:
+    """Add the LoRA tensors and mappings to a shared-model template context (no-op without adapters). Always
+    sets ``lora_pre_inputs``/``lora_pre_outputs`` and ``bls_tables`` (the templates name them)."""
+    tables = {"client_to_pre": dict(contract.CLIENT_TO_PRE), "pre_to_llm": dict(contract.PRE_TO_LLM),
+              "client_to_llm": dict(contract.CLIENT_TO_LLM)}
+    ctx["lora_pre_inputs"], ctx["lora_pre_outputs"] = (), ()
+    ctx["bls_tables"] = tables
+    if not enabled(spec):
+        return
+    llm = ctx["llm_contract"]
+    target = llm.name("lora_task_id")
+    ctx["lora_pre_inputs"], ctx["lora_pre_outputs"] = PRE_INPUTS, (PRE_OUTPUT,)
+    # The task id now comes from preprocessing: a second source for the same tensorrt_llm input would be an
+    # ensemble error, so the client's lora_task_id goes to preprocessing too.
+    ctx["client_inputs"] = (*ctx["client_inputs"], LORA_NAME)
+    ctx["client_to_pre"] = {**ctx["client_to_pre"], **CLIENT_TO_PRE}
+    ctx["client_to_llm"] = {k: v for k, v in ctx["client_to_llm"].items() if k != "lora_task_id"}
+    ctx["pre_to_llm"] = {**ctx["pre_to_llm"], "OUT_LORA_TASK_ID": target}
+    tables["client_to_pre"].update(CLIENT_TO_PRE)
+    tables["pre_to_llm"].update(PRE_TO_LLM)
+    tables["client_to_llm"].pop("lora_task_id", None)
+    ctx["pre_params"] = {**ctx["pre_params"], "lora_adapters": pre_parameter(spec),
+                         "model_name": spec.model.name}
