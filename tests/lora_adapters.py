@@ -67,3 +67,17 @@ def merged_generate(base_dir: Path, adapter: Path | None, prompt_ids: list[int],
                              attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long), eos_token_id=None,
                              pad_token_id=0)
     return out[0, len(prompt_ids):].tolist()
+
+
+def standin_adapter(path: Path, rank: int = 8, modules: tuple[str, ...] = ("q_proj", "v_proj"),
+                    peft_type: str = "LORA") -> Path:
+    """A STAND-IN adapter folder: a real adapter_config.json and an empty weights file (for planning and
+    rendering, which read the config only)."""
+    import json
+
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "adapter_config.json").write_text(json.dumps({
+        "peft_type": peft_type, "r": rank, "lora_alpha": 2 * rank, "target_modules": list(modules),
+        "task_type": "CAUSAL_LM"}, indent=2))
+    (path / "adapter_model.safetensors").write_bytes(b"")
+    return path

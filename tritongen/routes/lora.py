@@ -16,6 +16,7 @@ from pathlib import PurePosixPath
 
 from .. import contract
 from ..contract import Tensor
+from ..engine.lora import TASKS_SUBDIR
 from ..spec import Route, Spec
 
 #: The client input naming an adapter (an empty string, or the base model's name: no adapter).
@@ -29,9 +30,6 @@ PRE_OUTPUT = Tensor("OUT_LORA_TASK_ID", "TYPE_UINT64", (1,))
 CLIENT_TO_PRE = {"lora_name": "LORA_NAME", "lora_task_id": "LORA_TASK_ID"}
 PRE_TO_LLM = {"OUT_LORA_TASK_ID": "lora_task_id"}
 
-#: Where the engine build puts the converted adapters: <engine dir>/lora/<task id>/model.lora_{weights,config}.npy,
-#: the layout the backend's lora_prefetch_dir reads (one folder per task id).
-PREFETCH_SUBDIR = "lora"
 
 
 def enabled(spec: Spec) -> bool:
@@ -62,7 +60,8 @@ def engine_parameters(spec: Spec, engine_dir) -> dict[str, object]:
         if value is not None:
             values[param] = value
     if cache.prefetch:
-        values["lora_prefetch_dir"] = str(PurePosixPath(str(engine_dir)) / PREFETCH_SUBDIR)
+        # Where the engine build converted the adapters (<engine>/lora_tasks/<task id>/model.lora_*.npy).
+        values["lora_prefetch_dir"] = str(PurePosixPath(str(engine_dir)) / TASKS_SUBDIR)
     return values
 
 

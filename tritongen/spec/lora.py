@@ -8,6 +8,7 @@ PEFT LoRA adapter, or whose rank or target modules the build does not cover, is 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -26,6 +27,7 @@ from pydantic import (
 )
 
 from ..names import MAX_PATH, name_problem, shorten, show_path
+from .rules import CROSS_MARK
 
 #: Hugging Face (PEFT) module names -> TensorRT-LLM's LoRA module names (tensorrt_llm/lora_manager.py,
 #: hf_modules_to_trtllm_modules: gate_proj is mlp_h_to_4h and up_proj mlp_gate in TensorRT-LLM's naming).
@@ -114,7 +116,8 @@ class LoraSpec(_Strict):
             if problem:
                 problems.append(f"lora.adapters.{name}: {problem}")
         if problems:
-            raise ValueError("; ".join(problems))
+            # Marked like cross_check's lines: shown as they are, one line each, already naming their field.
+            raise ValueError(CROSS_MARK + "\n".join(problems))
         return self
 
     @property
@@ -135,6 +138,17 @@ class LoraSpec(_Strict):
         for folder in self.adapters.values():
             used |= {HF_TO_TRTLLM[m] for m in adapter_config(folder)["target_modules"]}
         return [m for m in TRTLLM_MODULES if m in used]
+
+    def build_identity(self) -> dict:
+        """What of this section changes an engine built with it (the engine cache key): rank, modules, and each
+        adapter's config and weight files' names and sizes (weights not read)."""
+        adapters = {}
+        for name, folder in self.adapters.items():
+            digest = hashlib.sha256((Path(folder) / "adapter_config.json").read_bytes())
+            for weight in sorted(p for p in Path(folder).iterdir() if p.name.startswith("adapter_model")):
+                digest.update(f"\0{weight.name}\0{weight.stat().st_size}".encode())
+            adapters[name] = digest.hexdigest()[:16]
+        return {"max_rank": self.max_rank, "target_modules": self.resolved_target_modules, "adapters": adapters}
 
 
 def adapter_config(folder: Path) -> dict:

@@ -1,0 +1,221 @@
+"""LoRA adapters (spec ``lora``) without a server: spec validation, the rendered repositories of the cpu and
+engine routes (parsed with Triton's model_config_pb2), and the engine build plan (golden dry-run, every flag
+against the recorded TensorRT-LLM 1.2.1 interface). The served behaviour is in test_lora_server.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from lora_adapters import standin_adapter
+from test_engine_plan import _check_tool_flags, _split
+from test_engine_support import GOLDEN_ENGINE, make_checkpoint, normalise, recorded_tools
+
+from tritongen.cli import cli
+from tritongen.errors import SpecError
+from tritongen.render import write_repo
+from tritongen.repo.report import params_of, parse_config
+from tritongen.spec import load_spec
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """A private cache and models dir (two STAND-IN adapters and a llama3-8b config), no docker/nvidia-smi."""
+    monkeypatch.setenv("TRITONGEN_CACHE", str(tmp_path / "cache"))
+    empty = tmp_path / "emptybin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.delenv("TRITON_IMAGE", raising=False)
+    models = tmp_path / "models"
+    make_checkpoint(models / "llama3-8b", "llama3-8b")
+    standin_adapter(models / "sql", 16, ("q_proj", "k_proj", "v_proj", "o_proj"))
+    standin_adapter(models / "chat", 8, ("q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"))
+    from tritongen.engine import gating
+
+    gating.clear_detect_cache()
+    return tmp_path
+
+
+def _adapters(root: Path) -> dict[str, str]:
+    return {"sql": str(root / "models" / "sql"), "chat": str(root / "models" / "chat")}
+
+
+# -- the spec ----------------------------------------------------------------------------------------------
+
+
+def _spec_error(tmp_path, **options) -> str:
+    with pytest.raises(SpecError) as info:
+        load_spec("tiny", options=options)
+    return str(info.value)
+
+
+def test_task_ids_follow_the_spec_order_and_modules_default_to_the_adapters(env):
+    spec = load_spec("llama3-8b", options={"lora.adapters": _adapters(env)})
+    assert spec.lora.task_ids == {"sql": 1, "chat": 2}
+    # TensorRT-LLM's order and names: gate_proj is mlp_h_to_4h, up_proj mlp_gate.
+    assert spec.lora.resolved_target_modules == ["attn_q", "attn_k", "attn_v", "attn_dense", "mlp_h_to_4h",
+                                                 "mlp_gate", "mlp_4h_to_h"]
+
+
+def test_a_missing_adapter_folder_is_one_line(tmp_path):
+    msg = _spec_error(tmp_path, **{"lora.adapters": {"a": str(tmp_path / "nowhere")}})
+    assert msg == f"lora.adapters.a: {tmp_path / 'nowhere'} does not exist (a Hugging Face PEFT adapter folder is " \
+                  "expected)"
+
+
+def test_a_folder_that_is_not_a_peft_adapter_is_one_line(tmp_path):
+    (tmp_path / "plain").mkdir()
+    assert _spec_error(tmp_path, **{"lora.adapters": {"a": str(tmp_path / "plain")}}) == \
+        f"lora.adapters.a: {tmp_path / 'plain'} has no adapter_config.json: not a PEFT adapter folder"
+    standin_adapter(tmp_path / "ia3", peft_type="IA3")
+    assert "is a 'IA3' adapter; only LORA adapters are served" in \
+        _spec_error(tmp_path, **{"lora.adapters": {"a": str(tmp_path / "ia3")}})
+    (tmp_path / "noweights").mkdir()
+    (tmp_path / "noweights" / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 4}))
+    assert "has no adapter_model.safetensors" in _spec_error(tmp_path, **{"lora.adapters": {"a": str(tmp_path / "noweights")}})
+
+
+def test_a_rank_over_max_rank_is_one_line(tmp_path):
+    standin_adapter(tmp_path / "big", rank=32)
+    msg = _spec_error(tmp_path, **{"lora.adapters": {"big": str(tmp_path / "big")}, "lora.max_rank": 16})
+    assert msg == "lora.adapters.big: rank 32 exceeds lora.max_rank=16; raise lora.max_rank to at least 32"
+
+
+def test_target_modules_must_cover_the_adapters(tmp_path):
+    standin_adapter(tmp_path / "a", modules=("q_proj", "down_proj"))
+    msg = _spec_error(tmp_path, **{"lora.adapters": {"a": str(tmp_path / "a")}, "lora.target_modules": ["attn_q"]})
+    assert msg == "lora.adapters.a: adapts down_proj but lora.target_modules lacks mlp_4h_to_h"
+    assert "'attn_x' is not a TensorRT-LLM LoRA module" in _spec_error(tmp_path, **{"lora.target_modules": ["attn_x"]})
+
+
+def test_every_problem_is_its_own_line(tmp_path):
+    msg = _spec_error(tmp_path, **{"lora.adapters": {"a": str(tmp_path / "x"), "b": str(tmp_path / "y")}})
+    assert len(msg.splitlines()) == 2 and all(line.startswith("lora.adapters.") for line in msg.splitlines())
+
+
+def test_set_takes_one_adapter_at_a_time(env):
+    result = CliRunner().invoke(cli, ["spec", "llama3-8b", "--set", f"lora.adapters.sql={env}/models/sql"])
+    assert result.exit_code == 0, result.output
+    assert f"sql: {env}/models/sql" in result.output
+
+
+# -- rendered repositories -----------------------------------------------------------------------------------
+
+
+def _configs(repo: Path) -> dict:
+    return {p.parent.name: parse_config(p) for p in repo.glob("*/config.pbtxt")}
+
+
+def test_without_adapters_the_ensemble_passes_lora_task_id_straight_through(tmp_path):
+    cfgs = _configs(write_repo(load_spec("tiny"), tmp_path / "r"))
+    llm_step = cfgs["ensemble"].ensemble_scheduling.step[1]
+    assert llm_step.input_map["lora_task_id"] == "lora_task_id"
+    assert "lora_name" not in {i.name for i in cfgs["ensemble"].input}
+    assert "LORA_NAME" not in {i.name for i in cfgs["preprocessing"].input}
+    assert "lora_adapters" not in params_of(cfgs["tensorrt_llm"])
+
+
+def test_cpu_repository_maps_the_adapter_name_through_preprocessing(env, tmp_path):
+    spec = load_spec("tiny", options={"lora.adapters": _adapters(env), "serving.bls": True})
+    cfgs = _configs(write_repo(spec, tmp_path / "r"))
+    ens = cfgs["ensemble"]
+    assert "lora_name" in {i.name for i in ens.input}
+    pre_step, llm_step = ens.ensemble_scheduling.step[0], ens.ensemble_scheduling.step[1]
+    assert pre_step.input_map["LORA_NAME"] == "lora_name"
+    assert pre_step.input_map["LORA_TASK_ID"] == "lora_task_id"
+    assert pre_step.output_map["OUT_LORA_TASK_ID"] == llm_step.input_map["lora_task_id"]
+    assert {"LORA_NAME", "LORA_TASK_ID"} <= {i.name for i in cfgs["preprocessing"].input}
+    assert "OUT_LORA_TASK_ID" in {o.name for o in cfgs["preprocessing"].output}
+    assert json.loads(params_of(cfgs["preprocessing"])["lora_adapters"]) == {"chat": 2, "sql": 1}
+    assert json.loads(params_of(cfgs["tensorrt_llm"])["lora_adapters"]) == {
+        "1": ["sql", _adapters(env)["sql"]], "2": ["chat", _adapters(env)["chat"]]}
+    assert "lora_name" in {i.name for i in cfgs["tensorrt_llm_bls"].input}
+    tables: dict = {}
+    exec((tmp_path / "r" / "tensorrt_llm_bls" / "1" / "contract_tables.py").read_text(), tables)
+    assert tables["CLIENT_TO_PRE"]["lora_name"] == "LORA_NAME"
+    assert tables["PRE_TO_LLM"]["OUT_LORA_TASK_ID"] == "lora_task_id"
+    assert "lora_task_id" not in tables["CLIENT_TO_LLM"]  # one source per tensorrt_llm input
+    assert (tmp_path / "r" / "tensorrt_llm" / "1" / "lora.py").is_file()
+    assert (tmp_path / "r" / "preprocessing" / "1" / "lora_names.py").is_file()
+
+
+def test_engine_repository_gets_the_lora_cache_parameters(env, tmp_path):
+    engine = "/engines/llama3-8b"
+    spec = load_spec("llama3-8b", options={
+        "lora.adapters": _adapters(env), "lora.cache.optimal_adapter_size": 16, "lora.cache.max_adapter_size": 128,
+        "lora.cache.gpu_memory_fraction": 0.1, "lora.cache.host_memory_bytes": 1 << 30, "engine.dir": engine,
+        "model.checkpoint_dir": "/models/llama3-8b"})
+    cfgs = _configs(write_repo(spec, tmp_path / "r"))
+    params = params_of(cfgs["tensorrt_llm"])
+    assert {k: v for k, v in params.items() if k.startswith("lora_")} == {
+        "lora_cache_optimal_adapter_size": "16", "lora_cache_max_adapter_size": "128",
+        "lora_cache_gpu_memory_fraction": "0.1", "lora_cache_host_memory_bytes": str(1 << 30),
+        "lora_prefetch_dir": f"{engine}/lora_tasks"}
+    # The engine backend's lora_task_id comes from preprocessing, as on the cpu route.
+    llm_step = cfgs["ensemble"].ensemble_scheduling.step[1]
+    assert llm_step.input_map["lora_task_id"] == "_OUT_LORA_TASK_ID"
+
+
+def test_the_backend_reads_every_lora_parameter_tritongen_renders():
+    """The five parameter names as the TensorRT-LLM backend reads them (tensorrtllm_backend
+    inflight_batcher_llm/src/model_instance_state.cc, getPeftCacheConfigFromParams), recorded here once."""
+    from tritongen.routes import lora
+    from tritongen.spec.lora import LoraCache
+
+    spec = load_spec("llama3-8b")
+    cache = {f: 1 for f in LoraCache.model_fields if f not in ("prefetch", "gpu_memory_fraction")}
+    spec.lora.cache = LoraCache(**cache, gpu_memory_fraction=0.5)
+    assert set(lora.engine_parameters(spec, "/e")) == {
+        "lora_cache_optimal_adapter_size", "lora_cache_max_adapter_size", "lora_cache_gpu_memory_fraction",
+        "lora_cache_host_memory_bytes", "lora_prefetch_dir"}
+
+
+# -- the engine build ------------------------------------------------------------------------------------------
+
+
+def _dry_run(env) -> str:
+    sets = [a for name, path in _adapters(env).items() for a in ("--set", f"lora.adapters.{name}={path}")]
+    result = CliRunner().invoke(cli, ["engine", "llama3-8b", "--precision", "fp16", "--gpu", "h100",
+                                      "--checkpoint", str(env / "models" / "llama3-8b"), *sets, "--dry-run"])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_dry_run_matches_golden_plan(env):
+    text = normalise(_dry_run(env), env)
+    golden = GOLDEN_ENGINE / "lora.txt"
+    if os.environ.get("TRITONGEN_UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text()
+
+
+def test_build_flags_and_conversion_steps_are_recorded_for_the_pinned_version(env):
+    flags_yaml, tools_yaml = recorded_tools()
+    commands = [shlex.split(line.strip()[2:]) for line in _dry_run(env).splitlines() if line.startswith("  $ ")]
+    tools = [_split(argv)[1] for argv in commands]
+    build = next(t for t in tools if t[0] == "trtllm-build")
+    seen = _check_tool_flags(build, flags_yaml, tools_yaml)
+    assert {"--lora_plugin", "--lora_dir", "--max_lora_rank", "--lora_target_modules"} <= set(seen)
+    assert build[build.index("--lora_dir") + 1: build.index("--lora_dir") + 3] == ["/lora/sql", "/lora/chat"]
+    converts = [t for t in tools if t[:2] == ["python3", "/app/examples/hf_lora_convert.py"]]
+    assert len(converts) == 2
+    for tool in converts:
+        assert set(_check_tool_flags(tool, flags_yaml, tools_yaml)) == {"--in-file", "--out-dir", "--storage-type"}
+    # Into the folder the rendered lora_prefetch_dir names, one per task id.
+    assert [t[t.index("--out-dir") + 1] for t in converts] == ["/work/engine/lora_tasks/1",
+                                                                "/work/engine/lora_tasks/2"]
+
+
+def test_adapters_change_the_engine_cache_key_and_no_adapters_keep_it(env):
+    from tritongen.engine import cache
+
+    plain = load_spec("llama3-8b")
+    with_lora = load_spec("llama3-8b", options={"lora.adapters": _adapters(env)})
+    assert "lora" not in cache.key_material(plain, gpu="h100")
+    assert cache.key_material(with_lora, gpu="h100")["lora"]["adapters"].keys() == {"sql", "chat"}
+    assert cache.entry_name(plain, cache.key_material(plain, gpu="h100")) != \
+        cache.entry_name(with_lora, cache.key_material(with_lora, gpu="h100"))
