@@ -87,3 +87,45 @@ def test_unknown_adapter_is_a_clear_error(lora_server):
         _generate(lora_server, "nope", PROMPTS[0])
     # The server keeps serving after the refusal.
     assert _generate(lora_server, "pirate", PROMPTS[0])
+
+
+# -- the OpenAI front: adapters are models ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def oai(lora_server):
+    import openai
+
+    from conftest import free_ports
+    from tritongen import proc
+    from tritongen.clients.openai import launch
+
+    url, pid = launch._launch(lora_server, free_ports(1)[0])
+    yield openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=60)
+    proc.stop_pid(pid, timeout=10)
+
+
+def test_openai_lists_the_adapters_as_models(oai, lora_server):
+    assert [m.id for m in oai.models.list().data] == [lora_server.name, "chef", "pirate"]
+    assert oai.models.retrieve("pirate").id == "pirate"
+
+
+def test_openai_model_chooses_the_adapter(oai, lora_server, expected):
+    for name in (None, "pirate", "chef"):
+        for stream in (False, True):
+            kwargs = dict(model=name or lora_server.name, prompt=PROMPTS[0], max_tokens=MAX_NEW, temperature=0)
+            if stream:
+                text = "".join(c.choices[0].text for c in oai.completions.create(stream=True, **kwargs))
+            else:
+                reply = oai.completions.create(**kwargs)
+                text = reply.choices[0].text
+                assert reply.model == (name or lora_server.name)
+            assert text == expected[name, PROMPTS[0]], (name, stream)
+
+
+def test_openai_unknown_model_is_a_404_naming_the_adapters(oai, lora_server):
+    import openai
+
+    with pytest.raises(openai.NotFoundError, match=r"The model `nope` does not exist. This server serves "
+                                                   rf"`{lora_server.name}`, `chef`, `pirate`"):
+        oai.completions.create(model="nope", prompt=PROMPTS[0], max_tokens=4)

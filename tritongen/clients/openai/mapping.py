@@ -50,6 +50,8 @@ class Generation:
     stop: list[str]
     presence_penalty: float | None
     frequency_penalty: float | None
+    #: The LoRA adapter the request's model names (adapters.py); None: the base model.
+    lora_name: str | None = None
 
     def values(self) -> dict[str, Any]:
         """The client-contract inputs this request sends (name -> value)."""
@@ -72,6 +74,8 @@ class Generation:
             out["frequency_penalty"] = self.frequency_penalty
         if self.stop:
             out["stop_words"] = list(self.stop)
+        if self.lora_name:
+            out["lora_name"] = self.lora_name
         return out
 
     def tensors(self) -> dict[str, tuple[np.ndarray, str]]:
