@@ -219,3 +219,100 @@ def test_adapters_change_the_engine_cache_key_and_no_adapters_keep_it(env):
     assert cache.key_material(with_lora, gpu="h100")["lora"]["adapters"].keys() == {"sql", "chat"}
     assert cache.entry_name(plain, cache.key_material(plain, gpu="h100")) != \
         cache.entry_name(with_lora, cache.key_material(with_lora, gpu="h100"))
+
+
+# -- the llmapi route (rendered only: no TensorRT-LLM here) -----------------------------------------------------
+
+
+def test_llmapi_model_yaml_loads_the_adapters_and_the_name_reaches_the_wrapper(env, tmp_path):
+    import yaml
+
+    spec = load_spec("llama3-8b", options={"route": "llmapi", "lora.adapters": _adapters(env),
+                                           "model.checkpoint_dir": str(env / "models" / "llama3-8b"),
+                                           "lora.cache.host_memory_bytes": 1 << 30,
+                                           "lora.cache.gpu_memory_fraction": 0.2})
+    repo = write_repo(spec, tmp_path / "r")  # validates, as `tritongen repo` does
+    model_yaml = yaml.safe_load((repo / "tensorrt_llm" / "1" / "model.yaml").read_text())
+    assert model_yaml["lora_config"] == {
+        "lora_dir": [_adapters(env)["sql"], _adapters(env)["chat"]], "max_lora_rank": 64, "max_loras": 2,
+        "max_cpu_loras": 2, "lora_target_modules": ["attn_q", "attn_k", "attn_v", "attn_dense", "mlp_h_to_4h",
+                                                    "mlp_gate", "mlp_4h_to_h"]}
+    assert model_yaml["peft_cache_config"] == {"host_cache_size": 1 << 30, "device_cache_percent": 0.2}
+    cfgs = _configs(repo)
+    assert "lora_name" in {i.name for i in cfgs["ensemble"].input}
+    assert "lora_name" in {i.name for i in cfgs["tensorrt_llm"].input}
+    assert json.loads(params_of(cfgs["tensorrt_llm"])["tritongen_lora_adapters"]) == {
+        "sql": [1, _adapters(env)["sql"]], "chat": [2, _adapters(env)["chat"]]}
+    tables: dict = {}
+    exec((repo / "ensemble" / "1" / "contract_tables.py").read_text(), tables)
+    assert tables["CLIENT_TO_LLMAPI"]["lora_name"] == "lora_name"
+    assert (repo / "tensorrt_llm" / "1" / "lora_request.py").is_file()
+
+
+def test_llmapi_without_adapters_has_no_lora_keys(tmp_path):
+    import yaml
+
+    repo = write_repo(load_spec("llama3-8b", options={"route": "llmapi", "model.checkpoint_dir": "/m"}), tmp_path / "r")
+    model_yaml = yaml.safe_load((repo / "tensorrt_llm" / "1" / "model.yaml").read_text())
+    assert "lora_config" not in model_yaml and "peft_cache_config" not in model_yaml
+    assert "lora_name" not in {i.name for i in _configs(repo)["tensorrt_llm"].input}
+
+
+def test_llmapi_wrapper_turns_the_name_into_a_lora_request(monkeypatch):
+    """lora_request.py with STAND-INs for pb_utils, the LLM and TensorRT-LLM's LoRARequest."""
+    import asyncio
+    import importlib.util
+    import sys
+    import types
+
+    import numpy as np
+
+    from conftest import REPO_ROOT
+
+    made = []
+    request_mod = types.ModuleType("tensorrt_llm.executor.request")
+    request_mod.LoRARequest = lambda name, task_id, path: made.append((name, task_id, path)) or (name, task_id, path)
+    for name in ("tensorrt_llm", "tensorrt_llm.executor"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, "tensorrt_llm.executor.request", request_mod)
+    path = REPO_ROOT / "templates/llmapi/tensorrt_llm/1/lora_request.py"
+    spec = importlib.util.spec_from_file_location("lora_request_under_test", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    class Tensor:
+        def __init__(self, value):
+            self.value = value
+
+        def as_numpy(self):
+            return np.array([self.value], dtype=object)
+
+    class PbUtils:  # STAND-IN for triton_python_backend_utils
+        TritonModelException = RuntimeError
+
+        @staticmethod
+        def get_input_tensor_by_name(request, name):
+            return Tensor(request[name]) if name in request else None
+
+    class LLM:  # STAND-IN: records what generate_async was given
+        def generate_async(self, prompt, params, streaming, lora_request=None):
+            return (prompt, lora_request)
+
+    lora = mod.LoraRequests(json.dumps({"sql": [1, "/a/sql"], "chat": [2, "/a/chat"]}))
+    llm = LLM()
+    lora.wrap(llm)
+
+    async def one(request):  # one asyncio task per request, as upstream's model runs them
+        lora.select(request, PbUtils)
+        await asyncio.sleep(0)
+        return llm.generate_async("p", None, True)
+
+    async def main():
+        return await asyncio.gather(one({"lora_name": b"sql"}), one({}), one({"lora_name": b"chat"}),
+                                    one({"lora_name": b""}))
+
+    assert asyncio.run(main()) == [("p", ("sql", 1, "/a/sql")), ("p", None), ("p", ("chat", 2, "/a/chat")),
+                                   ("p", None)]
+    with pytest.raises(RuntimeError, match="lora_name 'nope' is not a LoRA adapter of this model; known "
+                                           "adapters: chat, sql"):
+        lora.select({"lora_name": b"nope"}, PbUtils)

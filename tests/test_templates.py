@@ -15,7 +15,9 @@ from tritongen import contract, versions
 MODEL_FILES = sorted((REPO_ROOT / "templates").rglob("*.py"))
 # What the stock NGC TensorRT-LLM container provides, plus each model's sibling helper modules.
 ALLOWED = {"numpy", "torch", "transformers", "triton_python_backend_utils", "textcodec", "contract_tables",
-           "llm_metrics", "lora_names", "lora",
+           "llm_metrics", "lora_names", "lora", "lora_request",
+           # the llmapi wrapper's LoRARequest: the llmapi route runs only in a TensorRT-LLM container
+           "tensorrt_llm",
            # the cpu engine's LoRA (lora.py): TensorRT-LLM lists peft in its requirements.txt (@000867d9, 1.2 era)
            "peft"}
 

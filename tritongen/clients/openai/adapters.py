@@ -2,9 +2,9 @@
 the repository, and a request's ``model`` picks one - an adapter's name sends it as ``lora_name``, the base name
 sends none.
 
-The adapters are the repository's own (spec ``lora.adapters``): read once from the preprocessing model's
-``lora_adapters`` parameter over Triton's gRPC ModelConfig call, so the front needs no option for them. A
-repository without adapters (or a route without that model, such as llmapi) serves the base model only.
+The adapters are the repository's own (spec ``lora.adapters``): read once over Triton's gRPC ModelConfig call from
+the preprocessing model's ``lora_adapters`` parameter (llmapi route: its tensorrt_llm model's
+``tritongen_lora_adapters``), so the front needs no option for them. Without adapters it serves the base model only.
 """
 
 from __future__ import annotations
@@ -19,15 +19,22 @@ async def discover(stub, model: str, *, timeout: float = 5.0) -> tuple[str, ...]
     import grpc
     from tritonclient.grpc import service_pb2
 
-    name = contract_io.companion(model, "preprocessing")
-    try:
-        reply = await stub.ModelConfig(service_pb2.ModelConfigRequest(name=name), timeout=timeout)
-    except grpc.aio.AioRpcError as exc:
-        if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-            return None
-        return ()  # no such model (llmapi route, a foreign repository): no adapters
-    text = reply.config.parameters["lora_adapters"].string_value if "lora_adapters" in reply.config.parameters else ""
-    try:
-        return tuple(sorted(json.loads(text))) if text.strip() else ()
-    except ValueError:
-        return ()
+    # Engine and cpu routes: preprocessing maps the names; llmapi: its tensorrt_llm wrapper does.
+    for role, key in (("preprocessing", "lora_adapters"), ("tensorrt_llm", "tritongen_lora_adapters")):
+        try:
+            reply = await stub.ModelConfig(service_pb2.ModelConfigRequest(name=contract_io.companion(model, role)),
+                                           timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                return None
+            continue  # no such model (a foreign repository): try the next
+        params = reply.config.parameters
+        text = params[key].string_value if key in params else ""
+        if text.strip():
+            try:
+                return tuple(sorted(json.loads(text)))
+            except ValueError:
+                return ()
+        if role == "preprocessing":
+            return ()  # an ensemble repository without adapters
+    return ()

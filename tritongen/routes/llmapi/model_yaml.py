@@ -14,6 +14,7 @@ import yaml
 from ... import versions
 from ...errors import GatingError
 from ...spec import KvCacheDtype, Precision, Spec, SpeculativeMethod
+from .lora import llm_args as lora_args
 
 #: Top-level LLM() arguments (TorchLlmArgs + BaseLlmArgs, TensorRT-LLM 1.x) that tritongen knows. LLM() rejects
 #: unknown arguments (its pydantic models use extra="forbid"), so validate flags anything else in model.yaml.
@@ -189,6 +190,7 @@ def llm_args(spec: Spec) -> dict:
         args["speculative_config"] = eagle
     if spec.model.trust_remote_code:
         args["trust_remote_code"] = True
+    args.update(lora_args(spec))
     return args
 
 
