@@ -316,3 +316,62 @@ def test_llmapi_wrapper_turns_the_name_into_a_lora_request(monkeypatch):
     with pytest.raises(RuntimeError, match="lora_name 'nope' is not a LoRA adapter of this model; known "
                                            "adapters: chat, sql"):
         lora.select({"lora_name": b"nope"}, PbUtils)
+
+
+# -- the python models' LoRA helpers, without a server ------------------------------------------------------------
+
+
+def _template_module(relpath: str, name: str):
+    import importlib.util
+
+    from conftest import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "templates" / relpath)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_preprocessing_maps_names_to_task_ids_and_refuses_what_it_cannot():
+    import numpy as np
+
+    mod = _template_module("common/lib/lora_names.py", "lora_names_under_test")
+    config = {"parameters": {"lora_adapters": {"string_value": json.dumps({"sql": 1, "chat": 2})},
+                             "model_name": {"string_value": "llama3-8b"}},
+              "output": [{"name": "OUT_LORA_TASK_ID"}]}
+    names = mod.LoraNames(config)
+
+    def ids(batch, name=None, task=None):
+        arr = None if name is None else np.array([[n.encode()] for n in name], dtype=object)
+        tids = None if task is None else np.array([[t] for t in task], dtype=np.uint64)
+        out = names.task_ids(arr, tids, batch)
+        return None if out is None else out[:, 0].tolist()
+
+    assert ids(1, ["chat"]) == [2]
+    assert ids(1, None, [7]) == [7]  # a task id the client sends itself passes (the engine knows its adapters)
+    assert ids(1, ["llama3-8b"]) is None and ids(1, [""]) is None and ids(1) is None  # the base model
+    assert ids(2, ["sql", "chat"]) == [1, 2]
+    with pytest.raises(ValueError, match="lora_name 'x' is not a LoRA adapter of this model; known adapters: chat, sql"):
+        ids(1, ["x"])
+    with pytest.raises(ValueError, match="is task id 1, but lora_task_id=2 was sent too"):
+        ids(1, ["sql"], [2])
+    with pytest.raises(ValueError, match="some rows of this request name a LoRA adapter and some do not"):
+        ids(2, ["sql", ""])
+    # Without adapters (or without the output in its config) preprocessing leaves the task id alone.
+    assert mod.LoraNames({"parameters": {}, "output": []}).task_ids(np.array([[b"sql"]], dtype=object), None, 1) is None
+
+
+def test_cpu_engine_refuses_unknown_task_ids_and_trtllm_weights():
+    import numpy as np
+
+    mod = _template_module("cpu/tensorrt_llm/1/lora.py", "cpu_lora_under_test")
+    adapters = mod.Adapters.from_param(json.dumps({"1": ["sql", "/a/sql"], "2": ["chat", "/a/chat"]}))
+    assert adapters.adapter_of(None, None, None) is None
+    assert adapters.adapter_of(2, None, None) == "chat"
+    with pytest.raises(ValueError, match=r"lora_task_id 9 is not a LoRA adapter of this model; known task ids: "
+                                         r"1 \(sql\), 2 \(chat\)"):
+        adapters.adapter_of(9, None, None)
+    with pytest.raises(ValueError, match="does not take LoRA weights in TensorRT-LLM's format"):
+        adapters.adapter_of(1, np.zeros((1, 4), dtype=np.float16), np.zeros((1, 3), dtype=np.int32))
+    # Not attached (no adapters, or the MOCK engine): no forward arguments, so base forwards are untouched.
+    assert adapters.forward_kwargs("sql") == {} and not mod.Adapters.from_param("")
