@@ -375,3 +375,13 @@ def test_cpu_engine_refuses_unknown_task_ids_and_trtllm_weights():
         adapters.adapter_of(1, np.zeros((1, 4), dtype=np.float16), np.zeros((1, 3), dtype=np.int32))
     # Not attached (no adapters, or the MOCK engine): no forward arguments, so base forwards are untouched.
     assert adapters.forward_kwargs("sql") == {} and not mod.Adapters.from_param("")
+
+
+def test_adapters_with_draft_target_decoding_are_refused(env, tmp_path):
+    from tritongen.errors import GatingError
+
+    spec = load_spec("tiny", options={"lora.adapters": _adapters(env), "serving.bls": True,
+                                      "decoding.speculative.method": "draft_target",
+                                      "decoding.speculative.draft_model": "tiny"})
+    with pytest.raises(GatingError, match="draft-target speculative decoding runs the draft model on every request"):
+        write_repo(spec, tmp_path / "r")

@@ -129,3 +129,14 @@ def test_openai_unknown_model_is_a_404_naming_the_adapters(oai, lora_server):
     with pytest.raises(openai.NotFoundError, match=r"The model `nope` does not exist. This server serves "
                                                    rf"`{lora_server.name}`, `chef`, `pirate`"):
         oai.completions.create(model="nope", prompt=PROMPTS[0], max_tokens=4)
+
+
+def test_infer_command_takes_the_adapter_name(lora_server, expected):
+    from click.testing import CliRunner
+
+    from tritongen.cli import cli
+
+    result = CliRunner().invoke(cli, ["infer", PROMPTS[1], "--url", lora_server.grpc_url, "--lora", "chef",
+                                      "--max-tokens", str(MAX_NEW), "--no-stream"])
+    assert result.exit_code == 0, result.output
+    assert result.output.rstrip("\n") == expected["chef", PROMPTS[1]]

@@ -64,8 +64,9 @@ def _first(value):
 @click.option("--min-tokens", type=int, help="Generate at least this many tokens.")
 @click.option("--no-stream", is_flag=True, help="Wait for the whole answer instead of streaming.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (text, timings, token counts).")
+@click.option("--lora", help="LoRA adapter by name (the repository's lora.adapters; openai: the model).")
 def command(prompt, url, server, protocol, model, max_tokens, temperature, top_k, top_p, seed, stop_words,
-            bad_words, chat, min_tokens, no_stream, as_json) -> None:
+            bad_words, chat, min_tokens, no_stream, as_json, lora) -> None:
     """Send PROMPT to a running server and print the completion as it arrives.
 
     \b
@@ -75,14 +76,14 @@ def command(prompt, url, server, protocol, model, max_tokens, temperature, top_k
       tritongen infer "Hi" --protocol http --no-stream
     """
     if protocol == "openai":
-        return _openai(prompt, url, server, model, max_tokens, chat, as_json,
+        return _openai(prompt, url, server, lora or model, max_tokens, chat, as_json,
                        dict(temperature=temperature, top_p=top_p, seed=seed, stop=list(stop_words) or None))
     from ..clients.triton import GenerateParams, LLMClient
 
     params = GenerateParams(
         max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
         stop=list(stop_words), bad_words=list(bad_words), chat=chat, min_tokens=min_tokens,
-        return_num_tokens=True,
+        return_num_tokens=True, lora_name=lora,
     )
     prefix = ""
     if not url:

@@ -17,6 +17,7 @@ from pathlib import PurePosixPath
 from .. import contract
 from ..contract import Tensor
 from ..engine.lora import TASKS_SUBDIR
+from ..errors import GatingError
 from ..spec import Route, Spec
 
 #: The client input naming an adapter (an empty string, or the base model's name: no adapter).
@@ -74,6 +75,11 @@ def extend_context(spec: Spec, ctx: dict) -> None:
     ctx["bls_tables"] = tables
     if not enabled(spec):
         return
+    if spec.decoding.speculative.method.value == "draft_target":
+        # tensorrt_llm_bls sends each request's inputs to the draft model too, which has no adapters.
+        raise GatingError("lora.adapters: draft-target speculative decoding runs the draft model on every request, "
+                          "and the draft has no LoRA adapters",
+                          hint="drop lora.adapters or decoding.speculative.method=draft_target")
     llm = ctx["llm_contract"]
     target = llm.name("lora_task_id")
     ctx["lora_pre_inputs"], ctx["lora_pre_outputs"] = PRE_INPUTS, (PRE_OUTPUT,)
