@@ -385,3 +385,30 @@ def test_adapters_with_draft_target_decoding_are_refused(env, tmp_path):
                                       "decoding.speculative.draft_model": "tiny"})
     with pytest.raises(GatingError, match="draft-target speculative decoding runs the draft model on every request"):
         write_repo(spec, tmp_path / "r")
+
+
+def test_validate_refuses_adapters_on_an_engine_built_without_the_lora_plugin(env, tmp_path):
+    from conftest import FIXTURES
+    from tritongen.errors import TritongenError
+
+    engine = FIXTURES / "engines" / "llama3-8b-fp16-tp1"  # built without --lora_plugin (lora_plugin: null)
+    spec = load_spec("llama3-8b", options={"engine.dir": str(engine), "model.checkpoint_dir": "/models/llama3-8b",
+                                           "lora.adapters": _adapters(env)})
+    with pytest.raises(TritongenError, match="serves LoRA adapters but engine .* was built without the LoRA plugin"):
+        write_repo(spec, tmp_path / "r")
+    # The same engine with a LoRA plugin and a smaller max_lora_rank than lora.max_rank.
+    copy = tmp_path / "engine"
+    import shutil
+
+    shutil.copytree(engine, copy)
+    cfg = json.loads((copy / "config.json").read_text())
+    cfg["build_config"]["plugin_config"]["lora_plugin"] = "auto"
+    cfg["build_config"]["lora_config"]["max_lora_rank"] = 16
+    (copy / "config.json").write_text(json.dumps(cfg))
+    spec = load_spec("llama3-8b", options={"engine.dir": str(copy), "model.checkpoint_dir": "/models/llama3-8b",
+                                           "lora.adapters": _adapters(env)})
+    with pytest.raises(TritongenError, match="64 exceeds the engine's max_lora_rank 16"):
+        write_repo(spec, tmp_path / "r")
+    spec = load_spec("llama3-8b", options={"engine.dir": str(copy), "model.checkpoint_dir": "/models/llama3-8b",
+                                           "lora.adapters": _adapters(env), "lora.max_rank": 16})
+    write_repo(spec, tmp_path / "r")

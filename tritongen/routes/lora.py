@@ -94,3 +94,24 @@ def extend_context(spec: Spec, ctx: dict) -> None:
     tables["client_to_llm"].pop("lora_task_id", None)
     ctx["pre_params"] = {**ctx["pre_params"], "lora_adapters": pre_parameter(spec),
                          "model_name": spec.model.name}
+
+
+def check_engine(ctx, path, eng, spec: dict) -> None:
+    """`validate` on the engine route: a spec with adapters needs an engine built with the LoRA plugin and a
+    max_lora_rank that covers lora.max_rank (config.json build_config.plugin_config.lora_plugin and
+    build_config.lora_config, docs/reference/trtllm-engine-config.md)."""
+    lora = spec.get("lora") or {}
+    if not lora.get("adapters"):
+        return
+    build = eng.raw.get("build_config") or {}
+    plugin = (build.get("plugin_config") or {}).get("lora_plugin")
+    if plugin in (None, "disable"):
+        ctx.add(path, "parameters.lora_prefetch_dir", f"the spec serves LoRA adapters but engine {eng.path} was "
+                "built without the LoRA plugin", "rebuild it with `tritongen engine` (it adds --lora_plugin), or "
+                "drop lora.adapters")
+        return
+    rank = (build.get("lora_config") or {}).get("max_lora_rank")
+    want = int(lora.get("max_rank") or 64)
+    if isinstance(rank, int) and rank < want:
+        ctx.add(path, "lora.max_rank", f"{want} exceeds the engine's max_lora_rank {rank}",
+                f"set lora.max_rank<={rank} (with adapters of that rank) or rebuild the engine")
