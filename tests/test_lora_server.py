@@ -140,3 +140,37 @@ def test_infer_command_takes_the_adapter_name(lora_server, expected):
                                       "--max-tokens", str(MAX_NEW), "--no-stream"])
     assert result.exit_code == 0, result.output
     assert result.output.rstrip("\n") == expected["chef", PROMPTS[1]]
+
+
+def test_http_generate_and_a_client_sent_task_id_pick_the_adapter_too(lora_server, expected):
+    http = LLMClient(lora_server.http_url, protocol="http")
+    assert http.generate(PROMPTS[0], GenerateParams(max_tokens=MAX_NEW, lora_name="chef")).text == \
+        expected["chef", PROMPTS[0]]
+    # tensorrtllm_backend's clients send the task id themselves (chef is task id 2: second in the spec).
+    from tritongen.clients import contract_io
+
+    values = GenerateParams(max_tokens=MAX_NEW).inputs(PROMPTS[0], False).values
+    inputs = contract_io.client_inputs({**values, "lora_task_id": 2})
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(lora_server.grpc_url)
+    got = []
+    client.start_stream(callback=lambda result, error: got.append(error or result.as_numpy("text_output")))
+    client.async_stream_infer("ensemble", inputs.infer_inputs())
+    client.stop_stream()
+    assert len(got) == 1 and got[0][0].decode() == expected["chef", PROMPTS[0]]
+
+
+@pytest.fixture(scope="module")
+def mock_lora_server(adapters, session_root, server_factory):
+    repo = render("tiny", session_root / "repos" / "tiny-lora-mock",
+                  **{"name": "tiny-lora-mock", "cpu.engine": "mock",
+                     "lora.adapters": {k: str(v) for k, v in adapters.items()}})
+    return server_factory(repo, "test-lora-mock")
+
+
+def test_the_mock_engine_accepts_and_ignores_adapters(mock_lora_server):
+    base = _generate(mock_lora_server, None, PROMPTS[0])
+    assert base and _generate(mock_lora_server, "pirate", PROMPTS[0]) == base  # a MOCK: same fake tokens
+    with pytest.raises(ClientError, match="lora_name 'nope' is not a LoRA adapter"):
+        _generate(mock_lora_server, "nope", PROMPTS[0])  # preprocessing still knows the names
