@@ -412,3 +412,46 @@ def test_validate_refuses_adapters_on_an_engine_built_without_the_lora_plugin(en
     spec = load_spec("llama3-8b", options={"engine.dir": str(copy), "model.checkpoint_dir": "/models/llama3-8b",
                                            "lora.adapters": _adapters(env), "lora.max_rank": 16})
     write_repo(spec, tmp_path / "r")
+
+
+def test_without_prefetch_preprocessing_sends_the_weights_on_first_use(env, tmp_path):
+    import numpy as np
+
+    spec = load_spec("llama3-8b", options={"lora.adapters": _adapters(env), "lora.cache.prefetch": False,
+                                           "precision.format": "fp16", "engine.dir": "/engines/llama3-8b",
+                                           "model.checkpoint_dir": "/models/llama3-8b", "serving.bls": True})
+    repo = write_repo(spec, tmp_path / "r")  # validates the new mappings
+    cfgs = _configs(repo)
+    assert "lora_prefetch_dir" not in params_of(cfgs["tensorrt_llm"])
+    pre_step, llm_step = cfgs["ensemble"].ensemble_scheduling.step[0], cfgs["ensemble"].ensemble_scheduling.step[1]
+    assert pre_step.input_map["LORA_WEIGHTS"] == "lora_weights"
+    assert llm_step.input_map["lora_weights"] == pre_step.output_map["OUT_LORA_WEIGHTS"]
+    assert llm_step.input_map["lora_config"] == pre_step.output_map["OUT_LORA_CONFIG"]
+    assert params_of(cfgs["preprocessing"])["lora_weights_dir"] == "/engines/llama3-8b/lora_tasks"
+
+    # The preprocessing side, on files laid out as the build's conversion step writes them (STAND-IN values).
+    mod = _template_module("common/lib/lora_names.py", "lora_names_weights")
+    tasks = tmp_path / "lora_tasks"
+    (tasks / "2").mkdir(parents=True)
+    np.save(tasks / "2" / "model.lora_weights.npy", np.ones((1, 3, 8), dtype=np.float16))
+    np.save(tasks / "2" / "model.lora_config.npy", np.array([[[0, 0, 4], [1, 0, 4], [2, 1, 4]]], dtype=np.int32))
+    names = mod.LoraNames({"parameters": {"lora_adapters": {"string_value": json.dumps({"sql": 1, "chat": 2})},
+                                          "lora_weights_dir": {"string_value": str(tasks)}},
+                           "output": [{"name": "OUT_LORA_TASK_ID"}]})
+    ids = np.array([[2]], dtype=np.uint64)
+    first = dict(names.weights(ids, None, None))
+    assert first["OUT_LORA_WEIGHTS"].shape == (1, 3, 8) and first["OUT_LORA_CONFIG"].shape == (1, 3, 3)
+    assert names.weights(ids, None, None) == []  # cached in the backend since the first request
+    mine = np.zeros((1, 1, 8), dtype=np.float16)
+    assert dict(names.weights(ids, mine, np.zeros((1, 1, 3), dtype=np.int32)))["OUT_LORA_WEIGHTS"] is not None
+    with pytest.raises(ValueError, match="converted weights are not in"):
+        names.weights(np.array([[1]], dtype=np.uint64), None, None)
+
+
+def test_without_prefetch_a_bf16_engine_is_refused(env, tmp_path):
+    from tritongen.errors import GatingError
+
+    spec = load_spec("llama3-8b", options={"lora.adapters": _adapters(env), "lora.cache.prefetch": False,
+                                           "engine.dir": "/engines/llama3-8b", "model.checkpoint_dir": "/m"})
+    with pytest.raises(GatingError, match="the backend's lora_weights input is FP16, but this engine is bf16"):
+        write_repo(spec, tmp_path / "r")

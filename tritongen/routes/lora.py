@@ -30,11 +30,25 @@ PRE_INPUTS = (
 PRE_OUTPUT = Tensor("OUT_LORA_TASK_ID", "TYPE_UINT64", (1,))
 CLIENT_TO_PRE = {"lora_name": "LORA_NAME", "lora_task_id": "LORA_TASK_ID"}
 PRE_TO_LLM = {"OUT_LORA_TASK_ID": "lora_task_id"}
+#: Engine route without prefetching: preprocessing also sends an adapter's weights and config (the build's
+#: converted .npy) with its first request, and passes on what a client sends itself.
+WEIGHT_PRE_INPUTS = (
+    Tensor("LORA_WEIGHTS", "TYPE_FP16", (-1, -1), optional=True, ragged=True),
+    Tensor("LORA_CONFIG", "TYPE_INT32", (-1, 3), optional=True, ragged=True),
+)
+WEIGHT_PRE_OUTPUTS = (Tensor("OUT_LORA_WEIGHTS", "TYPE_FP16", (-1, -1)), Tensor("OUT_LORA_CONFIG", "TYPE_INT32", (-1, 3)))
+WEIGHT_CLIENT_TO_PRE = {"lora_weights": "LORA_WEIGHTS", "lora_config": "LORA_CONFIG"}
+WEIGHT_PRE_TO_LLM = {"OUT_LORA_WEIGHTS": "lora_weights", "OUT_LORA_CONFIG": "lora_config"}
 
 
 
 def enabled(spec: Spec) -> bool:
     return spec.route in (Route.engine, Route.cpu) and spec.lora.enabled
+
+
+def sends_weights(spec: Spec) -> bool:
+    """Whether preprocessing sends the adapters' weights (engine route, lora.cache.prefetch false)."""
+    return enabled(spec) and spec.route is Route.engine and not spec.lora.cache.prefetch
 
 
 def pre_parameter(spec: Spec) -> str:
@@ -94,6 +108,23 @@ def extend_context(spec: Spec, ctx: dict) -> None:
     tables["client_to_llm"].pop("lora_task_id", None)
     ctx["pre_params"] = {**ctx["pre_params"], "lora_adapters": pre_parameter(spec),
                          "model_name": spec.model.name}
+    if not sends_weights(spec):
+        return
+    if spec.precision.resolved_dtype.value != "fp16":
+        raise GatingError(f"lora.cache.prefetch: false sends the adapters' weights with requests, and the backend's "
+                          f"lora_weights input is FP16, but this engine is {spec.precision.resolved_dtype.value}",
+                          hint="keep lora.cache.prefetch true (the default), or build with precision.dtype fp16")
+    engine_dir = ctx["llm_params"].get("gpt_model_path", "")
+    ctx["lora_pre_inputs"] = (*PRE_INPUTS, *WEIGHT_PRE_INPUTS)
+    ctx["lora_pre_outputs"] = (PRE_OUTPUT, *WEIGHT_PRE_OUTPUTS)
+    ctx["client_to_pre"] = {**ctx["client_to_pre"], **WEIGHT_CLIENT_TO_PRE}
+    ctx["client_to_llm"] = {k: v for k, v in ctx["client_to_llm"].items() if k not in WEIGHT_CLIENT_TO_PRE}
+    ctx["pre_to_llm"] = {**ctx["pre_to_llm"], **{pre: llm.name(t) for pre, t in WEIGHT_PRE_TO_LLM.items()}}
+    tables["client_to_pre"].update(WEIGHT_CLIENT_TO_PRE)
+    tables["pre_to_llm"].update(WEIGHT_PRE_TO_LLM)
+    for name in WEIGHT_CLIENT_TO_PRE:
+        tables["client_to_llm"].pop(name, None)
+    ctx["pre_params"]["lora_weights_dir"] = str(PurePosixPath(engine_dir) / TASKS_SUBDIR)
 
 
 def check_engine(ctx, path, eng, spec: dict) -> None:

@@ -180,6 +180,8 @@ class TritonPythonModel:
         lora_ids = self.lora.task_ids(_input(request, "LORA_NAME"), _input(request, "LORA_TASK_ID"), batch)
         if lora_ids is not None:
             tensors.append(pb_utils.Tensor(LORA_OUTPUT, lora_ids))
+        for name, array in self.lora.weights(lora_ids, _input(request, "LORA_WEIGHTS"), _input(request, "LORA_CONFIG")):
+            tensors.append(pb_utils.Tensor(name, array))
         if self.send_arrival:
             tensors.append(pb_utils.Tensor("ARRIVAL_NS", np.full((batch, 1), self.arrival_ns, dtype=np.int64)))
         if _wants(request, "DECODER_INPUT_ID"):
