@@ -21,7 +21,7 @@ def _cpu_model_module(monkeypatch):
     fake.TRITONSERVER_RESPONSE_COMPLETE_FINAL = 1
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake)
     monkeypatch.syspath_prepend(str(REPO_ROOT / "templates/common/lib"))
-    monkeypatch.syspath_prepend(str(REPO_ROOT / "templates/cpu/tensorrt_llm/1"))  # guided.py, next to model.py
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "templates/cpu/tensorrt_llm/1"))  # guided.py and lora.py, next to model.py
     spec = importlib.util.spec_from_file_location("cpu_engine_model", REPO_ROOT / "templates/cpu/tensorrt_llm/1/model.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -41,7 +41,7 @@ def checkpoint(tmp_path_factory):
 def test_cache_steps_warn_nothing_and_match_generate(checkpoint, monkeypatch, capfd):
     module = _cpu_model_module(monkeypatch)
     engine = module.TorchEngine(str(checkpoint), "cpu", "float32", False, threads=1)
-    seq = types.SimpleNamespace(prompt=[5, 17, 33, 2], cache=None, next_logits=None)
+    seq = types.SimpleNamespace(prompt=[5, 17, 33, 2], cache=None, next_logits=None, lora=None)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a FutureWarning/DeprecationWarning fails the test
         engine.prefill(seq)

@@ -116,6 +116,8 @@ def _recorded_flags(tool: list[str], flags_yaml: dict, tools_yaml: dict) -> tupl
     script = tool[1]
     if script.endswith("/quantization/quantize.py"):
         return tools_yaml["quantize"]["flags"], tool[2:]
+    if script.endswith("/examples/hf_lora_convert.py"):
+        return tools_yaml["hf_lora_convert"]["flags"], tool[2:]
     m = re.search(r"/examples/(?:models/core/)?(\w+)/convert_checkpoint\.py$", script)
     assert m, f"unexpected script {script}"
     return tools_yaml["convert_checkpoint"][m.group(1)]["flags"], tool[2:]
@@ -150,6 +152,11 @@ def _check_tool_flags(tool: list[str], flags_yaml: dict, tools_yaml: dict) -> li
             i += 1
             continue
         assert i + 1 < len(tokens) and not tokens[i + 1].startswith("--"), f"{flag} needs a value"
+        if str(entry.get("type", "")).startswith("list["):  # nargs="+": every value up to the next flag
+            i += 1
+            while i < len(tokens) and not tokens[i].startswith("--"):
+                i += 1
+            continue
         value = tokens[i + 1]
         kind = entry.get("type")
         if kind == "int":

@@ -41,7 +41,8 @@ def test_golden_llmapi_llama3_8b_repository(tmp_path):
     assert sorted(got) == ["ensemble/1/contract_tables.py", "ensemble/1/llm_metrics.py", "ensemble/1/model.py",
                            "ensemble/1/textcodec.py",
                            "ensemble/config.pbtxt",
-                           "tensorrt_llm/1/llmapi_guided.py", "tensorrt_llm/1/model.py", "tensorrt_llm/1/model.yaml",
+                           "tensorrt_llm/1/llmapi_guided.py", "tensorrt_llm/1/lora_request.py",
+                           "tensorrt_llm/1/model.py", "tensorrt_llm/1/model.yaml",
                            "tensorrt_llm/config.pbtxt", "tritongen.lock.yaml"]
 
 

@@ -524,3 +524,10 @@ LLMAPI_STOP_INPUTS: tuple[Tensor, ...] = (
     Tensor("text_input", "TYPE_STRING", (-1,)),
     Tensor("stop", "TYPE_BOOL", (1,), optional=True),
 )
+
+
+# -- tritongen extensions: LoRA adapters by name (spec lora.adapters; tritongen/routes/lora.py) ---------------
+#: The ensemble's (and tensorrt_llm_bls') input naming an adapter, declared only by repositories with adapters;
+#: preprocessing turns it into tensorrt_llm's lora_task_id. Empty, or the base model's name: no adapter.
+LORA_NAME = Tensor("lora_name", "TYPE_STRING", (1,), optional=True,
+                   doc="tritongen: LoRA adapter by name (spec lora.adapters); empty: the base model")

@@ -75,7 +75,8 @@ class Inputs:
     """One request's input values (name -> value; a list for a tensor of variable length) for one contract."""
 
     values: dict[str, Any]
-    contract: tuple[Tensor, ...] = contract.CLIENT_INPUTS
+    #: lora_name: only repositories with LoRA adapters declare it; a request names it only for them.
+    contract: tuple[Tensor, ...] = (*contract.CLIENT_INPUTS, contract.LORA_NAME)
     #: The model batches (max_batch_size > 0): every tensor gets a leading batch dimension of 1.
     batched: bool = True
 

@@ -72,6 +72,8 @@ class GenerateParams:
     #: its guide text (README "Structured output").
     guide_type: str | None = None
     guide: str | None = None
+    #: LoRA adapter by name (spec lora.adapters); None: the base model.
+    lora_name: str | None = None
 
     def inputs(self, prompt: str, stream: bool) -> Inputs:
         """The client-contract inputs of a request for ``prompt``; only what is set is sent."""
@@ -87,6 +89,7 @@ class GenerateParams:
             "return_num_output_tokens": self.return_num_tokens or None,
             "return_perf_metrics": self.return_perf_metrics or None,
             "guided_decoding_guide_type": self.guide_type, "guided_decoding_guide": self.guide or None,
+            "lora_name": self.lora_name,
         }
         return contract_io.client_inputs(values)
 

@@ -68,8 +68,9 @@ def _first(value):
 @click.option("--guide", help="The JSON schema, regex or EBNF grammar for --guide-type (@FILE reads a file).")
 @click.option("--no-stream", is_flag=True, help="Wait for the whole answer instead of streaming.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (text, timings, token counts).")
+@click.option("--lora", help="LoRA adapter by name (the repository's lora.adapters; openai: the model).")
 def command(prompt, url, server, protocol, model, max_tokens, temperature, top_k, top_p, seed, stop_words,
-            bad_words, chat, min_tokens, guide_type, guide, no_stream, as_json) -> None:
+            bad_words, chat, min_tokens, guide_type, guide, no_stream, as_json, lora) -> None:
     """Send PROMPT to a running server and print the completion as it arrives.
 
     \b
@@ -83,14 +84,14 @@ def command(prompt, url, server, protocol, model, max_tokens, temperature, top_k
     if protocol == "openai":
         if guide_type:
             raise UsageError("--guide-type is for --protocol grpc/http; an OpenAI server takes response_format")
-        return _openai(prompt, url, server, model, max_tokens, chat, as_json,
+        return _openai(prompt, url, server, lora or model, max_tokens, chat, as_json,
                        dict(temperature=temperature, top_p=top_p, seed=seed, stop=list(stop_words) or None))
     from ..clients.triton import GenerateParams, LLMClient
 
     params = GenerateParams(
         max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
         stop=list(stop_words), bad_words=list(bad_words), chat=chat, min_tokens=min_tokens,
-        return_num_tokens=True, guide_type=guide_type, guide=guide,
+        return_num_tokens=True, guide_type=guide_type, guide=guide, lora_name=lora,
     )
     prefix = ""
     if not url:

@@ -62,7 +62,7 @@ def key_material(spec: Spec, *, gpu: Any = None, trtllm_version: str | None = No
     arch, sm = _gpu_fields(gpu if gpu is not None else spec.engine.gpu)
     if role == "engine" and spec_dec.method is SpeculativeMethod.draft_target:
         role = "target"  # the same entry whether asked for by the planner or by the renderer
-    return {
+    material = {
         "recipe": PLAN_RECIPE,
         "role": role,
         "checkpoint": checkpoint_identity(spec.checkpoint_dir, spec.model.hf_id or spec.model.name),
@@ -100,6 +100,9 @@ def key_material(spec: Spec, *, gpu: Any = None, trtllm_version: str | None = No
         "gpu_arch": arch,
         "gpu_sm": sm,
     }
+    if spec.lora.enabled and role != "draft":  # only then: engines without LoRA keep their keys
+        material["lora"] = spec.lora.build_identity()
+    return material
 
 
 def _tensorrt_of(image: str) -> str | None:

@@ -19,6 +19,7 @@ from ..resolve import draft_spec
 from ..runtime.container import ContainerRun, Mount, docker_run_args
 from ..spec import Spec, SpeculativeMethod
 from . import cache, gating
+from . import lora as lora_steps
 from .combinations import check_combination, version_warnings
 from .gating import GpuTarget
 from .steps import (
@@ -171,6 +172,7 @@ def plan_engine(spec: Spec, *, gpu: GpuTarget, role: str = "engine", runner: str
     build = build_step(spec, paths, role=role, draft_of=draft_of)
     build.mounts = [work_mount]
     steps.append(build)
+    lora_steps.extend_plan(spec, role, runner == "local", paths, work_mount, build, steps)
     return EnginePlan(role=role, spec=spec, gpu=gpu, image=image, trtllm_version=version, runner=runner,
                       material=material, entry=entry, work=work, steps=steps,
                       gpu_ids=spec.parallelism.resolved_gpu_ids, user=user, warnings=warnings)

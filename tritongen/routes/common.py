@@ -7,6 +7,7 @@ from .. import __version__, contract, versions
 from ..errors import GatingError
 from ..resolve import Deployment
 from ..spec import Route
+from . import lora
 from .base import BaseRoute
 
 
@@ -123,7 +124,7 @@ def context(deployment: Deployment, llm_params: dict[str, str]) -> dict:
         "num_draft_tokens": spec.resolved_max_draft_len,
         "llm_names": _llm_names(tensors["llm_contract"]) if spec.route is not Route.llmapi else "",
     }
-    return {
+    ctx = {
         "spec": spec,
         "names": spec.model_names,
         "llm_name": spec.model_names["tensorrt_llm"],
@@ -138,6 +139,8 @@ def context(deployment: Deployment, llm_params: dict[str, str]) -> dict:
         "bls_params": params(bls),
         "llm_params": llm_params,
     }
+    lora.extend_context(spec, ctx)
+    return ctx
 
 
 class EnsembleRoute(BaseRoute):

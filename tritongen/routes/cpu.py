@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..resolve import Deployment
+from . import lora
 from .base import spec_gpu_ids
 from .common import EnsembleRoute, params
 from .guided import guided_parameters
@@ -36,6 +37,7 @@ class CpuRoute(EnsembleRoute):
             "trust_remote_code": spec.model.trust_remote_code,
             "decoding_mode": spec.resolved_decoding_mode.value,
             **guided_parameters(spec),
+            **({"lora_adapters": lora.cpu_parameter(spec)} if lora.enabled(spec) else {}),
         })
 
     def prepare(self, deployment: Deployment, *, build: bool, echo: Callable[[str], None],

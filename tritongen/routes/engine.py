@@ -9,7 +9,7 @@ from ..errors import UsageError
 from ..names import show_path
 from ..repo.report import RepoCheck
 from ..resolve import Deployment, resolve
-from . import guided
+from . import guided, lora
 from .common import EnsembleRoute, params
 from .engine_checks import check_tensorrt_llm
 
@@ -58,6 +58,8 @@ class EngineRoute(EnsembleRoute):
             values["lookahead_ngram_size"] = spec_dec.lookahead.ngram_size
             values["lookahead_verification_set_size"] = spec_dec.lookahead.verification_set_size
         values.update(guided.engine_parameters(deployment))
+        if lora.enabled(spec):
+            values.update(lora.engine_parameters(spec, deployment.engine_dir))
         return params(values)
 
     def prepare(self, deployment: Deployment, *, build: bool, echo: Callable[[str], None],

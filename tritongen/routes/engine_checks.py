@@ -9,6 +9,7 @@ from pathlib import Path
 from .. import contract, engine_config, versions
 from ..repo.lock import LOCK_NAME
 from ..repo.report import RepoCheck, dtype_name, params_of
+from . import lora
 from .guided import check_engine_params as check_guided
 
 _VALID_BATCHING = {"inflight_fused_batching", "inflight_batching", "V1"}
@@ -173,6 +174,7 @@ def check_engine(ctx: RepoCheck, path: Path, cfg, params: dict[str, str], eng, s
             ctx.add(path, "parallelism", f"tp x pp = {par.get('tp', 1)} x {par.get('pp', 1)} = {world} but the "
                     f"engine was built for world size {eng.world_size} (tp={eng.tp_size}, pp={eng.pp_size})",
                     "use the engine's parallelism or rebuild")
+    lora.check_engine(ctx, path, eng, spec)
     if gpu_ids and len(gpu_ids) != eng.world_size:
         ctx.add(path, "parameters.gpu_device_ids", f"{len(gpu_ids)} GPU(s) for an engine of world size "
                 f"{eng.world_size}", f"give {eng.world_size} GPU id(s) (parallelism.gpu_ids)")

@@ -96,6 +96,8 @@ def _check_path(path: list[str], assignment: str) -> None:
                              f"{guess or ';'} fields of {where}: {', '.join(fields)}"])
         annotation = fields[part].annotation
         sub = submodel(annotation)
+        if sub is None and i == len(path) - 2 and getattr(annotation, "__origin__", None) is dict:
+            return  # one entry of a mapping (lora.adapters.<name>=<dir>): the model checks the key
         if i < len(path) - 1 and sub is None:
             raise SpecError([f"--set {assignment}: {'.'.join(path[: i + 1])} is a value, not a section"])
         model = sub or model

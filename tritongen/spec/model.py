@@ -45,6 +45,7 @@ from .choices import (
     SpeculativeMethod,
     TorchDtype,
 )
+from .lora import LoraSpec
 from .rules import CROSS_MARK, cross_check
 
 
@@ -366,6 +367,8 @@ class Spec(StrictModel):
     container: Container = Field(default_factory=Container)
     engine: EngineSpec = Field(default_factory=EngineSpec)
     cpu: CpuSpec = Field(default_factory=CpuSpec)
+    lora: LoraSpec = Field(default_factory=LoraSpec, description="LoRA adapters chosen per request (README "
+                           "\"LoRA adapters\").")
     #: Fields load_spec took from the prebuilt engine's config.json (dotted key -> value), for messages.
     _from_engine: dict = PrivateAttr(default_factory=dict)
 

@@ -31,6 +31,8 @@ def _type_name(annotation) -> str:
         return _type_name(args[0])
     if origin is list:
         return f"list[{_type_name(args[0])}]" if args else "list"
+    if origin is dict:  # lora.adapters: name -> folder
+        return f"dict[{_type_name(args[0])}, {_type_name(args[1])}]" if args else "dict"
     if annotation is Route:  # an open set: the reference lists the routes tritongen ships
         return " \\| ".join(f"`{name}`" for name in Route.BUILTIN)
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
@@ -44,6 +46,8 @@ def _type_name(annotation) -> str:
 def _default(field) -> str:
     if field.default is PydanticUndefined and field.default_factory is None:
         return "required"
+    if field.default_factory is dict:  # an empty mapping (lora.adapters)
+        return "`{}`"
     if field.default_factory is not None:
         return "(section)"
     value = field.default

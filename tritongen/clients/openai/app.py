@@ -88,22 +88,24 @@ def _add_routes(app, service: Service) -> None:
 
     @app.get("/v1/models")
     async def list_models() -> ModelList:
-        return ModelList(data=[ModelCard(id=cfg.model_name, created=cfg.created)])
+        return ModelList(data=[ModelCard(id=m, created=cfg.created) for m in await service.model_ids()])
 
     @app.get("/v1/models/{model_id:path}")
     async def get_model(model_id: str) -> ModelCard:
-        service.check_model(model_id)
-        return ModelCard(id=cfg.model_name, created=cfg.created)
+        await service.adapter_for(model_id)
+        return ModelCard(id=model_id, created=cfg.created)
 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest):
-        service.check_model(body.model)
-        return await _respond(service, completion_generation(body, 16), body, chat=False)
+        gen = completion_generation(body, 16)
+        gen.lora_name = await service.adapter_for(body.model)
+        return await _respond(service, gen, body, chat=False)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatCompletionRequest):
-        service.check_model(body.model)
-        return await _respond(service, chat_generation(body, cfg.default_max_tokens), body, chat=True)
+        gen = chat_generation(body, cfg.default_max_tokens)
+        gen.lora_name = await service.adapter_for(body.model)
+        return await _respond(service, gen, body, chat=True)
 
 
 async def _respond(service: Service, gen: Generation, body: SamplingRequest, *, chat: bool):
@@ -111,7 +113,8 @@ async def _respond(service: Service, gen: Generation, body: SamplingRequest, *, 
     from .asgi import DeferredJSON, EventStream
 
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    reply = Reply(service.cfg.model_name, chat, contract_io.request_id(), include_usage=include_usage,
+    # The model it was asked for: the base model's name or an adapter's.
+    reply = Reply(gen.lora_name or service.cfg.model_name, chat, contract_io.request_id(), include_usage=include_usage,
                   **choices.reply_options(body, service.cfg.tool_parser))
     gens = choices.fan_out(gen, body.n)
     if body.stream:

@@ -53,6 +53,8 @@ class Generation:
     top_logprobs: int = 0  #: with logprobs: the k most likely tokens of each step too (cpu route)
     #: Structured output: (guided_decoding_guide_type, guided_decoding_guide), see guided.py.
     guide: tuple[str, str] | None = None
+    #: The LoRA adapter the request's model names (adapters.py); None: the base model.
+    lora_name: str | None = None
 
     def values(self) -> dict[str, Any]:
         """The client-contract inputs this request sends (name -> value)."""
@@ -83,6 +85,8 @@ class Generation:
             out["guided_decoding_guide_type"], guide = self.guide
             if guide:
                 out["guided_decoding_guide"] = guide
+        if self.lora_name:
+            out["lora_name"] = self.lora_name
         return out
 
     def tensors(self) -> dict[str, tuple[np.ndarray, str]]:

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import adapters as lora_adapters
 from . import choices, logprobs
 from .backend import TritonBackend
 from .mapping import Generation, Reply, StopScanner, sse
@@ -66,11 +67,27 @@ class Service:
         self.stats = Stats()
         #: The front's /metrics (clients/openai/metrics.py), when prometheus-client is installed.
         self.metrics = None
+        self._adapters: tuple[str, ...] | None = None  # the repository's LoRA adapters, once Triton answered
 
-    def check_model(self, name: str) -> None:
-        if name != self.cfg.model_name:
-            raise OpenAIError(404, f"The model `{name}` does not exist. This server serves `{self.cfg.model_name}`.",
-                              param="model", code="model_not_found")
+    async def adapters(self) -> tuple[str, ...]:
+        """The LoRA adapters served besides the base model (adapters.py), asked of Triton until it answers."""
+        if self._adapters is None and self.triton.stub is not None:
+            self._adapters = await lora_adapters.discover(self.triton.stub, self.cfg.triton_model)
+        return self._adapters or ()
+
+    async def model_ids(self) -> list[str]:
+        """What /v1/models lists: the base model, then each adapter."""
+        return [self.cfg.model_name, *await self.adapters()]
+
+    async def adapter_for(self, name: str) -> str | None:
+        """The adapter a request's ``model`` names (None: the base model); an unknown name is a 404."""
+        if name == self.cfg.model_name:
+            return None
+        if name in await self.adapters():
+            return name
+        served = ", ".join(f"`{m}`" for m in await self.model_ids())
+        raise OpenAIError(404, f"The model `{name}` does not exist. This server serves {served}.",
+                          param="model", code="model_not_found")
 
     async def run(self, gen: Generation, request_id: str, *, index: int = 0) -> AsyncIterator[tuple[str, Any]]:
         """Yield ("text", delta) and ("logprobs", tokens) events, then one ("end", (finish_reason, usage)).

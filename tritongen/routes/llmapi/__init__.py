@@ -22,7 +22,7 @@ from ...resolve import Deployment
 from ..base import BaseRoute, spec_gpu_ids
 from ..common import context as common_context
 from ..common import params
-from . import checks
+from . import checks, lora
 from .model_yaml import check_supported, model_yaml, tokenizer_ref, yaml_notes
 from .tensors import CONTAINER_IMPL_DIR, LLM_MODEL, LLMAPI_INPUTS, LLMAPI_OUTPUTS, front_tables
 
@@ -61,7 +61,7 @@ class LlmapiRoute(BaseRoute):
 
     def context(self, deployment: Deployment) -> dict:
         llm_yaml, triton_yaml = model_yaml(deployment.spec)
-        return {
+        ctx = {
             **common_context(deployment, {}),
             "llmapi_inputs": LLMAPI_INPUTS,
             "llmapi_outputs": LLMAPI_OUTPUTS,
@@ -75,6 +75,8 @@ class LlmapiRoute(BaseRoute):
             "llmapi_impl_dir": CONTAINER_IMPL_DIR,
             "llmapi_tables": front_tables(),
         }
+        lora.extend_context(deployment.spec, ctx)
+        return ctx
 
     def check_repo(self, check: RepoCheck) -> None:
         if not checks.is_llmapi_repo(check.repo, check.models, check.lock, check.prefix):

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from ... import contract
+from .lora import LLMAPI_LORA_NAME
 from .model_yaml import (
     DECODING_TYPES,
     KNOWN_KV_CACHE_KEYS,
@@ -181,7 +182,8 @@ def _dtype_name(value: int) -> str:
 
 
 def _check_llmapi_tensors(cfg_path: Path, cfg, add) -> None:
-    for kind, declared, contract_tensors in (("input", cfg.input, LLMAPI_INPUTS),
+    # lora_name: read by tritongen's wrapper model.py (lora_request.py), not by upstream's model.
+    for kind, declared, contract_tensors in (("input", cfg.input, (*LLMAPI_INPUTS, LLMAPI_LORA_NAME)),
                                              ("output", cfg.output, LLMAPI_OUTPUTS)):
         known = {t.name: t for t in contract_tensors}
         names = set()

@@ -15,6 +15,7 @@ from ... import versions
 from ...errors import GatingError
 from ...spec import KvCacheDtype, Precision, Spec, SpeculativeMethod
 from ..guided import enabled as guided_enabled
+from .lora import llm_args as lora_args
 
 #: Top-level LLM() arguments (TorchLlmArgs + BaseLlmArgs, TensorRT-LLM 1.x) that tritongen knows. LLM() rejects
 #: unknown arguments (its pydantic models use extra="forbid"), so validate flags anything else in model.yaml.
@@ -194,6 +195,7 @@ def llm_args(spec: Spec) -> dict:
         args["trust_remote_code"] = True
     if guided_enabled(spec):
         args["guided_decoding_backend"] = "xgrammar"
+    args.update(lora_args(spec))
     return args
 
 

@@ -17,6 +17,8 @@ import time
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
+from lora_names import OUTPUT as LORA_OUTPUT
+from lora_names import LoraNames
 from textcodec import (
     bool_param,
     byte_size,
@@ -54,6 +56,7 @@ class TritonPythonModel:
         # A prompt longer than this surely has more than max_input_len tokens: refused before it is decoded or
         # tokenized (tokenizing 50 MB took 7 GB and minutes of CPU).
         self.prompt_bytes, self.chat_bytes = prompt_bounds(config, tok, self.max_input_len)
+        self.lora = LoraNames(config)  # adapter name -> task id (spec lora.adapters)
         self.send_arrival = any(o.get("name") == "ARRIVAL_NS" for o in config.get("output", []))
         self.arrival_ns = 0
         # Everything loaded so far (tokenizer, model) lives as long as the process: keep it out of the garbage
@@ -174,6 +177,11 @@ class TritonPythonModel:
             values = _one_of(request, new_name, old_name, batch)
             if values is not None:
                 tensors.append(pb_utils.Tensor(out_name, np.asarray(values, dtype=dtype).reshape(batch, 1)))
+        lora_ids = self.lora.task_ids(_input(request, "LORA_NAME"), _input(request, "LORA_TASK_ID"), batch)
+        if lora_ids is not None:
+            tensors.append(pb_utils.Tensor(LORA_OUTPUT, lora_ids))
+        for name, array in self.lora.weights(lora_ids, _input(request, "LORA_WEIGHTS"), _input(request, "LORA_CONFIG")):
+            tensors.append(pb_utils.Tensor(name, array))
         if self.send_arrival:
             tensors.append(pb_utils.Tensor("ARRIVAL_NS", np.full((batch, 1), self.arrival_ns, dtype=np.int64)))
         if _wants(request, "DECODER_INPUT_ID"):

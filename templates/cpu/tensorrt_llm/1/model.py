@@ -33,6 +33,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 from guided import Guides, request_guide
 from llm_metrics import ENGINE_FAMILIES, Metrics, enabled
+from lora import Adapters
 from textcodec import LLM_TO_CLIENT, SAMPLING_RANGES, check_sampling, one_of
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
@@ -107,7 +108,7 @@ class Sequence:
         "want_logprobs", "want_num_in", "want_num_out", "want_perf", "generated", "logprobs", "cum_logprob",
         "cache", "next_logits", "counts", "arrival_ns", "scheduled_ns", "first_token_ns", "last_token_ns",
         "done", "bias", "sent_upto", "draft", "key", "origin_ns", "finish", "emitted_ns", "want_length",
-        "want_state", "top_n", "tops", "last_top", "guide",
+        "want_state", "top_n", "tops", "last_top", "guide", "lora",
     )
 
 
@@ -190,6 +191,7 @@ class TorchEngine:
             "num_logits_to_keep" if "num_logits_to_keep" in params else None)
         # transformers 5 renamed forward's past_key_values to cache (the old name warns on every call).
         self.cache_arg = "cache" if "cache" in params else "past_key_values"
+        self.lora = None  # lora.Adapters once attached: each forward then names its sequence's adapter
 
     def _new_cache(self):
         from transformers import DynamicCache
@@ -199,7 +201,7 @@ class TorchEngine:
         except TypeError:  # transformers 4.x: no config argument
             return DynamicCache()
 
-    def _forward(self, ids, cache):
+    def _forward(self, ids, cache, adapter=None):
         torch = self.torch
         # One Cache object per sequence, updated in place by every forward: no legacy tuples, and no reading of
         # the output's deprecated past_key_values attribute.
@@ -207,15 +209,17 @@ class TorchEngine:
         kwargs = {"use_cache": True, self.cache_arg: cache}
         if self.keep_arg:
             kwargs[self.keep_arg] = 1
+        if self.lora is not None:
+            kwargs.update(self.lora.forward_kwargs(adapter))
         with torch.inference_mode():
             out = self.model(input_ids=torch.tensor([ids], device=self.device), **kwargs)
         return out.logits[0, -1].float(), cache
 
     def prefill(self, seq: Sequence):
-        seq.next_logits, seq.cache = self._forward(seq.prompt, None)
+        seq.next_logits, seq.cache = self._forward(seq.prompt, None, seq.lora)
 
     def step(self, seq: Sequence, token: int):
-        seq.next_logits, seq.cache = self._forward([token], seq.cache)
+        seq.next_logits, seq.cache = self._forward([token], seq.cache, seq.lora)
 
     def make_generator(self, seed: int):
         gen = self.torch.Generator(device=self.device)
@@ -290,6 +294,11 @@ class TritonPythonModel:
         # Structured output (guided.py): on when the repository was rendered with serving.guided_decoding=xgrammar.
         self.guides = (Guides(_param(config, "tokenizer_dir"), trust, self.engine.vocab_size)
                        if _param(config, "guided_decoding_backend") == "xgrammar" else None)
+        # LoRA adapters by task id (lora.py); the MOCK has no weights to adapt and ignores LoRA inputs.
+        self.lora = Adapters.from_param(_param(config, "lora_adapters"))
+        if self.lora and not self.is_mock:
+            self.lora.attach(self.engine)
+            self.engine.lora = self.lora
         # The LLM metrics (templates/common/lib/llm_metrics.py): the engine's own figures here; request timings
         # travel to postprocessing in stream_state (tritongen.contract.STATE_STATS) when they are on.
         self.send_stats = enabled(config)
@@ -446,6 +455,10 @@ class TritonPythonModel:
             s.origin_ns = int(_row_scalar(_get(request, "tritongen_arrival_ns"), row, 0)) or now
             s.finish = FINISH_NONE
             s.generator = None
+            s.lora = None
+            if not self.is_mock:
+                s.lora = self.lora.adapter_of(_row_scalar(_get(request, "lora_task_id"), row, None),
+                                              _get(request, "lora_weights"), _get(request, "lora_config"))
             draft = _get(request, "draft_input_ids")
             s.draft = None
             if draft is not None and np.asarray(draft).size:

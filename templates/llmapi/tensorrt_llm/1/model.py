@@ -7,11 +7,13 @@ TritonPythonModel, so what runs is the model NVIDIA builds and tests together wi
 It is configured by model.yaml next to this file: the container's model reads model.yaml from
 pb_utils.get_model_dir(), which is this folder.
 
-Two additions, both before the container's initialize() runs:
+Additions, the first two before the container's initialize() runs:
 - a warning when the container's TensorRT-LLM differs from the release this repository was rendered for
   (parameter tritongen_trtllm_version; model.yaml keys are checked against that release);
 - CUDA_VISIBLE_DEVICES from the parameter tritongen_gpu_ids (the spec's parallelism.gpu_ids), unless the
-  environment already sets it. TensorRT-LLM is imported inside initialize(), after this.
+  environment already sets it. TensorRT-LLM is imported inside initialize(), after this;
+- with LoRA adapters (parameter tritongen_lora_adapters), a request's lora_name becomes the LLM API's
+  lora_request (lora_request.py).
 
 TRITONGEN_LLMAPI_IMPL_DIR names another folder holding the implementation's model.py (a patched copy, or the
 FAKE that tritongen's tests serve on machines without TensorRT-LLM).
@@ -25,6 +27,7 @@ import os
 import sys
 
 import triton_python_backend_utils as pb_utils
+from lora_request import LoraRequests
 
 DEFAULT_IMPL_DIR = "/app/all_models/llmapi/tensorrt_llm/1"
 IMPL_ENV = "TRITONGEN_LLMAPI_IMPL_DIR"
@@ -102,4 +105,14 @@ class TritonPythonModel(_IMPL.TritonPythonModel):
         gpu_ids = _param(config, "tritongen_gpu_ids")
         if gpu_ids and not os.environ.get("CUDA_VISIBLE_DEVICES"):
             os.environ["CUDA_VISIBLE_DEVICES"] = gpu_ids
-        return super().initialize(args)
+        self._lora = LoraRequests(_param(config, "tritongen_lora_adapters"))
+        result = super().initialize(args)
+        engine = getattr(self, "_llm_engine", None)  # set on the leader rank only
+        if self._lora and engine is not None and not isinstance(engine, Exception):
+            self._lora.wrap(engine)
+        return result
+
+    def _convert_request(self, request):
+        if self._lora:
+            self._lora.select(request, pb_utils)
+        return super()._convert_request(request)
