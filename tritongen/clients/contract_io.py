@@ -70,13 +70,17 @@ def _array(tensor: Tensor, value: Any, batched: bool) -> tuple[np.ndarray, str]:
     return (array[np.newaxis] if batched else array), dtype
 
 
+#: What a client may send the ensemble (or tensorrt_llm_bls): the client contract, and lora_name, which only
+#: repositories with LoRA adapters declare (a request names it only for them).
+CLIENT_REQUEST_INPUTS: tuple[Tensor, ...] = (*contract.CLIENT_INPUTS, contract.LORA_NAME)
+
+
 @dataclass(frozen=True)
 class Inputs:
     """One request's input values (name -> value; a list for a tensor of variable length) for one contract."""
 
     values: dict[str, Any]
-    #: lora_name: only repositories with LoRA adapters declare it; a request names it only for them.
-    contract: tuple[Tensor, ...] = (*contract.CLIENT_INPUTS, contract.LORA_NAME)
+    contract: tuple[Tensor, ...] = CLIENT_REQUEST_INPUTS
     #: The model batches (max_batch_size > 0): every tensor gets a leading batch dimension of 1.
     batched: bool = True
 

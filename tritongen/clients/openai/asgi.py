@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import logging
 
 from starlette.responses import JSONResponse, Response
 
@@ -114,6 +115,10 @@ async def until_disconnect(work, receive) -> None:
         listener.cancel()
         if not task.done():
             task.cancel()
+        elif not task.cancelled() and task.exception() is not None:
+            # A bug, not a disconnect: say what it was (the client gets a 500 from the server either way).
+            exc = task.exception()
+            logging.getLogger("tritongen.openai").error("request failed: %s", exc, exc_info=exc)
         with contextlib.suppress(asyncio.CancelledError, OSError, Exception):
             await task
 

@@ -50,7 +50,8 @@ def check_completion(logprobs: int | None, echo: bool) -> None:
 def client_inputs(values: dict[str, Any]) -> contract_io.Inputs:
     """The client-contract inputs of ``values``, with the cpu route's top_logprobs when asked for."""
     extra = (contract.TOP_LOGPROBS_INPUT,) if values.get("top_logprobs") else ()
-    return contract_io.Inputs({k: v for k, v in values.items() if v is not None}, contract.CLIENT_INPUTS + extra)
+    return contract_io.Inputs({k: v for k, v in values.items() if v is not None},
+                              contract_io.CLIENT_REQUEST_INPUTS + extra)
 
 
 def unavailable(param: str) -> OpenAIError:
