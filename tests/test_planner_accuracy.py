@@ -54,6 +54,7 @@ class Source:
     url: str
     frac: float = 0.95  # kv_cache_free_gpu_mem_fraction of the published run
     graphs: tuple[int, ...] = ()  # CUDA graph sizes with padding (empty: none)
+    served: bool = False  # measured through a serving front (tokenizer, hops): its TTFT includes them
 
 
 SOURCES = {
@@ -64,7 +65,7 @@ SOURCES = {
                       f"{TRTLLM}/258c7540c03517def55d9a5aadfa9288af474e1b/docs/source/performance/perf-overview.md"),
     "serving-0.14": Source("docs", "same page, Online Serving Measurements (v0.14, Triton backend, BF16, 500 requests)",
                            f"{TRTLLM}/258c7540c03517def55d9a5aadfa9288af474e1b/docs/source/performance/"
-                           "perf-overview.md#online-serving-measurements", frac=0.9),
+                           "perf-overview.md#online-serving-measurements", frac=0.9, served=True),
     "h200-launch": Source("blog", "H200 achieves nearly 12,000 tokens/sec on Llama2-13B (v0.5.0, FP8, out tok/s/GPU)",
                           f"{TRTLLM}/2c39687db20941793ee357ef598b114c69453368/docs/source/blogs/H200launch.md"),
     "405b-blog": Source("blog", "Boosting Llama 3.1 405B Performance up to 1.44x with TensorRT Model Optimizer on "
@@ -77,7 +78,7 @@ SOURCES = {
                    "https://docs.nvidia.com/nemo-framework/user-guide/latest/performance/llama.html", frac=0.9),
     "nim-1.8": Source("docs", "NVIDIA NIM LLM benchmarking, Llama-3.3-70b-instruct, NIM 1.8.0, 2 x H100 80G, fp8 TP2 "
                       "(TensorRT-LLM profile assumed; AIPerf at a fixed concurrency)",
-                      "https://docs.nvidia.com/nim/benchmarking/llm/1.0.0/performance", frac=0.9),
+                      "https://docs.nvidia.com/nim/benchmarking/llm/1.0.0/performance", frac=0.9, served=True),
     "jan": Source("vendor", "Jan, Benchmarking NVIDIA TensorRT-LLM (2024-04-29, TensorRT-LLM 0.7.1, Windows)",
                   "https://jan.ai/post/benchmarking-nvidia-tensorrt-llm", frac=0.9),
 }
@@ -157,7 +158,7 @@ def _setup(row: Row, concurrency: int = 1):
     plan = sizing.make_plan(spec, row.gpu, sizing.Workload(row.isl, row.osl, concurrency), tp=row.tp, pp=1,
                             traffic="batch")
     est = sizing.Estimator(sizing.Shape.from_model(spec.model), plan.gpu, precision=row.precision, kv_dtype=kv,
-                           tp=row.tp, pp=1, graph_batches=src.graphs)
+                           tp=row.tp, pp=1, graph_batches=src.graphs, serving_stack=src.served)
     return plan, est
 
 
@@ -232,7 +233,7 @@ def latency_estimate(lat: Latency) -> float:
     if lat.rate:
         mean = mean_latencies(est, w, lat.rate)
         return mean["ttft" if lat.metric == "ttft_ms" else "itl"] * 1e3
-    perf = plan.performance
+    perf = est.performance(w, 1, plan.memory.sequences)  # the source's own harness: a serving front or none
     return {"ttft_ms": perf.ttft_ms, "e2e_ms": perf.e2e_latency_s * 1e3,
             "tok_s_per_user": perf.decode_tps_per_seq}[lat.metric]
 
@@ -320,12 +321,12 @@ def test_accuracy_goal_where_it_is_met_and_bounds_where_it_is_not():
         assert med <= goal_median and p90 <= goal_p90  # the goal, met
     # NOT met with the NVFP4 rows (p90) nor on latency: today's figures as regression bounds
     med, p90 = summary([e for *_, e in throughput])
-    assert med <= goal_median and p90 <= 0.32
+    assert med <= goal_median and p90 <= 0.31
     med, p90 = summary([e for *_, e in latency_errors()])
-    assert med <= 0.16 and p90 <= 0.39
+    assert med <= 0.145 and p90 <= 0.28
 
 
-DOC_THROUGHPUT, DOC_NOT_FP4, DOC_ORIGINAL, DOC_LATENCY = (0.097, 0.313), (0.085, 0.233), (0.064, 0.216), (0.151, 0.384)
+DOC_THROUGHPUT, DOC_NOT_FP4, DOC_ORIGINAL, DOC_LATENCY = (0.097, 0.306), (0.085, 0.233), (0.064, 0.216), (0.142, 0.277)
 
 
 def _report() -> None:

@@ -227,9 +227,10 @@ def test_decode_is_bandwidth_bound_hand_computed():
     assert perf.decode_step_ms == pytest.approx(step * 1e3)
     assert perf.decode_tps_per_seq == pytest.approx(1 / step)
     assert perf.decode_tps_aggregate == pytest.approx(1 / step)
-    # prefill: (2 x params x I + 2 x layers x I^2 x heads x head_dim) / (989.4 TFLOPS x 0.55) + overhead
+    # prefill: (2 x params x I + 2 x layers x I^2 x heads x head_dim) / (989.4 TFLOPS x 0.55) + overhead, and the
+    # serving front's 3.3 ms (tokenizer and ensemble hops, measured by benchmarks/pipeline.py)
     flop = 2 * 8.03e9 * 1024 + 2 * 32 * 1024**2 * 32 * 128
-    assert perf.ttft_ms == pytest.approx((flop / (989.4e12 * 0.55) + 0.0003) * 1e3)
+    assert perf.ttft_ms == pytest.approx((flop / (989.4e12 * 0.55) + 0.0003 + 0.0033) * 1e3)
     assert perf.e2e_latency_s == pytest.approx(perf.ttft_ms / 1e3 + 255 * step)
 
 

@@ -20,6 +20,11 @@ ASSUMPTIONS: dict[str, dict[str, Any]] = {
     "compute_efficiency": {"value": 0.55, "why": "share of dense tensor-core peak that prefill GEMMs reach"},
     "step_overhead_s": {"value": 0.0003, "why": "per-iteration runtime cost outside the kernels (scheduling, "
                         "sampling, in-flight batching bookkeeping)"},
+    "serving_stack_ttft_s": {"value": 0.0033, "why": "what the serving front adds to a request's first token "
+                             "outside the engine (tokenizing the prompt, the ensemble's hops to and from the engine, "
+                             "detokenizing the first token): measured by benchmarks/pipeline.py, ensemble vs the "
+                             "engine model alone at concurrency 1, TTFT p50 5.5 vs 2.2 ms (README, 'What the "
+                             "serving pipeline costs')"},
     "allreduce_latency_nvlink_s": {"value": 8e-6, "why": "latency of one small all-reduce over NVLink"},
     "allreduce_latency_pcie_s": {"value": 30e-6, "why": "latency of one small all-reduce over PCIe"},
     "max_batch_for_throughput": {"value": 4096, "why": "batch cap used for the 'max throughput' figure "
