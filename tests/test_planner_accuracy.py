@@ -323,10 +323,10 @@ def test_accuracy_goal_where_it_is_met_and_bounds_where_it_is_not():
     med, p90 = summary([e for *_, e in throughput])
     assert med <= goal_median and p90 <= 0.31
     med, p90 = summary([e for *_, e in latency_errors()])
-    assert med <= 0.145 and p90 <= 0.28
+    assert med <= 0.14 and p90 <= 0.28
 
 
-DOC_THROUGHPUT, DOC_NOT_FP4, DOC_ORIGINAL, DOC_LATENCY = (0.097, 0.306), (0.085, 0.233), (0.064, 0.216), (0.142, 0.277)
+DOC_THROUGHPUT, DOC_NOT_FP4, DOC_ORIGINAL, DOC_LATENCY = (0.097, 0.306), (0.085, 0.233), (0.064, 0.216), (0.134, 0.277)
 
 
 def _report() -> None:

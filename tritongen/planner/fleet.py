@@ -151,7 +151,8 @@ def mean_latencies(est: Estimator, workload: Workload, rate: float) -> dict[str,
         idle = _arrival_sees_idle(batch)
         ttft = (idle * first_token(est, workload, step, 0) + (1 - idle) * first_token(est, workload, step, batch)
                 + rate * prefill * prefill)
-        new = max(1.0, rate * (ttft + (o - 1) * itl))
+        # not floored at 1: below one request in flight on average most arrivals find the engine idle
+        new = rate * (ttft + (o - 1) * itl)
         if abs(new - batch) < 1e-3:
             break
         batch = new
