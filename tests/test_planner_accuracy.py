@@ -316,17 +316,16 @@ def test_accuracy_goal_where_it_is_met_and_bounds_where_it_is_not():
     goal_median, goal_p90 = 0.10, 0.25
     throughput = throughput_errors()
     for subset in ([e for r, _, e in throughput if _original(r)],  # the original comparison
-                   [e for r, _, e in throughput if r.precision != "nvfp4"]):  # every FP8 / FP16 row
+                   [e for r, _, e in throughput if r.precision != "nvfp4"],  # every FP8 / FP16 row
+                   [e for *_, e in throughput]):  # every row, NVFP4 included
         med, p90 = summary(subset)
         assert med <= goal_median and p90 <= goal_p90  # the goal, met
-    # NOT met with the NVFP4 rows (p90) nor on latency: today's figures as regression bounds
-    med, p90 = summary([e for *_, e in throughput])
-    assert med <= goal_median and p90 <= 0.31
+    # NOT met on latency: today's figures as regression bounds
     med, p90 = summary([e for *_, e in latency_errors()])
     assert med <= 0.14 and p90 <= 0.28
 
 
-DOC_THROUGHPUT, DOC_NOT_FP4, DOC_ORIGINAL, DOC_LATENCY = (0.097, 0.306), (0.085, 0.233), (0.064, 0.216), (0.134, 0.277)
+DOC_THROUGHPUT, DOC_NOT_FP4, DOC_ORIGINAL, DOC_LATENCY = (0.083, 0.222), (0.085, 0.233), (0.064, 0.216), (0.134, 0.277)
 
 
 def _report() -> None:

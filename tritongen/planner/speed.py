@@ -51,6 +51,8 @@ class Estimator:
         if flops is None:  # gated earlier; keep the arithmetic defined
             flops = gpu.peak_flops("bf16") or 1e12
         self.flops = flops * assumed("compute_efficiency")
+        if rate == "fp4":  # FP4 GEMMs (block scales, activation quantization) fall further short of their peak
+            self.flops *= assumed("fp4_gemm_share")
         # attention's two matmuls (QK^T, PV) run on the KV cache's dtype, not the weights' format: an NVFP4 or
         # W4A8 model with an FP8 KV cache does its attention math at the FP8 rate, with a 16-bit cache at 16 bit
         attn_rate = "fp8" if kv_dtype == "fp8" and gpu.peak_flops("fp8") else "bf16"
