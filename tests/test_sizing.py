@@ -300,6 +300,12 @@ def test_plan_command_table_and_gating_exit_code():
     for needle in ("MEMORY per GPU", "KV bytes per token", "PARALLELISM", "first-order estimate", "TTFT",
                    "trtllm-build:      --max_batch_size 8", "convert/quantize:  --tp_size 1 --pp_size 1"):
         assert needle in ok.output
+    # the one-paragraph assumptions summary names every term of the estimate, with today's values
+    summary = " ".join(ok.output.split("assumptions:")[1].split("SETTINGS")[0].split())
+    for term in ("GEMMs and attention each bound by their own resource", "75% of peak bandwidth",
+                 "55% of dense tensor peak", "FP4 GEMMs 0.68", "+0.3 ms per step", "2 ring all-reduces",
+                 "prefill's own pass", "running step", "3.3 ms for the serving front"):
+        assert term in summary, (term, summary)
     bad = CliRunner().invoke(cli, ["plan", "llama3-70b", "--gpu", "rtx4090", "--num-gpus", "1", "--precision",
                                    "fp16"])
     assert bad.exit_code == 6
