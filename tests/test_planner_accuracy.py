@@ -322,10 +322,10 @@ def test_accuracy_goal_where_it_is_met_and_bounds_where_it_is_not():
         assert med <= goal_median and p90 <= goal_p90  # the goal, met
     # NOT met on latency: today's figures as regression bounds
     med, p90 = summary([e for *_, e in latency_errors()])
-    assert med <= 0.14 and p90 <= 0.28
+    assert med <= 0.13 and p90 <= 0.31
 
 
-DOC_THROUGHPUT, DOC_NOT_FP4, DOC_ORIGINAL, DOC_LATENCY = (0.083, 0.222), (0.085, 0.233), (0.064, 0.216), (0.134, 0.277)
+DOC_THROUGHPUT, DOC_NOT_FP4, DOC_ORIGINAL, DOC_LATENCY = (0.083, 0.222), (0.085, 0.233), (0.064, 0.216), (0.127, 0.309)
 
 
 def _report() -> None:

@@ -136,8 +136,16 @@ def test_first_token_comes_from_the_prefill_and_waits_for_the_running_iteration(
     step, _ = est.token_latency(16, 309)
     # idle engine: the prefill's own forward pass samples the first token, no decode step follows it
     assert fleet.first_token(est, w, step, 0) == est.prefill(202)
-    # busy engine: half a running iteration on average, then an iteration of the others' decode plus the math
-    assert fleet.first_token(est, w, step, 15) == pytest.approx(1.5 * step + est.inflight_prefill(202))
+    # busy engine: the residual of the running iteration, then an iteration of the others' decode plus the math.
+    # Iterations are a step plus K ~ Poisson(15 / 214) prompts' math; the mean residual E[T^2] / 2 E[T] is longer
+    # than half a mean iteration (an arrival lands in a long iteration more often)
+    p, m = est.inflight_prefill(202), 15 / 214
+    mean_t, mean_t2 = step + m * p, step ** 2 + 2 * step * m * p + p ** 2 * (m + m ** 2)
+    assert mean_t2 / (2 * mean_t) > mean_t / 2
+    assert fleet.first_token(est, w, step, 15) == pytest.approx(mean_t2 / (2 * mean_t) + step + p)
+    # prompts arriving during the wait ride in the same iteration and add their math
+    assert fleet.first_token(est, w, step, 15, 10.0) == pytest.approx(
+        mean_t2 / (2 * mean_t) + step + p * (1 + 10.0 * mean_t2 / (2 * mean_t)))
     assert fleet.first_token(est, w, step, 15, wait_share=0.99) > fleet.first_token(est, w, step, 15)
     # an arrival finds no other request in flight with probability e^-b (number in flight ~ Poisson(b))
     assert fleet._arrival_sees_idle(0.0) == 1.0 and fleet._arrival_sees_idle(3.0) == pytest.approx(0.0498, abs=1e-4)

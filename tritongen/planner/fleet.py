@@ -97,18 +97,29 @@ def _poisson_quantile(mean: float, q: float) -> int:
     return n
 
 
-def first_token(est: Estimator, workload: Workload, step: float, others: float, wait_share: float = 0.5) -> float:
+def first_token(est: Estimator, workload: Workload, step: float, others: float, arrivals_per_s: float = 0.0,
+                wait_share: float = 0.5) -> float:
     """Engine seconds to a request's first token when ``others`` requests are in flight beside it.
 
     TensorRT-LLM's context phase samples the first token from the prompt's own forward pass, so no decode step
     follows the prefill. On an idle engine that is the idle-engine prefill (weights read, math, overhead). On a
-    busy one the prompt waits for the running iteration to end (``wait_share`` of a step: half on average for
-    iterations of equal length) and then rides in the next, which lasts a decode step of the others plus the
-    prompt's math (:meth:`Estimator.inflight_prefill`).
+    busy one the prompt waits for the running iteration to end, then rides in the next, which lasts a decode
+    step of the others plus its own math and that of the prompts that arrived during its wait
+    (``arrivals_per_s``) and ride with it (:meth:`Estimator.inflight_prefill`).
+
+    The wait is the residual of an iteration met at random: iterations are a decode step plus K prompts' math,
+    K ~ Poisson(others / O) (each request joins one of its O iterations), and an arrival lands in a long
+    iteration more often than in a short one (the inspection paradox), so the mean wait is E[T^2] / (2 E[T]),
+    not E[T] / 2. ``wait_share`` 0.5 gives that mean; a percentile scales E[T^2] / E[T] instead.
     """
     if others <= 0:
         return est.prefill(workload.input_len)
-    return (wait_share + 1) * step + est.inflight_prefill(workload.input_len)
+    own = est.inflight_prefill(workload.input_len)
+    m, p = others / max(workload.output_len, 1), own / est.pp
+    mean_t = step + m * p
+    mean_t2 = step * step + 2 * step * m * p + p * p * (m + m * m)
+    wait = wait_share * mean_t2 / mean_t
+    return wait + step + own * (1 + arrivals_per_s * wait)
 
 
 def _arrival_sees_idle(in_flight: float) -> float:
@@ -149,8 +160,7 @@ def mean_latencies(est: Estimator, workload: Workload, rate: float) -> dict[str,
         prefill = est.loaded_prefill(batch, workload.input_len)
         itl = (batch * prefill / est.pp + o * step) / o
         idle = _arrival_sees_idle(batch)
-        ttft = (idle * first_token(est, workload, step, 0) + (1 - idle) * first_token(est, workload, step, batch)
-                + rate * prefill * prefill)
+        ttft = idle * first_token(est, workload, step, 0) + (1 - idle) * first_token(est, workload, step, batch, rate)
         # not floored at 1: below one request in flight on average most arrivals find the engine idle
         new = rate * (ttft + (o - 1) * itl)
         if abs(new - batch) < 1e-3:
@@ -169,10 +179,10 @@ def closed_loop_latencies(est: Estimator, workload: Workload, concurrency: int) 
     step, _ = est.token_latency(concurrency, ctx)
     prefill = est.loaded_prefill(concurrency, workload.input_len)
     itl = (concurrency * prefill / est.pp + o * step) / o
-    base = first_token(est, workload, step, concurrency - 1)
-    ttft = base
-    for _ in range(50):  # the prefills of requests that arrive during one's own prefill delay it
-        ttft = base + concurrency / (ttft + est.serving_stack_s + (o - 1) * itl) * prefill * prefill
+    ttft = first_token(est, workload, step, concurrency - 1)
+    for _ in range(50):  # the requests arriving during one's wait ride with it: arrivals at concurrency / e2e
+        rate = concurrency / (ttft + est.serving_stack_s + (o - 1) * itl)
+        ttft = first_token(est, workload, step, concurrency - 1, rate)
     return {"ttft": ttft + est.serving_stack_s, "itl": itl}
 
 
