@@ -110,9 +110,10 @@ def _po10() -> list[Row]:
 def _po017() -> list[Row]:
     out = []
     gpus = (("h200", "fp8"), ("h100", "fp8"), ("gh200", "fp8"), ("l40s", "fp8"), ("a100-80gb", "fp16"))
-    for m, tp, i, o, *cells in _csv("perf_overview_0.17.csv"):
-        out += [Row("po-0.17", m, p, g, int(tp), int(i), int(o), None, float(v))
-                for (g, p), v in zip(gpus, cells) if v]
+    for name in ("perf_overview_0.17.csv", "perf_overview_0.17_mistral.csv"):  # Llama; Mistral 7B, Mixtral 8x7B
+        for m, tp, i, o, *cells in _csv(name):
+            out += [Row("po-0.17", m, p, g, int(tp), int(i), int(o), None, float(v))
+                    for (g, p), v in zip(gpus, cells) if v]
     return out
 
 
@@ -303,29 +304,45 @@ def _original(row: Row) -> bool:
     return row.source in ("h200-launch", "405b-blog")
 
 
+def _moe(row: Row) -> bool:
+    return row.model.startswith("mixtral")
+
+
+def _sets(throughput: list[tuple[Row, float, float]]) -> dict[str, list[float]]:
+    return {"original": [e for r, _, e in throughput if _original(r)],
+            "dense_not_fp4": [e for r, _, e in throughput if r.precision != "nvfp4" and not _moe(r)],
+            "dense": [e for r, _, e in throughput if not _moe(r)],
+            "moe": [e for r, _, e in throughput if _moe(r)],
+            "all": [e for *_, e in throughput]}
+
+
 def test_error_summary_matches_the_document():
-    throughput = throughput_errors()
+    sets = _sets(throughput_errors())
     # docs/perf-estimates.md states these; a change to the model must update the document.
-    assert summary([e for *_, e in throughput]) == pytest.approx(DOC_THROUGHPUT, abs=0.005)
-    assert summary([e for r, _, e in throughput if r.precision != "nvfp4"]) == pytest.approx(DOC_NOT_FP4, abs=0.005)
-    assert summary([e for r, _, e in throughput if _original(r)]) == pytest.approx(DOC_ORIGINAL, abs=0.005)
-    assert summary([e for *_, e in latency_errors()]) == pytest.approx(DOC_LATENCY, abs=0.005)
+    for name, figures in DOC.items():
+        errors = [e for *_, e in latency_errors()] if name == "latency" else sets[name]
+        assert (len(errors), *summary(errors)) == pytest.approx(figures, abs=0.005), name
 
 
 def test_accuracy_goal_where_it_is_met_and_bounds_where_it_is_not():
     goal_median, goal_p90 = 0.10, 0.25
-    throughput = throughput_errors()
-    for subset in ([e for r, _, e in throughput if _original(r)],  # the original comparison
-                   [e for r, _, e in throughput if r.precision != "nvfp4"],  # every FP8 / FP16 row
-                   [e for *_, e in throughput]):  # every row, NVFP4 included
-        med, p90 = summary(subset)
-        assert med <= goal_median and p90 <= goal_p90  # the goal, met
-    # NOT met on latency: today's figures as regression bounds
+    sets = _sets(throughput_errors())
+    for name in ("original", "dense_not_fp4", "dense"):  # every dense row, NVFP4 included
+        med, p90 = summary(sets[name])
+        assert med <= goal_median and p90 <= goal_p90, name  # the goal, met
+    # NOT met with the MoE rows (Mixtral 8x7B, over-predicted at tp4/tp8) nor on latency: today's figures as
+    # regression bounds
+    med, p90 = summary(sets["moe"])
+    assert med <= 0.23 and p90 <= 0.41
+    med, p90 = summary(sets["all"])
+    assert med <= goal_median and p90 <= 0.31
     med, p90 = summary([e for *_, e in latency_errors()])
     assert med <= 0.13 and p90 <= 0.31
 
 
-DOC_THROUGHPUT, DOC_NOT_FP4, DOC_ORIGINAL, DOC_LATENCY = (0.083, 0.222), (0.085, 0.233), (0.064, 0.216), (0.127, 0.309)
+#: rows, median, 90th percentile of each set, as docs/perf-estimates.md states them
+DOC = {"original": (38, 0.064, 0.216), "dense_not_fp4": (295, 0.076, 0.228), "dense": (335, 0.073, 0.216),
+       "moe": (126, 0.224, 0.403), "all": (461, 0.096, 0.306), "latency": (134, 0.127, 0.309)}
 
 
 def _report() -> None:
