@@ -54,6 +54,7 @@ class Source:
     url: str
     frac: float = 0.95  # kv_cache_free_gpu_mem_fraction of the published run
     graphs: tuple[int, ...] = ()  # CUDA graph sizes with padding (empty: none)
+    served: bool = False  # measured through a serving front (tokenizer, hops): its TTFT includes them
 
 
 SOURCES = {
@@ -64,7 +65,7 @@ SOURCES = {
                       f"{TRTLLM}/258c7540c03517def55d9a5aadfa9288af474e1b/docs/source/performance/perf-overview.md"),
     "serving-0.14": Source("docs", "same page, Online Serving Measurements (v0.14, Triton backend, BF16, 500 requests)",
                            f"{TRTLLM}/258c7540c03517def55d9a5aadfa9288af474e1b/docs/source/performance/"
-                           "perf-overview.md#online-serving-measurements", frac=0.9),
+                           "perf-overview.md#online-serving-measurements", frac=0.9, served=True),
     "h200-launch": Source("blog", "H200 achieves nearly 12,000 tokens/sec on Llama2-13B (v0.5.0, FP8, out tok/s/GPU)",
                           f"{TRTLLM}/2c39687db20941793ee357ef598b114c69453368/docs/source/blogs/H200launch.md"),
     "405b-blog": Source("blog", "Boosting Llama 3.1 405B Performance up to 1.44x with TensorRT Model Optimizer on "
@@ -77,7 +78,7 @@ SOURCES = {
                    "https://docs.nvidia.com/nemo-framework/user-guide/latest/performance/llama.html", frac=0.9),
     "nim-1.8": Source("docs", "NVIDIA NIM LLM benchmarking, Llama-3.3-70b-instruct, NIM 1.8.0, 2 x H100 80G, fp8 TP2 "
                       "(TensorRT-LLM profile assumed; AIPerf at a fixed concurrency)",
-                      "https://docs.nvidia.com/nim/benchmarking/llm/1.0.0/performance", frac=0.9),
+                      "https://docs.nvidia.com/nim/benchmarking/llm/1.0.0/performance", frac=0.9, served=True),
     "jan": Source("vendor", "Jan, Benchmarking NVIDIA TensorRT-LLM (2024-04-29, TensorRT-LLM 0.7.1, Windows)",
                   "https://jan.ai/post/benchmarking-nvidia-tensorrt-llm", frac=0.9),
 }
@@ -109,9 +110,10 @@ def _po10() -> list[Row]:
 def _po017() -> list[Row]:
     out = []
     gpus = (("h200", "fp8"), ("h100", "fp8"), ("gh200", "fp8"), ("l40s", "fp8"), ("a100-80gb", "fp16"))
-    for m, tp, i, o, *cells in _csv("perf_overview_0.17.csv"):
-        out += [Row("po-0.17", m, p, g, int(tp), int(i), int(o), None, float(v))
-                for (g, p), v in zip(gpus, cells) if v]
+    for name in ("perf_overview_0.17.csv", "perf_overview_0.17_mistral.csv"):  # Llama; Mistral 7B, Mixtral 8x7B
+        for m, tp, i, o, *cells in _csv(name):
+            out += [Row("po-0.17", m, p, g, int(tp), int(i), int(o), None, float(v))
+                    for (g, p), v in zip(gpus, cells) if v]
     return out
 
 
@@ -157,7 +159,7 @@ def _setup(row: Row, concurrency: int = 1):
     plan = sizing.make_plan(spec, row.gpu, sizing.Workload(row.isl, row.osl, concurrency), tp=row.tp, pp=1,
                             traffic="batch")
     est = sizing.Estimator(sizing.Shape.from_model(spec.model), plan.gpu, precision=row.precision, kv_dtype=kv,
-                           tp=row.tp, pp=1, graph_batches=src.graphs)
+                           tp=row.tp, pp=1, graph_batches=src.graphs, serving_stack=src.served)
     return plan, est
 
 
@@ -232,7 +234,7 @@ def latency_estimate(lat: Latency) -> float:
     if lat.rate:
         mean = mean_latencies(est, w, lat.rate)
         return mean["ttft" if lat.metric == "ttft_ms" else "itl"] * 1e3
-    perf = plan.performance
+    perf = est.performance(w, 1, plan.memory.sequences)  # the source's own harness: a serving front or none
     return {"ttft_ms": perf.ttft_ms, "e2e_ms": perf.e2e_latency_s * 1e3,
             "tok_s_per_user": perf.decode_tps_per_seq}[lat.metric]
 
@@ -302,30 +304,45 @@ def _original(row: Row) -> bool:
     return row.source in ("h200-launch", "405b-blog")
 
 
+def _moe(row: Row) -> bool:
+    return row.model.startswith("mixtral")
+
+
+def _sets(throughput: list[tuple[Row, float, float]]) -> dict[str, list[float]]:
+    return {"original": [e for r, _, e in throughput if _original(r)],
+            "dense_not_fp4": [e for r, _, e in throughput if r.precision != "nvfp4" and not _moe(r)],
+            "dense": [e for r, _, e in throughput if not _moe(r)],
+            "moe": [e for r, _, e in throughput if _moe(r)],
+            "all": [e for *_, e in throughput]}
+
+
 def test_error_summary_matches_the_document():
-    throughput = throughput_errors()
+    sets = _sets(throughput_errors())
     # docs/perf-estimates.md states these; a change to the model must update the document.
-    assert summary([e for *_, e in throughput]) == pytest.approx(DOC_THROUGHPUT, abs=0.005)
-    assert summary([e for r, _, e in throughput if r.precision != "nvfp4"]) == pytest.approx(DOC_NOT_FP4, abs=0.005)
-    assert summary([e for r, _, e in throughput if _original(r)]) == pytest.approx(DOC_ORIGINAL, abs=0.005)
-    assert summary([e for *_, e in latency_errors()]) == pytest.approx(DOC_LATENCY, abs=0.005)
+    for name, figures in DOC.items():
+        errors = [e for *_, e in latency_errors()] if name == "latency" else sets[name]
+        assert (len(errors), *summary(errors)) == pytest.approx(figures, abs=0.005), name
 
 
 def test_accuracy_goal_where_it_is_met_and_bounds_where_it_is_not():
     goal_median, goal_p90 = 0.10, 0.25
-    throughput = throughput_errors()
-    for subset in ([e for r, _, e in throughput if _original(r)],  # the original comparison
-                   [e for r, _, e in throughput if r.precision != "nvfp4"]):  # every FP8 / FP16 row
-        med, p90 = summary(subset)
-        assert med <= goal_median and p90 <= goal_p90  # the goal, met
-    # NOT met with the NVFP4 rows (p90) nor on latency: today's figures as regression bounds
-    med, p90 = summary([e for *_, e in throughput])
-    assert med <= goal_median and p90 <= 0.32
+    sets = _sets(throughput_errors())
+    for name in ("original", "dense_not_fp4", "dense"):  # every dense row, NVFP4 included
+        med, p90 = summary(sets[name])
+        assert med <= goal_median and p90 <= goal_p90, name  # the goal, met
+    # NOT met with the MoE rows (Mixtral 8x7B, over-predicted at tp4/tp8) nor on latency: today's figures as
+    # regression bounds
+    med, p90 = summary(sets["moe"])
+    assert med <= 0.23 and p90 <= 0.41
+    med, p90 = summary(sets["all"])
+    assert med <= goal_median and p90 <= 0.31
     med, p90 = summary([e for *_, e in latency_errors()])
-    assert med <= 0.16 and p90 <= 0.39
+    assert med <= 0.13 and p90 <= 0.31
 
 
-DOC_THROUGHPUT, DOC_NOT_FP4, DOC_ORIGINAL, DOC_LATENCY = (0.097, 0.313), (0.085, 0.233), (0.064, 0.216), (0.151, 0.384)
+#: rows, median, 90th percentile of each set, as docs/perf-estimates.md states them
+DOC = {"original": (38, 0.064, 0.216), "dense_not_fp4": (295, 0.076, 0.228), "dense": (335, 0.073, 0.216),
+       "moe": (126, 0.224, 0.403), "all": (461, 0.096, 0.306), "latency": (134, 0.127, 0.309)}
 
 
 def _report() -> None:

@@ -183,7 +183,7 @@ def render_table(plan) -> str:
     add("")
     add(click.style(f"PERFORMANCE (first-order estimate at {p.batch} in flight)", bold=True))
     perf_rows = [
-        ("TTFT, idle engine", f"{p.ttft_ms:,.1f} ms (compute-bound prefill of {w.input_len} tokens)"),
+        ("TTFT, idle engine", f"{p.ttft_ms:,.1f} ms (prefill of {w.input_len} tokens + the serving front)"),
         ("decode per sequence", f"{_fmt_tps(p.decode_tps_per_seq)} ({p.decode_step_ms:.2f} ms/token, "
                                 f"{p.decode_bound}-bound)"),
         ("decode aggregate", _fmt_tps(p.decode_tps_aggregate)),
@@ -193,8 +193,8 @@ def render_table(plan) -> str:
     ]
     for label, value in perf_rows:
         add(f"  {label:<28}{value}")
-    add("  assumptions: decode reads all weights + each sequence's KV per step at 75% of peak bandwidth;")
-    add("  prefill runs at 55% of dense tensor peak; +0.3 ms per step; tp adds 2 all-reduces per layer")
+    for line in _assumptions_summary():
+        add(line)
     add("")
     add(click.style("SETTINGS", bold=True))
     ov = plan.spec_overrides
@@ -236,3 +236,19 @@ def render_table(plan) -> str:
     for warning in plan.warnings:
         add(click.style(f"warning: {warning}", fg="yellow"))
     return "\n".join(out)
+
+
+def _assumptions_summary() -> list[str]:
+    """The estimate's terms in three lines, with today's values from ASSUMPTIONS (so they cannot go stale)."""
+    from ..planner import ASSUMPTIONS
+
+    def a(name: str) -> float:
+        return ASSUMPTIONS[name]["value"]
+
+    return [f"  assumptions: per layer, GEMMs and attention each bound by their own resource: bytes at "
+            f"{a('bandwidth_efficiency'):.0%} of peak",
+            f"  bandwidth, math at {a('compute_efficiency'):.0%} of dense tensor peak (FP4 GEMMs "
+            f"{a('fp4_gemm_share'):g} of that); +{a('step_overhead_s') * 1e3:g} ms per step;",
+            "  tp adds 2 ring all-reduces per layer; TTFT = the prefill's own pass (on a busy engine after its running "
+            "step)",
+            f"  + {a('serving_stack_ttft_s') * 1e3:g} ms for the serving front (tokenizer, ensemble hops)"]

@@ -22,7 +22,11 @@ The model, in short (per GPU, after tp x pp sharding):
               + the residual stream (not sharded by tp: ~8 hidden-size vectors per token per layer)
               + 2 ring all-reduces per layer when tp > 1 + a fixed per-step runtime overhead
 - prefill   = compute-bound: (2 x active params x I + attention) / (tensor peak x eff_compute x tp) on an idle
-              engine; in a busy one a prompt rides in the decode step's forward pass and costs only its math
+              engine; in a busy one a prompt rides in the decode step's forward pass and costs only its math.
+              GEMMs at the format's rate (NVFP4: x fp4_gemm_share), attention at the KV dtype's
+- TTFT      = the prefill's own forward pass (it samples the first token) on an idle engine; on a busy one the
+              wait for the running iteration (length-biased residual) plus one iteration carrying the prompt
+              (fleet.first_token); + the serving front's measured serving_stack_ttft_s
 """
 
 from .assumptions import ASSUMPTIONS, BYTES_PER_PARAM, COMPUTE_RATE, GB, KV_BYTES, PRECISION_LADDER

@@ -18,8 +18,18 @@ ASSUMPTIONS: dict[str, dict[str, Any]] = {
                              "kernels reach (typical memory-bandwidth utilization of tuned inference kernels); "
                              "the same share of NVLink / PCIe one-direction bandwidth for all-reduces"},
     "compute_efficiency": {"value": 0.55, "why": "share of dense tensor-core peak that prefill GEMMs reach"},
+    "fp4_gemm_share": {"value": 0.68, "why": "NVFP4 GEMMs reach a smaller share of their (doubled) datasheet "
+                       "peak than FP8 GEMMs of theirs: on a B200 at M=16384, Llama-3.1-8B shapes, activation "
+                       "quantization included, NVFP4 3039 TFLOP/s = 33.8 % of 9 PFLOPS (vLLM PR 20646) vs FP8 "
+                       "2226 TFLOP/s = 49.5 % of 4.5 PFLOPS (vLLM PR 19566): 0.338 / 0.495 = 0.68 of the FP8 "
+                       "share; FP4 GEMM efficiency = compute_efficiency x this"},
     "step_overhead_s": {"value": 0.0003, "why": "per-iteration runtime cost outside the kernels (scheduling, "
                         "sampling, in-flight batching bookkeeping)"},
+    "serving_stack_ttft_s": {"value": 0.0033, "why": "what the serving front adds to a request's first token "
+                             "outside the engine (tokenizing the prompt, the ensemble's hops to and from the engine, "
+                             "detokenizing the first token): measured by benchmarks/pipeline.py, ensemble vs the "
+                             "engine model alone at concurrency 1, TTFT p50 5.5 vs 2.2 ms (README, 'What the "
+                             "serving pipeline costs')"},
     "allreduce_latency_nvlink_s": {"value": 8e-6, "why": "latency of one small all-reduce over NVLink"},
     "allreduce_latency_pcie_s": {"value": 30e-6, "why": "latency of one small all-reduce over PCIe"},
     "max_batch_for_throughput": {"value": 4096, "why": "batch cap used for the 'max throughput' figure "

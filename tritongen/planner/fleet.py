@@ -14,7 +14,9 @@
 Latency under load, first-order (documented in docs/perf-estimates.md): with b sequences in flight, each of O
 decode steps also carries, on average, b/O prompts' prefill, so the mean inter-token time is
 ``(b x prefill + O x step(b)) / O``; a request's first token waits for its own prefill plus the prefills that
-arrive in the same window (Poisson, rate b/O per step) at the percentile asked, plus one step.
+arrive in the same window (Poisson, rate b/O per step) at the percentile asked. The first token comes out of the
+prompt's own forward pass: on an idle engine after the idle-engine prefill, on a busy one after waiting for the
+running iteration and one iteration that carries the prompt beside the decoding sequences (:func:`first_token`).
 """
 
 from __future__ import annotations
@@ -95,6 +97,38 @@ def _poisson_quantile(mean: float, q: float) -> int:
     return n
 
 
+def first_token(est: Estimator, workload: Workload, step: float, others: float, arrivals_per_s: float = 0.0,
+                wait_share: float = 0.5) -> float:
+    """Engine seconds to a request's first token when ``others`` requests are in flight beside it.
+
+    TensorRT-LLM's context phase samples the first token from the prompt's own forward pass, so no decode step
+    follows the prefill. On an idle engine that is the idle-engine prefill (weights read, math, overhead). On a
+    busy one the prompt waits for the running iteration to end, then rides in the next, which lasts a decode
+    step of the others plus its own math and that of the prompts that arrived during its wait
+    (``arrivals_per_s``) and ride with it (:meth:`Estimator.inflight_prefill`).
+
+    The wait is the residual of an iteration met at random: iterations are a decode step plus K prompts' math,
+    K ~ Poisson(others / O) (each request joins one of its O iterations), and an arrival lands in a long
+    iteration more often than in a short one (the inspection paradox), so the mean wait is E[T^2] / (2 E[T]),
+    not E[T] / 2. ``wait_share`` 0.5 gives that mean; a percentile scales E[T^2] / E[T] instead.
+    """
+    if others <= 0:
+        return est.prefill(workload.input_len)
+    own = est.inflight_prefill(workload.input_len)
+    m, p = others / max(workload.output_len, 1), own / est.pp
+    mean_t = step + m * p
+    mean_t2 = step * step + 2 * step * m * p + p * p * (m + m * m)
+    wait = wait_share * mean_t2 / mean_t
+    return wait + step + own * (1 + arrivals_per_s * wait)
+
+
+def _arrival_sees_idle(in_flight: float) -> float:
+    """Probability that a request arriving at random finds no other in flight: an in-flight batching engine
+    serves every admitted request at once (M/G/infinity below saturation), so the number in flight is Poisson
+    with mean ``in_flight`` (Little's law) and an arrival sees its time average (PASTA)."""
+    return math.exp(-in_flight)
+
+
 def latencies(est: Estimator, workload: Workload, batch: int) -> dict[str, float]:
     """First-order latency percentiles (seconds) with ``batch`` requests in flight on one replica."""
     o = max(workload.output_len, 1)
@@ -104,7 +138,9 @@ def latencies(est: Estimator, workload: Workload, batch: int) -> dict[str, float
     itl = (batch * est.loaded_prefill(batch, workload.input_len) / est.pp + o * step) / o
     window = max(prefill, step)
     arrivals = batch / o * (window / step)  # prompts that land while one is being prefilled
-    ttft = {q: prefill * (1 + _poisson_quantile(arrivals, p)) + step for q, p in (("p50", 0.5), ("p99", 0.99))}
+    ttft = {q: first_token(est, workload, step, batch - 1, wait_share=p)
+            + est.loaded_prefill(batch, workload.input_len) * _poisson_quantile(arrivals, p) + est.serving_stack_s
+            for q, p in (("p50", 0.5), ("p99", 0.99))}
     return {"ttft_p50": ttft["p50"], "ttft_p99": ttft["p99"], "itl_p50": itl,
             "itl_p99": step + prefill / est.pp,  # a step that also carries a whole prompt's prefill
             "e2e_p50": ttft["p50"] + (o - 1) * itl, "e2e_p99": ttft["p99"] + (o - 1) * itl * 1.1}
@@ -112,35 +148,42 @@ def latencies(est: Estimator, workload: Workload, batch: int) -> dict[str, float
 
 def mean_latencies(est: Estimator, workload: Workload, rate: float) -> dict[str, float]:
     """Mean TTFT and ITL (seconds) and requests in flight at ``rate`` requests/s arriving at random (Poisson):
-    the requests in flight b solve Little's law b = rate x e2e(b); the mean TTFT is the own prefill, plus the
-    prefills that arrive during it on average, plus one step."""
+    the requests in flight b solve Little's law b = rate x e2e(b); an arrival finds the engine idle with
+    probability e^-b (:func:`_arrival_sees_idle`) and then pays the idle-engine prefill, else it waits for the
+    running iteration and rides in the next (:func:`first_token`); the prompts that arrive during its prefill
+    add theirs on average."""
     o = max(workload.output_len, 1)
     ctx = workload.input_len + workload.output_len / 2
-    prefill = est.prefill(workload.input_len)
     batch = 1.0
     for _ in range(100):  # fixed point; e2e grows slowly with b below saturation
         step, _ = est.token_latency(max(1, math.ceil(batch)), ctx)
-        itl = (batch * est.loaded_prefill(batch, workload.input_len) / est.pp + o * step) / o
-        ttft = prefill * (1 + rate * prefill) + step
-        new = max(1.0, rate * (ttft + (o - 1) * itl))
+        prefill = est.loaded_prefill(batch, workload.input_len)
+        itl = (batch * prefill / est.pp + o * step) / o
+        idle = _arrival_sees_idle(batch)
+        ttft = idle * first_token(est, workload, step, 0) + (1 - idle) * first_token(est, workload, step, batch, rate)
+        # not floored at 1: below one request in flight on average most arrivals find the engine idle
+        new = rate * (ttft + (o - 1) * itl)
         if abs(new - batch) < 1e-3:
             break
         batch = new
-    return {"ttft": ttft, "itl": itl, "in_flight": batch}
+    # the front's tokenizer and hops delay the first token but hold no KV: outside the engine's in-flight count
+    return {"ttft": ttft + est.serving_stack_s, "itl": itl, "in_flight": batch}
 
 
 def closed_loop_latencies(est: Estimator, workload: Workload, concurrency: int) -> dict[str, float]:
     """Mean TTFT and ITL (seconds) with ``concurrency`` clients that each send the next request when the last one
-    ends: ``concurrency`` requests always in flight, arriving at concurrency / e2e per second."""
+    ends: ``concurrency`` requests always in flight, arriving at concurrency / e2e per second; a request finds
+    the other concurrency - 1 decoding (:func:`first_token`)."""
     o = max(workload.output_len, 1)
     ctx = workload.input_len + workload.output_len / 2
     step, _ = est.token_latency(concurrency, ctx)
-    prefill = est.prefill(workload.input_len)
-    itl = (concurrency * est.loaded_prefill(concurrency, workload.input_len) / est.pp + o * step) / o
-    ttft = prefill + step
-    for _ in range(50):  # the prefills of requests that arrive during one's own prefill delay it
-        ttft = prefill * (1 + concurrency / (ttft + (o - 1) * itl) * prefill) + step
-    return {"ttft": ttft, "itl": itl}
+    prefill = est.loaded_prefill(concurrency, workload.input_len)
+    itl = (concurrency * prefill / est.pp + o * step) / o
+    ttft = first_token(est, workload, step, concurrency - 1)
+    for _ in range(50):  # the requests arriving during one's wait ride with it: arrivals at concurrency / e2e
+        rate = concurrency / (ttft + est.serving_stack_s + (o - 1) * itl)
+        ttft = first_token(est, workload, step, concurrency - 1, rate)
+    return {"ttft": ttft + est.serving_stack_s, "itl": itl}
 
 
 def _meets(lat: dict[str, float], slo: dict[str, float]) -> bool:

@@ -31,8 +31,11 @@ class Estimator:
     """Step times for one model/precision on one GPU type with a tp x pp layout."""
 
     def __init__(self, shape: Shape, gpu: Gpu, *, precision: str, kv_dtype: str, tp: int, pp: int,
-                 group_size: int = 128, graph_batches: tuple[int, ...] = ()):
+                 group_size: int = 128, graph_batches: tuple[int, ...] = (), serving_stack: bool = True):
         self.shape, self.gpu, self.tp, self.pp = shape, gpu, tp, pp
+        # a plan is served behind Triton's ensemble, whose tokenizer and hops every first token pays; an offline
+        # harness calling the engine directly (trtllm-bench, gptSessionBenchmark) does not
+        self.serving_stack_s = assumed("serving_stack_ttft_s") if serving_stack else 0.0
         # CUDA graphs captured with padding (cuda_graph_config.enable_padding): a decode step of b sequences runs
         # the graph of the next captured size, so its GEMMs compute the padded rows too. Empty: no padding (the
         # LLM API default), every batch runs at its own size.
@@ -48,6 +51,12 @@ class Estimator:
         if flops is None:  # gated earlier; keep the arithmetic defined
             flops = gpu.peak_flops("bf16") or 1e12
         self.flops = flops * assumed("compute_efficiency")
+        if rate == "fp4":  # FP4 GEMMs (block scales, activation quantization) fall further short of their peak
+            self.flops *= assumed("fp4_gemm_share")
+        # attention's two matmuls (QK^T, PV) run on the KV cache's dtype, not the weights' format: an NVFP4 or
+        # W4A8 model with an FP8 KV cache does its attention math at the FP8 rate, with a 16-bit cache at 16 bit
+        attn_rate = "fp8" if kv_dtype == "fp8" and gpu.peak_flops("fp8") else "bf16"
+        self.attn_flops = (gpu.peak_flops(attn_rate) or flops) * assumed("compute_efficiency")
         self.bandwidth = gpu.bandwidth_gbps * GB * assumed("bandwidth_efficiency")
         nvlink = tp <= gpu.nvlink_domain and gpu.nvlink_gbps > 0
         # one direction, at the same share of the datasheet rate as DRAM: no transfer, NCCL's or a custom
@@ -88,7 +97,7 @@ class Estimator:
         gemm_mem = self._weights_read(batch) / world / self.bandwidth
         gemm_comp = self._padded(batch) * 2 * s.active_params / world / self.flops
         attn_mem = batch * context * self.kv_tok / self.bandwidth
-        attn_comp = batch * 4 * context * s.heads * s.head_dim * layers / self.tp / self.flops
+        attn_comp = batch * 4 * context * s.heads * s.head_dim * layers / self.tp / self.attn_flops
         # the residual stream is not sharded by tp: every rank reads and writes each token's full hidden vector
         # around the two norms, the two residual adds and the two all-reduces of a layer (~8 vectors, 16-bit)
         elementwise = batch * layers * 8 * s.hidden * assumed("activation_bytes") / self.bandwidth
@@ -104,11 +113,9 @@ class Estimator:
 
     def prefill(self, tokens: int) -> float:
         """Seconds to prefill one prompt of ``tokens`` tokens on an idle engine (compute-bound)."""
-        s = self.shape
-        flop = 2 * s.active_params * tokens + 2 * s.layers * tokens * tokens * s.heads * s.head_dim
-        comp_t = flop / (self.flops * self.tp)
+        comp_t = self._prefill_math(tokens)
         mem_t = self._weights_read(tokens) / (self.tp * self.bandwidth)
-        comm = 2 * s.layers * self._allreduce(tokens) + (self.pp - 1) * self.link_latency
+        comm = 2 * self.shape.layers * self._allreduce(tokens) + (self.pp - 1) * self.link_latency
         return max(comp_t, mem_t) + comm + assumed("step_overhead_s")
 
     def inflight_prefill(self, tokens: int) -> float:
@@ -116,9 +123,16 @@ class Estimator:
         the decoding sequences, so the weights are read once for both and the prompt costs only its math (and
         the all-reduce bytes, not another per-step latency or overhead)."""
         s = self.shape
-        flop = 2 * s.active_params * tokens + 2 * s.layers * tokens * tokens * s.heads * s.head_dim
         comm = 2 * s.layers * (self._allreduce(tokens) - self._allreduce(0)) if self.tp > 1 else 0.0
-        return flop / (self.flops * self.tp) + comm
+        return self._prefill_math(tokens) + comm
+
+    def _prefill_math(self, tokens: int) -> float:
+        """Seconds of tensor-core math for one prompt: its GEMMs at the format's rate, its causal attention at
+        the KV dtype's (:attr:`attn_flops`)."""
+        s = self.shape
+        gemm = 2 * s.active_params * tokens / self.flops
+        attn = 2 * s.layers * tokens * tokens * s.heads * s.head_dim / self.attn_flops
+        return (gemm + attn) / self.tp
 
     def loaded_prefill(self, batch: float, tokens: int) -> float:
         """What one prompt costs an engine with ``batch`` requests in flight: the idle-engine prefill when it is
@@ -136,7 +150,7 @@ class Estimator:
         batch = max(1, min(batch, max(capacity, 1)))
         ctx = workload.input_len + workload.output_len / 2
         tok, bound = self.token_latency(batch, ctx)
-        ttft = self.prefill(workload.input_len)
+        ttft = self.prefill(workload.input_len) + self.serving_stack_s
         best_b = max(1, min(capacity, int(assumed("max_batch_for_throughput"))))
         return Performance(
             batch=batch, ttft_ms=ttft * 1e3, decode_step_ms=tok * 1e3, decode_bound=bound,
