@@ -77,6 +77,41 @@ def test_two_adapters_and_base_in_one_concurrent_batch(lora_server, expected):
     assert len({expected[n, PROMPTS[1]] for n in (None, "pirate", "chef")}) == 3
 
 
+def test_llm_metrics_are_labelled_with_the_adapter(lora_server, expected):
+    """Triton's metrics port: the tokens each adapter generated, through the ensemble (the cpu engine passes the
+    task id on) and through the BLS (its lora_name input), under lora_adapter; the base model's without it."""
+    import re
+    import time
+    import urllib.request
+
+    def series(text, name):
+        out = {}
+        for line in text.splitlines():
+            m = re.match(rf"{name}\{{([^}}]*)\}} ([0-9.e+]+)$", line)
+            if m:
+                out[tuple(sorted(re.findall(r'(\w+)="([^"]*)"', m.group(1))))] = float(m.group(2))
+        return out
+
+    def scrape():
+        url = f"http://{lora_server.host}:{lora_server.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.read().decode()
+
+    time.sleep(1.0)  # what earlier tests sent reaches Triton first (flushed every 0.25 s)
+    before = series(scrape(), "tritongen_requests_total")
+    for model in ("ensemble", "tensorrt_llm_bls"):
+        for name in (None, "pirate", "chef"):
+            assert _generate(lora_server, name, PROMPTS[0], model=model) == expected[name, PROMPTS[0]]
+    time.sleep(1.0)  # the metrics thread flushes every 0.25 s
+    after = series(scrape(), "tritongen_requests_total")
+    for model in ("ensemble", "tensorrt_llm_bls"):
+        for name in ("pirate", "chef", None):
+            labels = {"model": model, **({"lora_adapter": name} if name else {})}
+            done = {k: v - before.get(k, 0) for k, v in after.items() if dict(k).get("model") == model
+                    and dict(k).get("lora_adapter") == (name or None) and "finish_reason" in dict(k)}
+            assert sum(done.values()) == 1, (labels, after)
+
+
 def test_bls_takes_the_adapter_name_too(lora_server, expected):
     assert _generate(lora_server, "chef", PROMPTS[2], model="tensorrt_llm_bls") == expected["chef", PROMPTS[2]]
 

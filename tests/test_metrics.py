@@ -372,3 +372,23 @@ def test_postprocessing_without_stream_stats_counts_tokens_only(lib, monkeypatch
     assert got[("tritongen_generation_tokens_total", (("model", "ensemble"),))] == 6 + 7
     assert got[("tritongen_requests_total", (("finish_reason", "length"), ("model", "ensemble")))] == 1
     assert got[("tritongen_prompt_tokens_total", (("model", "ensemble"),))] == 5
+
+
+def test_a_request_with_a_lora_adapter_is_labelled_with_it(lib):
+    """Every series of a request that ran with an adapter carries lora_adapter; the base model's have none."""
+    metrics = lib.Metrics("ensemble")
+    for adapter in ("sql", None):
+        r = lib.Request(metrics, arrival_ns=10**9, prompt_tokens=3, adapter=adapter)
+        r.sent(2, now_ns=2 * 10**9)
+        r.finish("stop", now_ns=3 * 10**9)
+    metrics.flush()
+    labelled = {(name, labels) for name, _, labels, _ in _Recorder.calls if ("lora_adapter", "sql") in labels}
+    plain = {(name, labels) for name, _, labels, _ in _Recorder.calls if not any(k == "lora_adapter" for k, _ in labels)}
+    for name in ("tritongen_generation_tokens_total", "tritongen_prompt_tokens_total",
+                 "tritongen_time_to_first_token_seconds", "tritongen_e2e_request_latency_seconds",
+                 "tritongen_requests_in_flight"):
+        assert any(n == name for n, _ in labelled), name
+        assert any(n == name for n, _ in plain), name
+    assert lib.adapter_names({"parameters": {"lora_adapters": {"string_value": '{"chef": 2, "sql": 1}'}}}) == {
+        1: "sql", 2: "chef"}
+    assert lib.adapter_names({}) == {}

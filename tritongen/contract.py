@@ -473,7 +473,7 @@ def resolve_dtype(tensor: Tensor, logits_dtype: str) -> str:
 STREAM_OUTPUTS: tuple[Tensor, ...] = (
     Tensor("stream_state", "TYPE_INT64", (-1,), doc="[key, final]: the sequence's key (unique inside the server) "
            "and 1 on its last response (which may carry no new tokens); with the LLM metrics the first and last "
-           "responses add [arrival_ns, scheduled_ns, prompt tokens, finish code] (STATE_STATS)"),
+           "responses add [arrival_ns, scheduled_ns, prompt tokens, finish code, LoRA task id] (STATE_STATS)"),
 )
 
 #: The postprocessing input it feeds. Optional: the engine route's ensemble does not map it. Ragged like
@@ -497,7 +497,7 @@ ARRIVAL_OUTPUT = Tensor("ARRIVAL_NS", "TYPE_INT64", (1,))
 ARRIVAL_INPUT = Tensor("tritongen_arrival_ns", "TYPE_INT64", (1,), optional=True)
 #: stream_state's fields after [key, final] on a sequence's first and last responses (with the LLM metrics):
 #: finish code 0 running, 1 stop, 2 length, 3 cancelled.
-STATE_STATS: tuple[str, ...] = ("arrival_ns", "scheduled_ns", "prompt_tokens", "finish")
+STATE_STATS: tuple[str, ...] = ("arrival_ns", "scheduled_ns", "prompt_tokens", "finish", "lora_task_id")
 
 
 # -- tritongen extensions: the most likely tokens at each step (cpu route, with the log_probs outputs) ---------

@@ -108,6 +108,9 @@ def extend_context(spec: Spec, ctx: dict) -> None:
     tables["client_to_llm"].pop("lora_task_id", None)
     ctx["pre_params"] = {**ctx["pre_params"], "lora_adapters": pre_parameter(spec),
                          "model_name": spec.model.name}
+    # Postprocessing and the BLS label their LLM metrics with the adapter (llm_metrics.adapter_names).
+    ctx["post_params"] = {**ctx["post_params"], "lora_adapters": pre_parameter(spec)}
+    ctx["bls_params"] = {**ctx["bls_params"], "lora_adapters": pre_parameter(spec)}
     if not sends_weights(spec):
         return
     if spec.precision.resolved_dtype.value != "fp16":

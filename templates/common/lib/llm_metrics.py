@@ -9,6 +9,11 @@ hot path only adds to plain Python numbers under a lock, and one daemon thread h
 ``FLUSH_S`` seconds: counters and gauges cost a few calls per interval whatever the token rate; histograms take
 one observation per request and metric (TTFT, mean inter-token time, end-to-end, queue), never one per token.
 
+Labels: ``model`` (the served name) on every family; ``lora_adapter`` on a request's series when it ran with a LoRA
+adapter (the base model's have none), where the model knows the adapter: the cpu route's ensemble (the engine
+passes the task id on in stream_state), tensorrt_llm_bls and the llmapi front (their lora_name input). The engine
+route's ensemble cannot: the TensorRT-LLM backend's responses carry no request identity to postprocessing.
+
 Names, kinds and buckets are the repository's monitoring contract: the README's "Monitoring" section lists them,
 and tritongen renders its recording/alert rules and dashboard against them.
 """
@@ -73,6 +78,31 @@ def enabled(config: dict) -> bool:
     return str(value).strip().lower() in ("true", "1", "yes", "on")
 
 
+def adapter_names(config: dict) -> dict[int, str]:
+    """LoRA task id -> adapter name, from the model's ``lora_adapters`` parameter (JSON {name: task id})."""
+    import json
+
+    text = config.get("parameters", {}).get("lora_adapters", {}).get("string_value", "")
+    try:
+        return {int(v): str(k) for k, v in json.loads(text).items()} if text.strip() else {}
+    except (ValueError, AttributeError):
+        return {}
+
+
+def adapter_of_request(request, names: dict[int, str]) -> str | None:
+    """The adapter a request names in its ``lora_name`` input, if it is one of ``names`` (else the base model)."""
+    if not names:
+        return None
+    tensor = pb_utils.get_input_tensor_by_name(request, "lora_name")
+    if tensor is None:
+        return None
+    value = tensor.as_numpy().reshape(-1)
+    if not value.size:
+        return None
+    name = value[0].decode("utf-8", "replace") if isinstance(value[0], bytes) else str(value[0])
+    return name if name in names.values() else None
+
+
 def served_name(config: dict, default: str) -> str:
     """The served model name metrics are labelled with (``metrics_model`` parameter, else ``default``)."""
     value = config.get("parameters", {}).get("metrics_model", {}).get("string_value", "")
@@ -115,7 +145,7 @@ class Metrics:
         self._lock = threading.Lock()
         self._counts = {}  # (family, extra labels) -> amount not yet flushed
         self._gauges = {}  # (family, extra labels) -> current value
-        self._observed = []  # (family, value) not yet flushed
+        self._observed = []  # (family, extra labels, value) not yet flushed
         self._families = {}
         self._stop = threading.Event()
         if not on:
@@ -135,11 +165,11 @@ class Metrics:
         with self._lock:
             self._counts[key] = self._counts.get(key, 0) + amount
 
-    def move(self, name: str, delta: float) -> None:
+    def move(self, name: str, delta: float, **labels) -> None:
         """Move a gauge by ``delta`` (requests in flight, active sequences)."""
         if not self.on:
             return
-        key = (name, ())
+        key = (name, tuple(sorted(labels.items())))
         with self._lock:
             self._gauges[key] = self._gauges.get(key, 0) + delta
 
@@ -149,11 +179,11 @@ class Metrics:
         with self._lock:
             self._gauges[(name, ())] = value
 
-    def observe(self, name: str, value: float) -> None:
+    def observe(self, name: str, value: float, **labels) -> None:
         if not self.on:
             return
         with self._lock:
-            self._observed.append((name, value))
+            self._observed.append((name, tuple(sorted(labels.items())), value))
 
     # -- flushing ------------------------------------------------------------------------------------------
 
@@ -169,8 +199,8 @@ class Metrics:
             self._families[name].metric(extra).increment(amount)
         for (name, extra), value in gauges.items():
             self._families[name].metric(extra).set(value)
-        for name, value in observed:
-            self._families[name].metric().observe(value)
+        for name, extra, value in observed:
+            self._families[name].metric(extra).observe(value)
 
     def _run(self):
         while not self._stop.wait(FLUSH_S):
@@ -197,10 +227,14 @@ class Request:
     ``scheduled_ns`` when the engine took it up, if known.
     """
 
-    __slots__ = ("metrics", "arrival_ns", "scheduled_ns", "first_ns", "last_ns", "tokens", "prompt_tokens", "done")
+    __slots__ = ("metrics", "arrival_ns", "scheduled_ns", "first_ns", "last_ns", "tokens", "prompt_tokens", "done",
+                 "labels")
 
-    def __init__(self, metrics: Metrics, arrival_ns: int | None = None, prompt_tokens: int = 0):
+    def __init__(self, metrics: Metrics, arrival_ns: int | None = None, prompt_tokens: int = 0,
+                 adapter: str | None = None):
         self.metrics = metrics
+        #: The LoRA adapter it ran with (label lora_adapter); the base model's series have no such label.
+        self.labels = {"lora_adapter": adapter} if adapter else {}
         self.arrival_ns = arrival_ns or time.time_ns()
         self.scheduled_ns = 0
         self.first_ns = 0
@@ -208,7 +242,7 @@ class Request:
         self.tokens = 0
         self.prompt_tokens = prompt_tokens
         self.done = False
-        metrics.move("tritongen_requests_in_flight", 1)
+        metrics.move("tritongen_requests_in_flight", 1, **self.labels)
 
     def sent(self, new_tokens: int, now_ns: int | None = None) -> None:
         """A response carrying ``new_tokens`` generated tokens left the model."""
@@ -219,7 +253,7 @@ class Request:
             self.first_ns = now
         self.last_ns = now
         self.tokens += new_tokens
-        self.metrics.add("tritongen_generation_tokens_total", new_tokens)
+        self.metrics.add("tritongen_generation_tokens_total", new_tokens, **self.labels)
 
     def mark(self, now_ns: int | None = None) -> None:
         """A response with new text left, whose tokens are counted at the end (the llmapi front gets text)."""
@@ -233,19 +267,20 @@ class Request:
         if self.done:
             return
         self.done = True
-        m = self.metrics
+        m, labels = self.metrics, self.labels
         now = now_ns or time.time_ns()
         reason = reason if reason in FINISH_REASONS else "error"
-        m.move("tritongen_requests_in_flight", -1)
-        m.add("tritongen_requests_total", 1, finish_reason=reason)
-        m.add("tritongen_prompt_tokens_total", self.prompt_tokens)
+        m.move("tritongen_requests_in_flight", -1, **labels)
+        m.add("tritongen_requests_total", 1, finish_reason=reason, **labels)
+        m.add("tritongen_prompt_tokens_total", self.prompt_tokens, **labels)
         if reason == "error":
             return
-        m.observe("tritongen_e2e_request_latency_seconds", max(now - self.arrival_ns, 0) / 1e9)
+        m.observe("tritongen_e2e_request_latency_seconds", max(now - self.arrival_ns, 0) / 1e9, **labels)
         if self.scheduled_ns:
-            m.observe("tritongen_request_queue_seconds", max(self.scheduled_ns - self.arrival_ns, 0) / 1e9)
+            m.observe("tritongen_request_queue_seconds", max(self.scheduled_ns - self.arrival_ns, 0) / 1e9, **labels)
         if self.first_ns:
-            m.observe("tritongen_time_to_first_token_seconds", max(self.first_ns - self.arrival_ns, 0) / 1e9)
+            m.observe("tritongen_time_to_first_token_seconds", max(self.first_ns - self.arrival_ns, 0) / 1e9,
+                      **labels)
             if self.tokens > 1:
                 m.observe("tritongen_inter_token_latency_seconds",
-                          max(self.last_ns - self.first_ns, 0) / 1e9 / (self.tokens - 1))
+                          max(self.last_ns - self.first_ns, 0) / 1e9 / (self.tokens - 1), **labels)

@@ -53,5 +53,8 @@ def extend_context(spec: Spec, ctx: dict) -> None:
     tables = ctx["llmapi_tables"]
     tables["client_to_llmapi"] = {**tables["client_to_llmapi"], "lora_name": "lora_name"}
     tables["llmapi_dtypes"] = {**tables["llmapi_dtypes"], "lora_name": "object"}
+    # The front labels its LLM metrics with the adapter (llm_metrics.adapter_names).
+    ctx["llmapi_front_params"] = {**ctx["llmapi_front_params"], "lora_adapters": json.dumps(spec.lora.task_ids,
+                                                                                            sort_keys=True)}
     ctx["llmapi_llm_params"] = {**ctx["llmapi_llm_params"], "tritongen_lora_adapters": json.dumps(
         {name: [spec.lora.task_ids[name], str(path)] for name, path in spec.lora.adapters.items()}, sort_keys=True)}

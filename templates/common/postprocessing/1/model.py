@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
-from llm_metrics import Metrics, Request, enabled, served_name
+from llm_metrics import Metrics, Request, adapter_names, enabled, served_name
 from textcodec import StreamTable, bool_param, decode, tokenizer_of
 
 #: stream_state's finish codes (tritongen.contract.STATE_STATS; templates/cpu/tensorrt_llm/1/model.py).
@@ -46,6 +46,7 @@ class TritonPythonModel:
         self.logger = pb_utils.Logger
         self.warned_no_key = False
         self.metrics = Metrics(served_name(config, "ensemble"), enabled(config))
+        self.adapters = adapter_names(config)  # LoRA task id -> name: the lora_adapter label
         self.timed: dict[int, Request] = {}  # stream key -> its request's timeline
         self.swept_ns = 0
         # Everything loaded so far (tokenizer, model) lives as long as the process: keep it out of the garbage
@@ -102,7 +103,7 @@ class TritonPythonModel:
             # [key, final] per row, [key, final, arrival, scheduled, prompt, finish] on first and last (STATE_STATS)
             state = state.reshape(batch, -1) if state.size % batch == 0 else state.reshape(1, -1)
             keys, finals = state[:, 0], state[:, 1]
-            stats = state[:, 2:6] if state.shape[1] >= 6 and (state[:, 2] > 0).all() else None
+            stats = state[:, 2:] if state.shape[1] >= 6 and (state[:, 2] > 0).all() else None
         keyed = self.streaming and keys is not None and keys.size >= batch and beams == 1
         if self.streaming and not keyed and not self.warned_no_key:
             self.warned_no_key = True
@@ -145,8 +146,9 @@ class TritonPythonModel:
             key = int(keys[b])
             request = self.timed.get(key)
             if request is None:
-                arrival, scheduled, prompt, _ = (int(v) for v in stats[b])
-                request = self.timed[key] = Request(self.metrics, arrival, prompt)
+                arrival, scheduled, prompt = (int(v) for v in stats[b][:3])
+                adapter = self.adapters.get(int(stats[b][4])) if stats.shape[1] > 4 else None
+                request = self.timed[key] = Request(self.metrics, arrival, prompt, adapter)
                 request.scheduled_ns = scheduled
             request.sent(int(max(lengths[b].max(), 0)), now)
             if finals is not None and finals.size > b and bool(finals[b]):

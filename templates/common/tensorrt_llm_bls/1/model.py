@@ -22,7 +22,7 @@ import uuid
 import numpy as np
 import triton_python_backend_utils as pb_utils
 from contract_tables import CLIENT_TO_LLM, CLIENT_TO_PRE, PASSTHROUGH, PRE_TO_LLM
-from llm_metrics import Metrics, Request, enabled
+from llm_metrics import Metrics, Request, adapter_names, adapter_of_request, enabled
 from textcodec import (
     DaemonPool,
     IncrementalDecoder,
@@ -75,6 +75,7 @@ class TritonPythonModel:
         # Checked here too, so an over-long prompt is not copied on to preprocessing before it is refused.
         self.prompt_bytes, self.chat_bytes = prompt_bounds(config, self.tokenizer, self.max_input_len)
         self.metrics = Metrics(args["model_name"], enabled(config))
+        self.adapters = adapter_names(config)  # LoRA task id -> name: the lora_adapter label
 
     def finalize(self):
         self.pool.shutdown()
@@ -108,7 +109,7 @@ class TritonPythonModel:
         return errors[0] if errors else box[-1]
 
     def _serve(self, request, sender, force_final_text=False, arrival=0):
-        timeline = Request(self.metrics, arrival)
+        timeline = Request(self.metrics, arrival, adapter=adapter_of_request(request, self.adapters))
         try:
             self._generate(request, sender, force_final_text, timeline)
         except RequestError as exc:

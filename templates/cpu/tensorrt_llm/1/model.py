@@ -108,7 +108,7 @@ class Sequence:
         "want_logprobs", "want_num_in", "want_num_out", "want_perf", "generated", "logprobs", "cum_logprob",
         "cache", "next_logits", "counts", "arrival_ns", "scheduled_ns", "first_token_ns", "last_token_ns",
         "done", "bias", "sent_upto", "draft", "key", "origin_ns", "finish", "emitted_ns", "want_length",
-        "want_state", "top_n", "tops", "last_top", "guide", "lora",
+        "want_state", "top_n", "tops", "last_top", "guide", "lora", "lora_id",
     )
 
 
@@ -456,6 +456,7 @@ class TritonPythonModel:
             s.finish = FINISH_NONE
             s.generator = None
             s.lora = None
+            s.lora_id = int(_row_scalar(_get(request, "lora_task_id"), row, 0) or 0)  # the metrics' adapter label
             if not self.is_mock:
                 s.lora = self.lora.adapter_of(_row_scalar(_get(request, "lora_task_id"), row, None),
                                               _get(request, "lora_weights"), _get(request, "lora_config"))
@@ -715,7 +716,8 @@ class TritonPythonModel:
             if self.send_stats and (final_row or first):
                 # Only the first and the last response carry the timings: postprocessing needs the arrival time
                 # once and the finish reason at the end.
-                state += [seq.origin_ns, seq.scheduled_ns, len(seq.prompt), seq.finish if final_row else FINISH_NONE]
+                state += [seq.origin_ns, seq.scheduled_ns, len(seq.prompt), seq.finish if final_row else FINISH_NONE,
+                          seq.lora_id]
             tensors.append(pb_utils.Tensor("stream_state", np.array([state], dtype=np.int64)))
         if seq.want_logprobs:
             tensors.append(pb_utils.Tensor("cum_log_probs", np.array([[seq.cum_logprob]], dtype=np.float32)))

@@ -47,7 +47,7 @@ import uuid
 import numpy as np
 import triton_python_backend_utils as pb_utils
 from contract_tables import CLIENT_TO_LLMAPI, FRONT_HANDLED, LLMAPI_DTYPES, PASSTHROUGH, UNSUPPORTED
-from llm_metrics import Metrics, Request, enabled
+from llm_metrics import Metrics, Request, adapter_names, adapter_of_request, enabled
 from textcodec import (
     DaemonPool,
     bool_param,
@@ -145,6 +145,7 @@ class TritonPythonModel:
         workers = max(4, int(config.get("max_batch_size", 0) or 0))
         self.pool = DaemonPool(workers, "llmapi-front")
         self.metrics = Metrics(args["model_name"], enabled(config))
+        self.adapters = adapter_names(config)  # LoRA task id -> name: the lora_adapter label
 
     def finalize(self):
         self.pool.shutdown()
@@ -162,7 +163,7 @@ class TritonPythonModel:
     # -- one request -------------------------------------------------------------------------------------
 
     def _serve(self, request, sender, final_only, arrival=0):
-        timeline = Request(self.metrics, arrival)
+        timeline = Request(self.metrics, arrival, adapter=adapter_of_request(request, self.adapters))
         try:
             self._generate(request, sender, final_only, timeline)
         except RequestError as exc:
