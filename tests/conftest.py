@@ -121,9 +121,8 @@ def tiny_dir() -> Path:
     return build(cache_dir() / "models" / "tiny")
 
 
-@pytest.fixture(scope="session")
-def server_factory():
-    """start(repo_paths, name=..., **serve options) -> ServerRecord; every server is stopped at the end."""
+def _servers():
+    """A start(repo_paths, name=..., **serve options) -> ServerRecord function, and the records it started."""
     from tritongen.runtime import local
     from tritongen.runtime.command import ServeOptions
 
@@ -137,12 +136,34 @@ def server_factory():
         started.append(record)
         return record
 
-    yield start
+    return start, started
+
+
+def _stop_all(started) -> None:
     # Stop them all at once: each waits for its own graceful shutdown.
     from concurrent.futures import ThreadPoolExecutor
 
+    from tritongen.runtime import local
+
     with ThreadPoolExecutor(max_workers=max(1, len(started))) as pool:
         list(pool.map(local.stop, started))
+
+
+@pytest.fixture(scope="module")
+def server_factory():
+    """start(repo_paths, name=..., **serve options) -> ServerRecord; the module's servers are stopped when it
+    ends (each holds about 1 GB with its python stubs: kept for the whole session, they filled 24 GB)."""
+    start, started = _servers()
+    yield start
+    _stop_all(started)
+
+
+@pytest.fixture(scope="session")
+def session_server_factory():
+    """server_factory for the servers several modules share (tiny_server), stopped at the end of the session."""
+    start, started = _servers()
+    yield start
+    _stop_all(started)
 
 
 def render(model: str, out: Path, **options) -> Path:
@@ -161,8 +182,8 @@ def tiny_repo(tiny_dir, session_root) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_server(tiny_repo, server_factory):
-    return server_factory(tiny_repo, "test-tiny")
+def tiny_server(tiny_repo, session_server_factory):
+    return session_server_factory(tiny_repo, "test-tiny")
 
 
 def sentencepiece_style_tokenizer():
