@@ -93,6 +93,7 @@ class TritonPythonModel:
                 if item is None:
                     return
                 active.append(item)
+            started = time.monotonic()
             still = []
             for seq in active:
                 seq.made += 1
@@ -118,10 +119,9 @@ class TritonPythonModel:
                 if not final:
                     still.append(seq)
             active = still
-            if self.step_s and active:
+            if self.step_s:
                 # A step every step_s, whatever sending took (as a GPU iteration; the cpu engine paces the same).
                 now = time.monotonic()
-                next_step = max(next_step + self.step_s, now)
-                time.sleep(next_step - now)
-            else:
-                next_step = time.monotonic()
+                next_step = max(next_step, started) + self.step_s
+                if next_step > now:
+                    time.sleep(next_step - now)

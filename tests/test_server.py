@@ -530,9 +530,12 @@ def test_optional_outputs_are_what_the_spec_asks_for(multi_server):
     meta = grpcclient.InferenceServerClient(url)
     outputs = {m: [o.name for o in meta.get_model_metadata(m).outputs]
                for m in ("a-ensemble", "b-ensemble", "b-tensorrt_llm_bls")}
+    # The cpu engine's top-k pair rides with the log_probs outputs in its ensemble (the BLS does not take it).
+    top = [t.name for t in contract.TOP_LOGPROBS_OUTPUTS]
     assert outputs["a-ensemble"] == ["text_output", "cum_log_probs", "output_log_probs", "batch_index",
-                                     "sequence_index", "num_input_tokens", "num_output_tokens"]
-    assert outputs["b-ensemble"] == outputs["b-tensorrt_llm_bls"] == [t.name for t in contract.CLIENT_OUTPUTS]
+                                     "sequence_index", "num_input_tokens", "num_output_tokens", *top]
+    assert outputs["b-ensemble"] == [t.name for t in contract.CLIENT_OUTPUTS] + top
+    assert outputs["b-tensorrt_llm_bls"] == [t.name for t in contract.CLIENT_OUTPUTS]
 
     params = GenerateParams(max_tokens=4, return_perf_metrics=True, return_num_tokens=True)
     for model in ("b-ensemble", "b-tensorrt_llm_bls"):

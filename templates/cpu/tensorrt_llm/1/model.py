@@ -280,6 +280,7 @@ class TritonPythonModel:
         self.stream_interval = max(int(_param(config, "stream_interval", "1") or 1), 1)
         self.stream_interval_ns = int(float(_param(config, "stream_interval_ms", "0") or 0) * 1e6)
         self._next_step = 0.0  # time.monotonic() the MOCK's next step starts (_pace)
+        self._step_started = 0.0
         if kind == "mock":
             self.engine = MockEngine(_param(config, "tokenizer_dir"), trust, float(_param(config, "mock_step_ms", "0")),
                                      echo=_bool(_param(config, "mock_echo"), False))
@@ -539,6 +540,7 @@ class TritonPythonModel:
                     seq.group.fail(f"tensorrt_llm (cpu): prefill failed: {exc}")
 
     def _step(self):
+        self._step_started = time.monotonic()
         still = []
         metrics = self.metrics
         metrics.add("tritongen_engine_steps_total")
@@ -597,12 +599,13 @@ class TritonPythonModel:
             self._pace(self.engine.step_s)
 
     def _pace(self, step_s: float) -> None:
-        """The MOCK's step time, kept like a GPU iteration's: a step starts every step_s whatever sending the
-        last one's responses took (they leave through Triton, which a busy pipeline slows; a GPU does not wait
-        for them). A step that ran late starts the next one at once, without a catch-up burst."""
+        """The MOCK's step time, kept like a GPU iteration's: a step ends step_s after the later of its start and
+        the last step's end, whatever sending its responses took (they leave through Triton, which a busy
+        pipeline slows; a GPU does not wait for them). A late step is not caught up with a burst."""
         now = time.monotonic()
-        self._next_step = max(self._next_step + step_s, now)
-        time.sleep(self._next_step - now)
+        self._next_step = max(self._next_step, self._step_started) + step_s
+        if self._next_step > now:
+            time.sleep(self._next_step - now)
 
     def _due(self, seq: Sequence) -> bool:
         """serving.stream_interval: a streamed response leaves with every N new tokens, or with what is held once
