@@ -21,7 +21,7 @@ def _cpu_model_module(monkeypatch):
     fake.TRITONSERVER_RESPONSE_COMPLETE_FINAL = 1
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake)
     monkeypatch.syspath_prepend(str(REPO_ROOT / "templates/common/lib"))
-    monkeypatch.syspath_prepend(str(REPO_ROOT / "templates/cpu/tensorrt_llm/1"))  # guided.py and lora.py, next to model.py
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "templates/cpu/tensorrt_llm/1"))  # engines.py, guided.py and lora.py, next to model.py
     spec = importlib.util.spec_from_file_location("cpu_engine_model", REPO_ROOT / "templates/cpu/tensorrt_llm/1/model.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -15,7 +15,7 @@ from tritongen import contract, versions
 MODEL_FILES = sorted((REPO_ROOT / "templates").rglob("*.py"))
 # What the stock NGC TensorRT-LLM container provides, plus each model's sibling helper modules.
 ALLOWED = {"numpy", "torch", "transformers", "triton_python_backend_utils", "textcodec", "contract_tables",
-           "llm_metrics", "topk", "guided", "llmapi_guided", "lora_names", "lora", "lora_request",
+           "llm_metrics", "topk", "guided", "llmapi_guided", "engines", "lora_names", "lora", "lora_request",
            # TensorRT-LLM itself, and xgrammar, which it depends on (structured output: imported on first use)
            "tensorrt_llm", "xgrammar",
            # the cpu engine's LoRA (lora.py): TensorRT-LLM lists peft in its requirements.txt (@000867d9, 1.2 era)
