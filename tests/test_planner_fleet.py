@@ -175,3 +175,16 @@ def test_fp4_gemms_run_at_their_measured_share_of_the_fp8_efficiency():
     fp8 = sizing.Estimator(shape, b200, precision="fp8", kv_dtype="fp8", tp=1, pp=1)
     assert fp4.flops == pytest.approx(9000e12 * 0.55 * 0.68) and fp8.flops == pytest.approx(4500e12 * 0.55)
     assert sizing.ASSUMPTIONS["fp4_gemm_share"]["value"] == pytest.approx((3039 / 9000) / (2226 / 4500), abs=0.01)
+
+
+def test_mean_latencies_past_capacity_say_saturated_not_a_diverged_number():
+    # 70B bf16 tp4 on H100 at 202/214: the model's capacity is ~16 req/s (the source's all-at-once run: 16)
+    est = sizing.Estimator(sizing.Shape.from_model(load_spec("llama3-70b").model), sizing.Gpu.get("h100"),
+                           precision="bf16", kv_dtype="bf16", tp=4, pp=1)
+    w = sizing.Workload(202, 214, 1)
+    below, above = fleet.mean_latencies(est, w, 4.0), fleet.mean_latencies(est, w, 32.0)
+    assert below["saturated"] == 0.0 and 4 < below["in_flight"] < 100
+    assert above["saturated"] == 1.0 and above["in_flight"] == 4096
+    assert above["itl"] < 10 and above["ttft"] < 10  # the figures at the cap, not a fixed point that ran away
+    capped = fleet.mean_latencies(est, w, 32.0, max_in_flight=512)
+    assert capped["saturated"] == 1.0 and capped["in_flight"] == 512 and capped["itl"] < above["itl"]

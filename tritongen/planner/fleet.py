@@ -146,15 +146,20 @@ def latencies(est: Estimator, workload: Workload, batch: int) -> dict[str, float
             "e2e_p50": ttft["p50"] + (o - 1) * itl, "e2e_p99": ttft["p99"] + (o - 1) * itl * 1.1}
 
 
-def mean_latencies(est: Estimator, workload: Workload, rate: float) -> dict[str, float]:
+def mean_latencies(est: Estimator, workload: Workload, rate: float, max_in_flight: int = 4096) -> dict[str, float]:
     """Mean TTFT and ITL (seconds) and requests in flight at ``rate`` requests/s arriving at random (Poisson):
     the requests in flight b solve Little's law b = rate x e2e(b); an arrival finds the engine idle with
     probability e^-b (:func:`_arrival_sees_idle`) and then pays the idle-engine prefill, else it waits for the
     running iteration and rides in the next (:func:`first_token`); the prompts that arrive during its prefill
-    add theirs on average."""
+    add theirs on average.
+
+    A steady state exists only below the engine's capacity, the most requests/s it completes, sup b / e2e(b).
+    At or above it Little's law has no fixed point: requests in flight grow for as long as arrivals last, so
+    there is no mean to give. Then ``saturated`` is 1.0 and the figures are those at ``max_in_flight`` (a
+    lower bound on what a growing queue reaches), never a diverged number."""
     o = max(workload.output_len, 1)
     ctx = workload.input_len + workload.output_len / 2
-    batch = 1.0
+    batch, saturated = 1.0, 0.0
     for _ in range(100):  # fixed point; e2e grows slowly with b below saturation
         step, _ = est.token_latency(max(1, math.ceil(batch)), ctx)
         prefill = est.loaded_prefill(batch, workload.input_len)
@@ -165,9 +170,12 @@ def mean_latencies(est: Estimator, workload: Workload, rate: float) -> dict[str,
         new = rate * (ttft + (o - 1) * itl)
         if abs(new - batch) < 1e-3:
             break
-        batch = new
+        if new >= max_in_flight and batch >= max_in_flight:  # past capacity: no fixed point below the cap
+            saturated = 1.0
+            break
+        batch = min(new, float(max_in_flight))
     # the front's tokenizer and hops delay the first token but hold no KV: outside the engine's in-flight count
-    return {"ttft": ttft + est.serving_stack_s, "itl": itl, "in_flight": batch}
+    return {"ttft": ttft + est.serving_stack_s, "itl": itl, "in_flight": batch, "saturated": saturated}
 
 
 def closed_loop_latencies(est: Estimator, workload: Workload, concurrency: int) -> dict[str, float]:
