@@ -19,7 +19,8 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import SpecError
 from ..names import name_problem, safe_name_from, shorten, show_path
-from .model import Spec, _path_value, submodel
+from .fields import path_value
+from .model import Spec, submodel
 from .rules import CROSS_MARK, adopt_engine
 
 
@@ -223,7 +224,7 @@ def load_spec(
                   or (file_data.get("model") or {}).get("checkpoint_dir"))
     if checkpoint is not None:
         try:
-            _path_value(checkpoint)
+            path_value(checkpoint)
         except ValueError as exc:
             raise SpecError([f"model.checkpoint_dir: {exc}"]) from None
     if name is not None and name_problem(name):

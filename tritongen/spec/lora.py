@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -26,7 +24,8 @@ from pydantic import (
     model_validator,
 )
 
-from ..names import MAX_PATH, name_problem, shorten, show_path
+from ..names import shorten, show_path
+from .fields import PathField, SafeName
 from .rules import CROSS_MARK
 
 #: Hugging Face (PEFT) module names -> TensorRT-LLM's LoRA module names (tensorrt_llm/lora_manager.py,
@@ -40,23 +39,6 @@ TRTLLM_MODULES = tuple(HF_TO_TRTLLM.values())
 BASE = ""
 
 
-def _adapter_name(value: str) -> str:
-    problem = name_problem(value)
-    if problem:
-        raise ValueError(problem)
-    return value
-
-
-def _path(value: Any) -> Any:
-    if isinstance(value, (str, os.PathLike)):
-        text = os.fspath(value)
-        if len(text) > MAX_PATH or "\x00" in text:
-            raise ValueError(f"{shorten(text)} is not a usable path (too long or a NUL byte)")
-    return value
-
-
-AdapterName = Annotated[StrictStr, AfterValidator(_adapter_name)]
-AdapterDir = Annotated[Path, BeforeValidator(_path)]
 PositiveInt = Annotated[StrictInt, Field(gt=0)]
 
 
@@ -93,7 +75,7 @@ class LoraCache(_Strict):
 
 
 class LoraSpec(_Strict):
-    adapters: dict[AdapterName, AdapterDir] = Field(
+    adapters: dict[SafeName, PathField] = Field(
         default_factory=dict, max_length=1024, description="Adapter name -> Hugging Face PEFT LoRA adapter folder "
         "(adapter_config.json + adapter_model.safetensors). A request chooses one with lora_name (OpenAI: model).")
     max_rank: PositiveInt = Field(64, description="Highest adapter rank the engine supports "

@@ -7,12 +7,10 @@ Every field is documented with ``description``, so that the README's spec refere
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -25,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from ..names import MAX_PATH, NAME_CHARS, name_problem, shorten
+from ..names import NAME_CHARS
 from ..paths import cache_dir
 from .choices import (
     SPECULATIVE_DECODING_MODE,
@@ -45,6 +43,7 @@ from .choices import (
     SpeculativeMethod,
     TorchDtype,
 )
+from .fields import PathField, SafeName
 from .lora import LoraSpec
 from .rules import CROSS_MARK, cross_check
 
@@ -69,31 +68,6 @@ Float = Annotated[float, BeforeValidator(_not_bool)]
 ShortStr = Annotated[StrictStr, Field(max_length=1024)]
 #: Free text (descriptions).
 Text = Annotated[StrictStr, Field(max_length=64 * 1024)]
-
-
-def _safe_name(value: str) -> str:
-    problem = name_problem(value)
-    if problem:
-        raise ValueError(problem)
-    return value
-
-
-def _path_value(value: Any) -> Any:
-    # Checked before pydantic makes a Path: a too long path or a NUL byte fails later as an OSError/ValueError
-    # deep in a file system call ("File name too long", "embedded null byte").
-    if isinstance(value, (str, os.PathLike)):
-        text = os.fspath(value)
-        if len(text) > MAX_PATH:
-            raise ValueError(f"{shorten(text)} is longer than {MAX_PATH} characters")
-        if "\x00" in text:
-            raise ValueError(f"{shorten(text)} holds a NUL byte")
-    return value
-
-
-#: A name that becomes a file or folder name (tritongen.names): [A-Za-z0-9._-], at most 255 characters.
-SafeName = Annotated[StrictStr, AfterValidator(_safe_name)]
-#: A file system path of at most 4096 characters.
-PathField = Annotated[Path, BeforeValidator(_path_value)]
 
 
 class ModelInfo(StrictModel):
