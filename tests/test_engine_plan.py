@@ -17,6 +17,7 @@ from test_engine_support import (
     H100,
     fake_bin,
     make_checkpoint,
+    no_gpu_host,
     normalise,
     recorded_tools,
 )
@@ -28,16 +29,7 @@ from tritongen.errors import GatingError
 @pytest.fixture
 def env(tmp_path, monkeypatch):
     """A private cache, a models dir, and a PATH with no docker and no nvidia-smi."""
-    monkeypatch.setenv("TRITONGEN_CACHE", str(tmp_path / "cache"))
-    empty = tmp_path / "emptybin"
-    empty.mkdir()
-    monkeypatch.setenv("PATH", str(empty))
-    monkeypatch.delenv("TRITON_IMAGE", raising=False)
-    (tmp_path / "models").mkdir()
-    from tritongen.engine import gating
-
-    gating.clear_detect_cache()
-    return tmp_path
+    return no_gpu_host(tmp_path, monkeypatch)
 
 
 # Each case: CLI arguments (MODELS = the per-test models dir) and the checkpoints to create first.

@@ -46,6 +46,20 @@ def fake_local_tools(root: Path) -> Path:
     return bin_dir
 
 
+def no_gpu_host(tmp_path: Path, monkeypatch) -> Path:
+    """A private cache, an empty models dir, and a PATH with no docker and no nvidia-smi (detection re-run)."""
+    from tritongen.engine import gating
+
+    monkeypatch.setenv("TRITONGEN_CACHE", str(tmp_path / "cache"))
+    empty = tmp_path / "emptybin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.delenv("TRITON_IMAGE", raising=False)
+    (tmp_path / "models").mkdir()
+    gating.clear_detect_cache()
+    return tmp_path
+
+
 def make_checkpoint(path: Path, model: str) -> Path:
     """A Hugging Face-style config.json consistent with the catalogue entry ``model`` (no weights)."""
     from tritongen import catalog

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from lora_adapters import standin_adapter
 from test_engine_plan import _check_tool_flags, _split
-from test_engine_support import GOLDEN_ENGINE, make_checkpoint, normalise, recorded_tools
+from test_engine_support import GOLDEN_ENGINE, make_checkpoint, no_gpu_host, normalise, recorded_tools
 
 from tritongen.cli import cli
 from tritongen.errors import SpecError
@@ -25,18 +25,10 @@ from tritongen.spec import load_spec
 @pytest.fixture
 def env(tmp_path, monkeypatch):
     """A private cache and models dir (two STAND-IN adapters and a llama3-8b config), no docker/nvidia-smi."""
-    monkeypatch.setenv("TRITONGEN_CACHE", str(tmp_path / "cache"))
-    empty = tmp_path / "emptybin"
-    empty.mkdir()
-    monkeypatch.setenv("PATH", str(empty))
-    monkeypatch.delenv("TRITON_IMAGE", raising=False)
-    models = tmp_path / "models"
+    models = no_gpu_host(tmp_path, monkeypatch) / "models"
     make_checkpoint(models / "llama3-8b", "llama3-8b")
     standin_adapter(models / "sql", 16, ("q_proj", "k_proj", "v_proj", "o_proj"))
     standin_adapter(models / "chat", 8, ("q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"))
-    from tritongen.engine import gating
-
-    gating.clear_detect_cache()
     return tmp_path
 
 
