@@ -177,7 +177,9 @@ def test_top_logprobs_on_the_cpu_route(oai, tiny_server, tiny_dir):
     assert all(tok in d for tok, d in zip(completion.tokens, completion.top_logprobs))
 
 
-def _reference_top(tiny_dir, messages, n: int, k: int) -> list[list[tuple[str, float]]]:
+def _reference_generate(tiny_dir, messages, n: int):
+    """transformers' greedy generate() on the chat prompt: (the tokenizer, the output with per-step scores, the
+    prompt's length)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -188,6 +190,13 @@ def _reference_top(tiny_dir, messages, n: int, k: int) -> list[list[tuple[str, f
     with torch.inference_mode():
         out = model.generate(ids, max_new_tokens=n, do_sample=False, output_scores=True, return_dict_in_generate=True,
                              pad_token_id=tok.eos_token_id)
+    return tok, out, ids.shape[1]
+
+
+def _reference_top(tiny_dir, messages, n: int, k: int) -> list[list[tuple[str, float]]]:
+    import torch
+
+    tok, out, _ = _reference_generate(tiny_dir, messages, n)
     steps = []
     for scores in out.scores:
         values, top = torch.topk(torch.log_softmax(scores[0].float(), -1), k)
@@ -197,16 +206,9 @@ def _reference_top(tiny_dir, messages, n: int, k: int) -> list[list[tuple[str, f
 
 def _reference_logprobs(tiny_dir, messages, n: int) -> list[float]:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(tiny_dir)
-    model = AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.float32).eval()
-    prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    ids = tok(prompt, add_special_tokens=False, return_tensors="pt").input_ids
-    with torch.inference_mode():
-        out = model.generate(ids, max_new_tokens=n, do_sample=False, output_scores=True, return_dict_in_generate=True,
-                             pad_token_id=tok.eos_token_id)
-    new = out.sequences[0, ids.shape[1]:]
+    _, out, prompt_len = _reference_generate(tiny_dir, messages, n)
+    new = out.sequences[0, prompt_len:]
     return [float(torch.log_softmax(s[0].float(), -1)[t]) for s, t in zip(out.scores, new)]
 
 
