@@ -263,16 +263,16 @@ def summarize_rounds(rows: list[dict]) -> list[dict]:
     return out
 
 
-def compare(medians: list[dict], variant: str, c: int, baseline: str | None = None) -> dict | None:
-    """The ensemble of ``variant`` against the engine alone of ``baseline`` (default: the same variant)."""
+def compare(medians: list[dict], variant: str, c: int) -> dict | None:
+    """The ensemble of ``variant`` against the engine alone on the same server."""
     get = {(r["variant"], r["target"]): r for r in medians if r["concurrency"] == c}
-    e, d = get.get((variant, "ensemble")), get.get((baseline or variant, "tensorrt_llm"))
+    e, d = get.get((variant, "ensemble")), get.get((variant, "tensorrt_llm"))
     if e is None or d is None:
         return None
     parts = {k: e["server_cpu_parts_ms_per_1k"].get(k, 0.0) - d["server_cpu_parts_ms_per_1k"].get(k, 0.0)
              for k in set(e["server_cpu_parts_ms_per_1k"]) | set(d["server_cpu_parts_ms_per_1k"])}
     return {
-        "variant": variant, "baseline": baseline or variant, "concurrency": c,
+        "variant": variant, "concurrency": c,
         "throughput_kept": e["tokens_per_s"] / d["tokens_per_s"],
         "throughput_kept_range": (e["tokens_per_s_range"][0] / d["tokens_per_s_range"][1],
                                   e["tokens_per_s_range"][1] / d["tokens_per_s_range"][0]),
@@ -311,8 +311,7 @@ def _compare_line(s: dict) -> str:
     flag = ("  ** above 100%: the baseline is suspect (the engine alone cannot be slower than the pipeline "
             "around it), or the difference is noise **" if kept > 100 else "")
     parts = ", ".join(f"{k} {v:+.0f}" for k, v in s["added_by_part_ms_per_1k"].items())
-    against = "" if s["baseline"] == s["variant"] else f" vs {s['baseline']} alone"
-    return (f"{s['variant']:<18}c={s['concurrency']:<3}{against}: keeps {kept:5.1f}% ({lo:.0f}-{hi:.0f}) of the "
+    return (f"{s['variant']:<18}c={s['concurrency']:<3}: keeps {kept:5.1f}% ({lo:.0f}-{hi:.0f}) of the "
             f"tokens/s, adds {s['added_server_cpu_ms_per_1k']:6.1f} ms server CPU/1k tok ({parts}), TTFT p99 "
             f"x{s['ttft_p99_ratio']:.2f}, ITL p50 {s['itl_p50_ms']:.2f} ms (alone {s['baseline_itl_p50_ms']:.2f})"
             + flag)

@@ -66,6 +66,14 @@ def _classify(message: str) -> OpenAIError:
     return OpenAIError(500, text, type_="server_error", code="triton_error")
 
 
+def log_probs(result) -> list[float]:
+    """output_log_probs of one response: its tokens' log-probs."""
+    arr = result.as_numpy("output_log_probs")
+    # [beam, tokens] per response, or [1, beam, tokens]: beam 0 is the only one with n separate requests.
+    a = np.asarray(arr if arr is not None else [], dtype=np.float64)
+    return a.reshape(-1)[: a.shape[-1]].tolist() if a.size else []
+
+
 def token_counts(result) -> dict[str, int]:
     """num_input_tokens / num_output_tokens of one response (those it carries)."""
     out = {}
@@ -166,14 +174,8 @@ class TritonBackend:
                 text_arr = result.as_numpy("text_output")
                 text = "" if text_arr is None else contract_io.text_of(text_arr, errors="replace")
                 counts = token_counts(result)
-                lps = tops = None
-                if gen.logprobs:
-                    arr = result.as_numpy("output_log_probs")
-                    # [beam, tokens] per response, or [1, beam, tokens]: beam 0 is the only one with n separate
-                    # requests.
-                    a = np.asarray(arr if arr is not None else [], dtype=np.float64)
-                    lps = a.reshape(-1)[: a.shape[-1]].tolist() if a.size else []
-                    tops = _tops(result) if gen.top_logprobs else None
+                lps = log_probs(result) if gen.logprobs else None
+                tops = _tops(result) if gen.logprobs and gen.top_logprobs else None
                 if text or counts or lps:
                     yield Piece(text, counts, lps, tops)
 

@@ -27,7 +27,7 @@ import numpy as np
 from ... import contract
 from ...errors import UsageError
 from .. import contract_io
-from .backend import Piece, TritonBackend, _classify, token_counts
+from .backend import Piece, TritonBackend, _classify, log_probs, token_counts
 from .mapping import Generation
 from .protocol import OpenAIError
 
@@ -138,10 +138,7 @@ class DirectBackend(TritonBackend):
                 if final:
                     text += decoder.flush()
                 counts = token_counts(result)
-                lps = None
-                if gen.logprobs:
-                    arr = result.as_numpy("output_log_probs")
-                    lps = np.asarray(arr, dtype=np.float64).reshape(-1).tolist() if arr is not None else []
+                lps = log_probs(result) if gen.logprobs else None
                 if text or counts or lps:
                     yield Piece(text, counts, lps)
 
