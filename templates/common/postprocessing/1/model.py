@@ -14,8 +14,9 @@ TensorRT-LLM C++ backend - each chunk is decoded on its own, as the reference po
 once), since requests cannot be told apart. tensorrt_llm_bls is exact on every route.
 
 LLM metrics (llm_metrics.py, serving.metrics.enabled): every response's tokens count as generated; with
-STREAM_STATE's timings (the cpu route, first and last responses) a request's TTFT, mean inter-token time, end-to-end and queue times are measured when
-its first and last tokens leave this model, from the arrival time preprocessing took.
+STREAM_STATE's timings (the cpu route, first and last responses) a request's TTFT, mean inter-token time,
+end-to-end and queue times are measured when its first and last tokens leave this model, from the arrival time
+preprocessing took, and labelled with its LoRA adapter.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ class TritonPythonModel:
         batch, beams = tokens.shape[0], tokens.shape[1]
         keys = finals = stats = None
         if state is not None and state.size:
-            # [key, final] per row, [key, final, arrival, scheduled, prompt, finish] on first and last (STATE_STATS)
+            # [key, final] per row, then tritongen.contract.STATE_STATS on a sequence's first and last responses
             state = state.reshape(batch, -1) if state.size % batch == 0 else state.reshape(1, -1)
             keys, finals = state[:, 0], state[:, 1]
             stats = state[:, 2:] if state.shape[1] >= 6 and (state[:, 2] > 0).all() else None
